@@ -1,0 +1,21 @@
+"""The `journeyman` command. Each area adds its commands from its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from . import store_commands
+
+app = typer.Typer(
+    name="journeyman",
+    help="Journeyman: event-sourced marketing automation.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+for _module in (store_commands,):
+    _module.register(app)
+
+
+def main() -> None:
+    app()

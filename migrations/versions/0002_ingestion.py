@@ -1,0 +1,17 @@
+"""Ingestion: API keys, identity (aliases, members, contact points) and member profiles.
+
+Revision ID: 0002
+"""
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,124 @@
+"""Session fixtures: one embedded PostgreSQL per test session (a fresh, migrated database per
+test, cloned from a migrated template), the Temporal time-skipping test server and the
+Temporal dev server. Nothing is mocked: these are the real servers, from PyPI packages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from engine.stack import EmbeddedPostgres, temporal_cli, temporal_test_server
+from event_store import PostgresEventStore
+
+TEMPLATE_DB = "journeyman_template"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    root = Path(tempfile.mkdtemp(prefix="journeyman-pg-"))
+    server = EmbeddedPostgres(root / "data")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _admin(pg: EmbeddedPostgres) -> asyncpg.Connection:
+    return await asyncpg.connect(pg.database_url("postgres"))
+
+
+@pytest.fixture(scope="session")
+async def template_database(pg_server: EmbeddedPostgres) -> str:
+    """A database migrated once; each test's database is a copy of it."""
+    from engine.db import migrate
+
+    conn = await _admin(pg_server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    finally:
+        await conn.close()
+    await migrate(pg_server.database_url(TEMPLATE_DB))
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+async def database_url(pg_server: EmbeddedPostgres, template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated, empty database for one test."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await _admin(pg_server)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await conn.close()
+    yield pg_server.database_url(name)
+    conn = await _admin(pg_server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[PostgresEventStore]:
+    s = await PostgresEventStore.connect(database_url, min_size=1, max_size=12)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env():  # type: ignore[no-untyped-def]
+    """Temporal's time-skipping test server: `workflow.sleep(days=30)` passes in milliseconds.
+
+    Only handles from `env.client.start_workflow` skip time.
+    """
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server(),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def temporal_dev():  # type: ignore[no-untyped-def]
+    """Temporal's dev server (needed for Schedules and end-to-end runs)."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
