@@ -36,6 +36,52 @@ class Settings(BaseSettings):
     db_pool_min: int = 2
     db_pool_max: int = 10
 
+    # --- ingestion (engine/ingest.py, engine/api/) ---
+    ingest_max_batch_events: int = Field(
+        default=1000, description="Most events one POST /v1/events (or import batch) may carry."
+    )
+    ingest_max_body_bytes: int = Field(
+        default=1_048_576, description="Largest accepted HTTP request body, in bytes."
+    )
+    ingest_future_skew_seconds: float = Field(
+        default=300.0, description="How far in the future an event's occurred_at may be."
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = 8787
+    api_run_projector: bool = Field(
+        default=True, description="Run the member profile projection inside the API process."
+    )
+    # --- member profile projection (engine/profiles/) ---
+    activity_types: list[str] = Field(
+        default=[
+            "member.registered",
+            "page.viewed",
+            "app.opened",
+            "product.viewed",
+            "cart.updated",
+            "order.placed",
+            "message.clicked",
+        ],
+        description="Event types that count as member activity (inactivity, lifecycle stage).",
+    )
+    lifecycle_new_days: int = Field(default=14, description="'new' while first seen this recently.")
+    lifecycle_at_risk_days: int = Field(
+        default=30, description="No activity for this long: at risk."
+    )
+    lifecycle_lapsed_days: int = Field(default=60, description="No activity for this long: lapsed.")
+    lifecycle_churned_days: int = Field(default=180, description="No activity this long: churned.")
+    rfm_recency_days: list[int] = Field(
+        default=[14, 30, 90, 180],
+        description="Days since the last order that bound recency scores 5, 4, 3, 2 (else 1).",
+    )
+    rfm_frequency_orders: list[int] = Field(
+        default=[2, 3, 5, 10], description="Order counts from which frequency is 2, 3, 4, 5."
+    )
+    rfm_monetary_values: list[float] = Field(
+        default=[50.0, 150.0, 500.0, 1500.0],
+        description="Monetary values from which the monetary score is 2, 3, 4, 5.",
+    )
+
     def resolved_secret(self) -> bytes:
         """The server secret: configured, or generated once into `<data_dir>/secret.key`."""
         if self.secret_key is not None:

@@ -1,5 +1,6 @@
 """Every table's metadata, gathered for Alembic's autogenerate."""
 
+from engine.ingest_schema import metadata as ingest_metadata
 from event_store.schema import metadata as store_metadata
 
-target_metadata = [store_metadata]
+target_metadata = [store_metadata, ingest_metadata]
