@@ -1,0 +1,50 @@
+"""Journeyman channels: the contract every channel implements, its errors, and (in their own
+modules) the built-in channels — `channels.email`, `channels.sms`, `channels.webpush`,
+`channels.fcm`, `channels.webhook` and `channels.outbox`.
+
+The public names are exactly those in `__all__`; a test keeps that list honest.
+"""
+
+from .base import (
+    Channel,
+    ChannelConfig,
+    ContactKind,
+    DeliveryEvent,
+    DeliveryResult,
+    Message,
+    WebhookRequest,
+    route,
+    task_queue_for,
+)
+from .errors import (
+    AmbiguousError,
+    ChannelError,
+    ChannelMisconfigured,
+    ContentRejected,
+    PermanentError,
+    RecipientGone,
+    RecipientInvalid,
+    RecipientUnsubscribed,
+    TransientError,
+)
+
+__all__ = [
+    "AmbiguousError",
+    "Channel",
+    "ChannelConfig",
+    "ChannelError",
+    "ChannelMisconfigured",
+    "ContactKind",
+    "ContentRejected",
+    "DeliveryEvent",
+    "DeliveryResult",
+    "Message",
+    "PermanentError",
+    "RecipientGone",
+    "RecipientInvalid",
+    "RecipientUnsubscribed",
+    "TransientError",
+    "WebhookRequest",
+    "route",
+    "task_queue_for",
+]

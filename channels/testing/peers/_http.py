@@ -1,0 +1,158 @@
+"""A small HTTP peer base: a Starlette app served by uvicorn on 127.0.0.1, an ephemeral port,
+a failure script and request counters."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, Response
+
+
+@dataclass
+class Failure:
+    """One scripted answer: status, JSON body (or None) and headers. `delay` seconds are
+    slept first; `drop` closes the connection without an answer after reading the request."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+
+    def response(self) -> Response:
+        if self.body is None:
+            return Response(status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+
+
+class FailureScript:
+    """Answers to give instead of the normal one, in order, one per request."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Failure] = deque()
+
+    def add(self, failure: Failure, times: int = 1) -> None:
+        for _ in range(times):
+            self._queue.append(failure)
+
+    def next(self) -> Failure | None:
+        return self._queue.popleft() if self._queue else None
+
+    def clear(self) -> None:
+        self._queue.clear()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+class HttpPeer:
+    """Base class of the HTTP peers. Use as `async with Peer() as peer:` or start()/stop().
+
+    `requests` counts every request the peer's API endpoints received (failed or not);
+    subclasses count what they accepted.
+    """
+
+    def __init__(self) -> None:
+        self.failures = FailureScript()
+        self.requests = 0
+        self.port = 0
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+
+    # subclasses build their routes
+    def app(self) -> Starlette:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def fail_next(
+        self,
+        times: int,
+        status: int,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        delay: float = 0.0,
+        drop: bool = False,
+    ) -> None:
+        """Answer the next `times` API requests with `status` (and body, headers)."""
+        self.failures.add(Failure(status, body, dict(headers or {}), delay, drop), times)
+
+    async def scripted(self) -> Response | None:
+        """Count a request and return the scripted failure for it, if one is queued."""
+        self.requests += 1
+        failure = self.failures.next()
+        if failure is None:
+            return None
+        if failure.delay:
+            await asyncio.sleep(failure.delay)
+        if failure.drop:
+            raise _Drop
+        return failure.response()
+
+    async def start(self) -> Self:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+        app = _DropMiddleware(self.app())
+        config = uvicorn.Config(app, log_level="critical", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        # `_serve` rather than `serve`: a peer inside a test must not take over the
+        # process's signal handlers.
+        self._task = asyncio.create_task(self._server._serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.005)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+            self._server = None
+            self._task = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class _Drop(Exception):
+    """Raised by a handler to close the connection without answering."""
+
+
+class _DropMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except _Drop:
+            # Start a response that promises a body, then fail: the server aborts the
+            # connection and the client sees it break after its request was sent.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"100")],
+                }
+            )
+            raise RuntimeError("peer dropped the connection on purpose") from None
