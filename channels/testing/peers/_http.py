@@ -41,6 +41,9 @@ class FailureScript:
         for _ in range(times):
             self._queue.append(failure)
 
+    def peek(self) -> Failure | None:
+        return self._queue[0] if self._queue else None
+
     def next(self) -> Failure | None:
         return self._queue.popleft() if self._queue else None
 
@@ -95,9 +98,11 @@ class HttpPeer:
             return None
         if failure.delay:
             await asyncio.sleep(failure.delay)
-        if failure.drop:
-            raise _Drop
         return failure.response()
+
+    def is_api(self, path: str) -> bool:
+        """Whether `path` is one of the endpoints that scripted failures apply to."""
+        return True
 
     async def start(self) -> Self:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -105,7 +110,7 @@ class HttpPeer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self._sock = sock
-        app = _DropMiddleware(self.app())
+        app = _DropMiddleware(self, self.app())
         config = uvicorn.Config(app, log_level="critical", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         # `_serve` rather than `serve`: a peer inside a test must not take over the
@@ -134,25 +139,31 @@ class HttpPeer:
         await self.stop()
 
 
-class _Drop(Exception):
-    """Raised by a handler to close the connection without answering."""
-
-
 class _DropMiddleware:
-    def __init__(self, app: Any) -> None:
+    """Carries out scripted drops: read the request, promise a body, then break the
+    connection, so the client sees it fail after its request was sent."""
+
+    def __init__(self, peer: HttpPeer, app: Any) -> None:
+        self.peer = peer
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
+        failure = self.peer.failures.peek()
+        if (
+            scope["type"] != "http"
+            or failure is None
+            or not failure.drop
+            or not self.peer.is_api(scope["path"])
+        ):
             await self.app(scope, receive, send)
-        except _Drop:
-            # Start a response that promises a body, then fail: the server aborts the
-            # connection and the client sees it break after its request was sent.
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-length", b"100")],
-                }
-            )
-            raise RuntimeError("peer dropped the connection on purpose") from None
+            return
+        self.peer.failures.next()
+        self.peer.requests += 1
+        while (await receive()).get("more_body"):
+            pass
+        if failure.delay:
+            await asyncio.sleep(failure.delay)
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]}
+        )
+        raise RuntimeError("peer dropped the connection on purpose")
