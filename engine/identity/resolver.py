@@ -1,0 +1,323 @@
+"""Batch identity resolution: which member does each event of a batch belong to?
+
+The whole batch is resolved inside the caller's transaction with two reads (the aliases it
+mentions, then the members those name) and a handful of set-based writes, whatever the
+batch size. Rules, applied event by event in batch order:
+
+- the candidates of an event are the member named by its `member.id` (created when new)
+  and the members its known aliases point to;
+- no candidate: a new member is created;
+- several candidates: they are one person. The oldest member (lowest creation order)
+  survives, the others are merged into it (`member.merged` is appended to both streams), and
+  their aliases, push subscriptions and later events go to the survivor;
+- aliases not seen before are linked to the chosen member; when that member existed before
+  the event, a `member.identified` event records the link.
+
+Every event of the batch goes to the member that survives the batch. `resolve` only reads;
+`write` stores its decisions and runs after the events are appended. Concurrent batches
+that race on the same new alias or member id make one transaction fail with a unique
+violation; the caller retries it, and the retry sees the winner's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from engine.crypto import DataKey, Keyring, load_data_keys
+from event_store import NewEvent
+
+from .aliases import Alias, Claim
+
+_NEW_SEQ_BASE = 1 << 62
+
+
+@dataclass
+class Resolution:
+    member_ids: list[str]
+    """The member of each claim, in claim order (always a surviving member)."""
+    system_events: dict[int, list[tuple[str, NewEvent]]] = field(default_factory=dict)
+    """Events the resolution itself produced, keyed by the index of the claim that caused
+    them: `(member_id, event)` pairs to append just before that claim's event."""
+    created: list[str] = field(default_factory=list)
+    merges: list[tuple[str, str]] = field(default_factory=list)
+    """`(merged, survivor)` pairs."""
+    _plan: _Plan | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Plan:
+    """What `write` has to store."""
+
+    members: _Members
+    owner: dict[tuple[str, bytes], str]
+    new_aliases: dict[tuple[str, bytes], Alias] = field(default_factory=dict)
+    merges: list[tuple[int, str]] = field(default_factory=list)
+    keys: dict[str, DataKey] = field(default_factory=dict)
+    new_keys: list[tuple[str, bytes]] = field(default_factory=list)
+    push: dict[bytes, tuple[str, str, bytes]] = field(default_factory=dict)
+
+
+class _Members:
+    """Union-find over member ids with creation order (`seq`) as the survivor rule."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+        self.seq: dict[str, int] = {}
+        self._next_new = _NEW_SEQ_BASE
+
+    def known(self, member_id: str) -> bool:
+        return member_id in self.seq
+
+    def add(self, member_id: str, seq: int | None = None) -> None:
+        if seq is None:
+            seq = self._next_new
+            self._next_new += 1
+        self.seq[member_id] = seq
+        self.parent.setdefault(member_id, member_id)
+
+    def find(self, member_id: str) -> str:
+        root = member_id
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[member_id] != root:
+            self.parent[member_id], member_id = root, self.parent[member_id]
+        return root
+
+
+class IdentityResolver:
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    async def resolve(self, conn: asyncpg.Connection, claims: Sequence[Claim]) -> Resolution:
+        """Decide the member of every claim, reading only; `write` stores the decisions.
+
+        Reading first and writing after the events are appended keeps the append the first
+        write of the transaction (so it never has to wait behind its own earlier writes).
+        """
+        blind = self.keyring.blind
+        blinds: dict[Alias, bytes] = {}
+        for c in claims:
+            for a in c.aliases:
+                if a not in blinds:
+                    blinds[a] = blind(a.kind, a.value)
+
+        owner: dict[tuple[str, bytes], str] = {}
+        if blinds:
+            rows = await conn.fetch(
+                "SELECT a.kind, a.blind, a.member_id FROM unnest($1::text[], $2::bytea[]) "
+                "AS q(kind, blind) JOIN member_aliases a ON a.kind = q.kind AND a.blind = q.blind",
+                [a.kind for a in blinds],
+                list(blinds.values()),
+            )
+            owner = {(r["kind"], bytes(r["blind"])): r["member_id"] for r in rows}
+
+        members = _Members()
+        wanted = {c.member_id for c in claims if c.member_id} | set(owner.values())
+        await _load_members(conn, members, wanted)
+
+        result = Resolution(member_ids=[])
+        plan = _Plan(members=members, owner=owner)
+        identified: list[tuple[int, str, list[str]]] = []
+        for i, c in enumerate(claims):
+            candidates: list[str] = []
+            created_now: str | None = None
+            if c.member_id:
+                if not members.known(c.member_id):
+                    members.add(c.member_id)
+                    result.created.append(c.member_id)
+                    created_now = c.member_id
+                candidates.append(members.find(c.member_id))
+            for a in c.aliases:
+                known = owner.get((a.kind, blinds[a]))
+                if known is not None:
+                    candidates.append(members.find(known))
+            if not candidates:
+                target = uuid.uuid4().hex
+                members.add(target)
+                result.created.append(target)
+                existed = False
+            else:
+                distinct = list(dict.fromkeys(candidates))
+                target = min(distinct, key=members.seq.__getitem__)
+                for other in distinct:
+                    if other != target:
+                        members.parent[other] = target
+                        plan.merges.append((i, other))
+                existed = target != created_now
+            linked: list[str] = []
+            for a in c.aliases:
+                key = (a.kind, blinds[a])
+                if key not in owner:
+                    owner[key] = target
+                    plan.new_aliases[key] = a
+                    linked.append(a.kind)
+            if linked and existed and c.type != "member.identified":
+                identified.append((i, target, linked))
+            result.member_ids.append(target)
+
+        result.member_ids = [members.find(m) for m in result.member_ids]
+        need_keys = {members.find(owner[k]) for k in plan.new_aliases}
+        need_keys |= {result.member_ids[i] for i, c in enumerate(claims) if c.push}
+        need_keys |= {members.find(loser) for _, loser in plan.merges}
+        plan.keys = await load_data_keys(conn, self.keyring, need_keys - set(result.created))
+        for m in sorted(need_keys - set(plan.keys)):
+            plan.keys[m], wrapped = self.keyring.new_data_key(m)
+            plan.new_keys.append((m, wrapped))
+        plan.push = self._push_rows(claims, result.member_ids, plan.keys)
+
+        for i, m, kinds in identified:
+            c = claims[i]
+            result.system_events.setdefault(i, []).append(
+                (
+                    members.find(m),
+                    NewEvent(
+                        "member.identified",
+                        {"alias_kinds": sorted(set(kinds)), "source_event_id": c.event_id},
+                        {"source": "identity"},
+                        event_id=f"{c.event_id}#identified",
+                        occurred_at=c.occurred_at,
+                    ),
+                )
+            )
+        for i, loser in plan.merges:
+            survivor = members.find(loser)
+            c = claims[i]
+            data = {"survivor": survivor, "merged": loser, "source_event_id": c.event_id}
+            meta = {"source": "identity"}
+            result.system_events.setdefault(i, []).extend(
+                (m, NewEvent("member.merged", data, meta, event_id=eid, occurred_at=c.occurred_at))
+                for m, eid in (
+                    (loser, f"merge#{loser}#into"),
+                    (survivor, f"merge#{loser}#survivor"),
+                )
+            )
+            result.merges.append((loser, survivor))
+        result._plan = plan
+        return result
+
+    async def write(self, conn: asyncpg.Connection, resolution: Resolution) -> None:
+        """Store what `resolve` decided: new members, keys, aliases, merges, push."""
+        plan = resolution._plan
+        assert plan is not None, "write() needs the Resolution returned by resolve()"
+        members = plan.members
+        if resolution.created:
+            await conn.execute(
+                "INSERT INTO members (member_id) SELECT unnest($1::text[])", resolution.created
+            )
+        if plan.new_keys:
+            await conn.execute(
+                "INSERT INTO member_keys (member_id, wrapped_key) "
+                "SELECT * FROM unnest($1::text[], $2::bytea[])",
+                [m for m, _ in plan.new_keys],
+                [w for _, w in plan.new_keys],
+            )
+        if plan.merges:
+            await self._merge(conn, plan)
+        if plan.new_aliases:
+            cols: tuple[list, list, list, list] = ([], [], [], [])
+            for (kind, b), a in sorted(plan.new_aliases.items(), key=lambda kv: kv[0]):
+                m = members.find(plan.owner[(kind, b)])
+                cols[0].append(kind)
+                cols[1].append(b)
+                cols[2].append(m)
+                cols[3].append(plan.keys[m].encrypt(a.value.encode(), f"alias:{kind}"))
+            await conn.execute(
+                "INSERT INTO member_aliases (kind, blind, member_id, value_enc) "
+                "SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])",
+                *cols,
+            )
+        if plan.push:
+            rows = sorted(plan.push.items())
+            await conn.execute(
+                "INSERT INTO push_subscriptions (blind, member_id, kind, value_enc) "
+                "SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bytea[]) "
+                "ON CONFLICT (blind) DO UPDATE SET member_id = excluded.member_id, "
+                "kind = excluded.kind, value_enc = excluded.value_enc, updated_at = now()",
+                [b for b, _ in rows],
+                [v[0] for _, v in rows],
+                [v[1] for _, v in rows],
+                [v[2] for _, v in rows],
+            )
+
+    async def _merge(self, conn: asyncpg.Connection, plan: _Plan) -> None:
+        members = plan.members
+        losers = [loser for _, loser in plan.merges]
+        survivors = [members.find(loser) for loser in losers]
+        await conn.execute(
+            "UPDATE members m SET merged_into = x.s FROM unnest($1::text[], $2::text[]) AS x(l, s) "
+            "WHERE m.member_id = x.l OR m.merged_into = x.l",
+            losers,
+            survivors,
+        )
+        # Re-encrypt the losers' aliases and push subscriptions under the survivor's key.
+        loser_keys = await load_data_keys(conn, self.keyring, losers)
+        rows = await conn.fetch(
+            "SELECT kind, blind, member_id, value_enc FROM member_aliases "
+            "WHERE member_id = ANY($1::text[]) FOR UPDATE",
+            losers,
+        )
+        for r in rows:
+            old = loser_keys.get(r["member_id"])
+            if old is not None:
+                s = members.find(r["member_id"])
+                purpose = f"alias:{r['kind']}"
+                value = plan.keys[s].encrypt(old.decrypt(r["value_enc"], purpose), purpose)
+                await conn.execute(
+                    "UPDATE member_aliases SET member_id = $1, value_enc = $2 "
+                    "WHERE kind = $3 AND blind = $4",
+                    s,
+                    value,
+                    r["kind"],
+                    r["blind"],
+                )
+        rows = await conn.fetch(
+            "SELECT kind, blind, member_id, value_enc FROM push_subscriptions "
+            "WHERE member_id = ANY($1::text[]) FOR UPDATE",
+            losers,
+        )
+        for r in rows:
+            old = loser_keys.get(r["member_id"])
+            if old is not None and r["blind"] not in plan.push:
+                s = members.find(r["member_id"])
+                purpose = f"push:{r['kind']}"
+                value = plan.keys[s].encrypt(old.decrypt(r["value_enc"], purpose), purpose)
+                await conn.execute(
+                    "UPDATE push_subscriptions SET member_id = $1, value_enc = $2 WHERE blind = $3",
+                    s,
+                    value,
+                    r["blind"],
+                )
+        await conn.execute("DELETE FROM member_keys WHERE member_id = ANY($1::text[])", losers)
+
+    def _push_rows(
+        self, claims: Sequence[Claim], member_ids: list[str], keys: dict[str, DataKey]
+    ) -> dict[bytes, tuple[str, str, bytes]]:
+        latest: dict[bytes, tuple[str, str, bytes]] = {}
+        for c, m in zip(claims, member_ids, strict=True):
+            for p in c.push:
+                b = self.keyring.blind(f"push:{p.kind}", p.key)
+                value = json.dumps(p.value, separators=(",", ":"), sort_keys=True).encode()
+                latest[b] = (m, p.kind, keys[m].encrypt(value, f"push:{p.kind}"))
+        return latest
+
+
+async def _load_members(conn: asyncpg.Connection, members: _Members, wanted: set[str]) -> None:
+    """Load members with their creation order, following `merged_into` to the survivor."""
+    todo = set(wanted)
+    while todo:
+        rows = await conn.fetch(
+            "SELECT member_id, seq, merged_into FROM members WHERE member_id = ANY($1::text[])",
+            list(todo),
+        )
+        todo = set()
+        for r in rows:
+            members.add(r["member_id"], r["seq"])
+            if r["merged_into"] is not None:
+                members.parent[r["member_id"]] = r["merged_into"]
+                if not members.known(r["merged_into"]):
+                    todo.add(r["merged_into"])

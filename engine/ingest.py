@@ -1,0 +1,253 @@
+"""Ingestion: validated events -> identity resolution -> one append transaction per batch.
+
+`Ingestor.ingest(events)` is the single road in for the HTTP API, the Segment-compatible
+endpoints and bulk import. For a batch it:
+
+1. applies the rules pydantic cannot know (clock skew, reserved types) and drops repeated
+   event ids inside the batch (answered as duplicates of the first);
+2. in one transaction: finds event ids that are already stored (answered as duplicates,
+   nothing else happens for them), resolves the members of the rest in one batch query
+   (`engine.identity`), and appends every event to its member's stream `member-<id>`;
+3. answers one outcome per event, in request order.
+
+A rejected event stores nothing; accepted events are committed before the answer. Races
+with concurrent batches (same new alias, member id or stream) end in a unique violation
+and the whole batch is retried from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from pydantic import TypeAdapter, ValidationError
+
+from engine.crypto import Keyring
+from engine.identity import IdentityResolver
+from engine.identity.aliases import DEVICE_ID, EMAIL, EXTERNAL_PREFIX, PHONE, Alias, Claim
+from engine.identity.aliases import PushSubscription as PushRef
+from engine.ingest_models import (
+    RESERVED_TYPES,
+    EventIn,
+    EventOutcome,
+    FieldError,
+    IngestResult,
+    field_errors,
+)
+from engine.settings import Settings
+from event_store import ANY, ConcurrencyError, NewEvent, PostgresEventStore
+
+SCHEMA_VERSION = 1
+_ATTEMPTS = 12
+_RETRYABLE = (
+    ConcurrencyError,  # the store's "retry the whole transaction" (ANY never conflicts)
+    asyncpg.UniqueViolationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+EVENT_ADAPTER: TypeAdapter[EventIn] = TypeAdapter(EventIn)
+
+
+def stream_of(member_id: str) -> str:
+    return f"member-{member_id}"
+
+
+def claim_of(event: EventIn) -> Claim:
+    m = event.member
+    aliases: list[Alias] = []
+    if m.email:
+        aliases.append(Alias(EMAIL, m.email))
+    if m.phone:
+        aliases.append(Alias(PHONE, m.phone))
+    if m.device_id:
+        aliases.append(Alias(DEVICE_ID, m.device_id))
+    for system, value in m.external_ids.items():
+        aliases.append(Alias(EXTERNAL_PREFIX + system, value))
+    push = tuple(
+        PushRef(p.type, p.identity, p.model_dump(exclude_none=True)) for p in m.push_subscriptions
+    )
+    return Claim(
+        event_id=event.event_id,
+        member_id=m.id,
+        aliases=tuple(aliases),
+        push=push,
+        occurred_at=event.occurred_at,
+        type=event.type,
+    )
+
+
+class Ingestor:
+    """Validates, resolves and appends batches of events. One per process is enough."""
+
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        settings: Settings,
+        keyring: Keyring | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.keyring = keyring or Keyring(settings.resolved_secret())
+        self.resolver = IdentityResolver(self.keyring)
+
+    # ------------------------------------------------------------------ entry points
+    async def ingest_raw(
+        self, items: Sequence[Any], *, source: str = "api", key_id: str | None = None
+    ) -> IngestResult:
+        """Validate plain JSON values one by one, then ingest the valid ones."""
+        events: list[EventIn | list[FieldError]] = []
+        for i, item in enumerate(items):
+            try:
+                events.append(EVENT_ADAPTER.validate_python(item))
+            except ValidationError as exc:
+                events.append(field_errors(exc, f"events[{i}]"))
+        return await self.ingest(events, source=source, key_id=key_id)
+
+    async def ingest(
+        self,
+        events: Sequence[EventIn | list[FieldError]],
+        *,
+        source: str = "api",
+        key_id: str | None = None,
+    ) -> IngestResult:
+        """Ingest a batch; items that are already a list of errors are answered as rejected."""
+        now = dt.datetime.now(dt.UTC)
+        skew = dt.timedelta(seconds=self.settings.ingest_future_skew_seconds)
+        outcomes: list[EventOutcome | None] = [None] * len(events)
+        first_index: dict[str, int] = {}
+        repeats: list[tuple[int, int]] = []
+        valid: list[int] = []
+        for i, e in enumerate(events):
+            if isinstance(e, list):
+                outcomes[i] = EventOutcome(index=i, event_id=None, status="rejected", errors=e)
+                continue
+            errors = self._rule_errors(i, e, now + skew)
+            if errors:
+                outcomes[i] = EventOutcome(
+                    index=i, event_id=e.event_id, status="rejected", errors=errors
+                )
+            elif e.event_id in first_index:
+                repeats.append((i, first_index[e.event_id]))
+            else:
+                first_index[e.event_id] = i
+                valid.append(i)
+        if valid:
+            await self._store([(i, events[i]) for i in valid], outcomes, source, key_id)  # type: ignore[misc]
+        for i, first in repeats:
+            o = outcomes[first]
+            assert o is not None
+            outcomes[i] = o.model_copy(update={"index": i, "status": "duplicate"})
+        done = [o for o in outcomes if o is not None]
+        return IngestResult(
+            accepted=sum(o.status == "accepted" for o in done),
+            duplicates=sum(o.status == "duplicate" for o in done),
+            rejected=sum(o.status == "rejected" for o in done),
+            results=done,
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _rule_errors(self, i: int, e: EventIn, latest: dt.datetime) -> list[FieldError]:
+        errors: list[FieldError] = []
+        if e.type in RESERVED_TYPES:
+            errors.append(
+                FieldError(
+                    field=f"events[{i}].type",
+                    reason=f"{e.type} is reserved: only the engine appends it",
+                )
+            )
+        if e.occurred_at > latest:
+            errors.append(
+                FieldError(
+                    field=f"events[{i}].occurred_at",
+                    reason=f"{e.occurred_at.isoformat()} is in the future (more than "
+                    f"{self.settings.ingest_future_skew_seconds:g} s of clock skew)",
+                )
+            )
+        return errors
+
+    async def _store(
+        self,
+        batch: list[tuple[int, EventIn]],
+        outcomes: list[EventOutcome | None],
+        source: str,
+        key_id: str | None,
+    ) -> None:
+        metadata: dict[str, Any] = {"source": source, "schema_version": SCHEMA_VERSION}
+        if key_id:
+            metadata["api_key"] = key_id
+        ids = [e.event_id for _, e in batch]
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self.store.pool.acquire() as conn, conn.transaction():
+                    stored = {
+                        r["event_id"]: r
+                        for r in await conn.fetch(
+                            "SELECT event_id, stream_id, global_position FROM events "
+                            "WHERE event_id = ANY($1::text[])",
+                            ids,
+                        )
+                    }
+                    fresh = [(i, e) for i, e in batch if e.event_id not in stored]
+                    positions: dict[str, tuple[str, int]] = {}
+                    if fresh:
+                        positions = await self._append_fresh(conn, fresh, metadata)
+                break
+            except _RETRYABLE:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.002 * (attempt + 1))
+        for i, e in batch:
+            if e.event_id in stored:
+                r = stored[e.event_id]
+                outcomes[i] = EventOutcome(
+                    index=i,
+                    event_id=e.event_id,
+                    status="duplicate",
+                    member_id=r["stream_id"].removeprefix("member-"),
+                    global_position=r["global_position"],
+                )
+            else:
+                member_id, position = positions[e.event_id]
+                outcomes[i] = EventOutcome(
+                    index=i,
+                    event_id=e.event_id,
+                    status="accepted",
+                    member_id=member_id,
+                    global_position=position,
+                )
+
+    async def _append_fresh(
+        self,
+        conn: asyncpg.Connection,
+        fresh: list[tuple[int, EventIn]],
+        metadata: dict[str, Any],
+    ) -> dict[str, tuple[str, int]]:
+        claims = [claim_of(e) for _, e in fresh]
+        resolution = await self.resolver.resolve(conn, claims)
+        streams: dict[str, list[NewEvent]] = {}
+        for j, (_, e) in enumerate(fresh):
+            for member_id, system_event in resolution.system_events.get(j, ()):
+                streams.setdefault(stream_of(member_id), []).append(system_event)
+            meta = metadata
+            kinds = [a.kind for a in claims[j].aliases]
+            if kinds:
+                meta = {**metadata, "aliases": kinds}
+            streams.setdefault(stream_of(resolution.member_ids[j]), []).append(
+                NewEvent(
+                    e.type,
+                    e.properties,
+                    meta,
+                    event_id=e.event_id,
+                    occurred_at=e.occurred_at,
+                )
+            )
+        results = await self.store.append_batch(
+            [(stream, evs, ANY) for stream, evs in streams.items()], conn=conn
+        )
+        await self.resolver.write(conn, resolution)
+        return {
+            r.event_id: (r.stream_id.removeprefix("member-"), r.global_position) for r in results
+        }

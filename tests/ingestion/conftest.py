@@ -1,0 +1,20 @@
+"""Fixtures of the ingestion tests: settings with a fixed secret and an `Ingestor`."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from engine.ingest import Ingestor
+from engine.settings import Settings
+from event_store import PostgresEventStore
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(secret_key=SecretStr("test-secret-" + "x" * 32), data_dir=tmp_path)
+
+
+@pytest.fixture
+def ingestor(store: PostgresEventStore, settings: Settings) -> Ingestor:
+    return Ingestor(store, settings)
