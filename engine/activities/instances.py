@@ -1,0 +1,229 @@
+"""The `journey_instances` projection: which journey runs each member is in.
+
+The dispatcher reads it to skip members with nothing running (a page view of a member who
+is in no journey never becomes Temporal traffic) and to apply re-entry rules. It is folded
+from `journey.entered` / `journey.exited` events, and also written *before* those events
+exist by whoever starts a run (dispatcher, inactivity scan) as a `pending` row, so that an
+event following a trigger closely is never routed past a run that has just begun.
+
+A stale "running" row costs one no-op signal ("not found", which clears it); a stale
+"not running" row would lose events, so every ambiguity resolves toward running.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    text,
+)
+
+metadata = MetaData()
+
+journey_instances = Table(
+    "journey_instances",
+    metadata,
+    Column("workflow_id", Text, primary_key=True),
+    Column("journey", Text, nullable=False),
+    Column("member_id", Text, nullable=False),
+    Column("key", Text),
+    Column("running", Boolean, nullable=False, server_default=text("false")),
+    Column("pending", Boolean, nullable=False, server_default=text("false")),
+    Column("entry_id", Text),
+    Column("entries", Integer, nullable=False, server_default=text("0")),
+    Column("variant", Text),
+    Column("holdout", Boolean),
+    Column("entered_at", DateTime(timezone=True)),
+    Column("exited_at", DateTime(timezone=True)),
+    Column("exit_reason", Text),
+    Column("converted", Boolean, nullable=False, server_default=text("false")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("journey_instances_member_idx", "member_id", "journey"),
+)
+
+
+@dataclass(frozen=True)
+class Instance:
+    workflow_id: str
+    journey: str
+    member_id: str
+    key: str | None
+    running: bool
+    pending: bool
+    entry_id: str | None
+    entries: int
+    exited_at: dt.datetime | None
+
+
+def _instance(row: asyncpg.Record) -> Instance:
+    return Instance(
+        workflow_id=row["workflow_id"],
+        journey=row["journey"],
+        member_id=row["member_id"],
+        key=row["key"],
+        running=row["running"],
+        pending=row["pending"],
+        entry_id=row["entry_id"],
+        entries=row["entries"],
+        exited_at=row["exited_at"],
+    )
+
+
+_COLS = "workflow_id, journey, member_id, key, running, pending, entry_id, entries, exited_at"
+
+
+async def get_instance(
+    conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str
+) -> Instance | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COLS} FROM journey_instances WHERE workflow_id = $1", workflow_id
+    )
+    return None if row is None else _instance(row)
+
+
+async def running_instances(
+    conn: asyncpg.Connection | asyncpg.Pool, member_id: str, journey: str
+) -> list[Instance]:
+    rows = await conn.fetch(
+        f"SELECT {_COLS} FROM journey_instances "
+        "WHERE member_id = $1 AND journey = $2 AND running ORDER BY workflow_id",
+        member_id,
+        journey,
+    )
+    return [_instance(r) for r in rows]
+
+
+async def mark_started(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    workflow_id: str,
+    journey: str,
+    member_id: str,
+    key: str | None,
+    entry_id: str | None,
+    new_run: bool,
+) -> None:
+    """Whoever starts (or signals-with-start) a run records it at once.
+
+    With `entry_id` known (a new run was started), the row names that entry; otherwise the
+    row is `pending` until the run's `journey.entered` arrives.
+    """
+    await conn.execute(
+        """
+        INSERT INTO journey_instances
+            (workflow_id, journey, member_id, key, running, pending, entry_id, entries, entered_at)
+        VALUES ($1, $2, $3, $4, true, $5 IS NULL, $5, CASE WHEN $6 THEN 1 ELSE 0 END, now())
+        ON CONFLICT (workflow_id) DO UPDATE SET
+            running = true,
+            pending = CASE WHEN $5 IS NULL THEN journey_instances.pending ELSE false END,
+            entry_id = coalesce($5, journey_instances.entry_id),
+            entries = journey_instances.entries
+                + CASE WHEN $6 AND $5 IS DISTINCT FROM journey_instances.entry_id THEN 1 ELSE 0 END,
+            entered_at = CASE WHEN $6 THEN now() ELSE journey_instances.entered_at END,
+            updated_at = now()
+        """,
+        workflow_id,
+        journey,
+        member_id,
+        key,
+        entry_id,
+        new_run,
+    )
+
+
+async def fold_entered(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    workflow_id: str,
+    journey: str,
+    member_id: str,
+    key: str | None,
+    entry_id: str,
+    variant: str | None,
+    holdout: bool | None,
+    at: dt.datetime,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO journey_instances (workflow_id, journey, member_id, key, running, pending,
+            entry_id, entries, variant, holdout, entered_at)
+        VALUES ($1, $2, $3, $4, true, false, $5, 1, $6, $7, $8)
+        ON CONFLICT (workflow_id) DO UPDATE SET
+            entries = journey_instances.entries
+                + CASE WHEN journey_instances.entry_id IS DISTINCT FROM $5
+                        AND journey_instances.pending IS NOT TRUE THEN 1 ELSE 0 END,
+            running = CASE WHEN journey_instances.entry_id = $5
+                           AND journey_instances.exited_at >= $8 THEN journey_instances.running
+                           ELSE true END,
+            pending = false,
+            entry_id = $5,
+            variant = $6,
+            holdout = $7,
+            entered_at = $8,
+            updated_at = now()
+        """,
+        workflow_id,
+        journey,
+        member_id,
+        key,
+        entry_id,
+        variant,
+        holdout,
+        at,
+    )
+
+
+async def fold_exited(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    workflow_id: str,
+    entry_id: str,
+    reason: str,
+    converted: bool,
+    at: dt.datetime,
+) -> None:
+    """An exit ends the row only if it is the row's current, confirmed entry."""
+    await conn.execute(
+        """
+        UPDATE journey_instances SET running = false, exited_at = $3, exit_reason = $4,
+            converted = $5, updated_at = now()
+        WHERE workflow_id = $1 AND entry_id = $2 AND NOT pending
+        """,
+        workflow_id,
+        entry_id,
+        at,
+        reason,
+        converted,
+    )
+
+
+async def mark_gone(conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str) -> None:
+    """Temporal says no run is open under this id: the row is stale."""
+    await conn.execute(
+        "UPDATE journey_instances SET running = false, pending = false, "
+        "exited_at = coalesce(exited_at, now()), updated_at = now() WHERE workflow_id = $1",
+        workflow_id,
+    )
+
+
+def started_new_run(handle: object) -> bool:
+    """Whether a start / signal-with-start call began a new run (rather than finding one).
+
+    Temporal's response says so (`started`); the SDK keeps the response on the handle.
+    """
+    resp = getattr(handle, "_start_workflow_response", None)
+    started = getattr(resp, "started", None)
+    if started is None:
+        return getattr(handle, "first_execution_run_id", None) is not None
+    return bool(started)

@@ -1,0 +1,70 @@
+"""The development implementation of `deliver`: a local outbox in the event store.
+
+Each delivery is its own stream `delivery-<id>`, claimed with `NO_STREAM` in the same
+transaction that appends `message.sent` to the member's stream. A retried activity finds
+the stream and returns the outcome recorded there; nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+from event_store import ANY, NO_STREAM, ConcurrencyError, NewEvent, PostgresEventStore
+
+from .delivery_contract import SendOutcome, SendRequest, delivery_id
+
+
+class OutboxDelivery:
+    def __init__(self, store: PostgresEventStore) -> None:
+        self.store = store
+
+    async def recorded(self, did: str) -> SendOutcome | None:
+        events = await self.store.read_stream(f"delivery-{did}", limit=1)
+        if not events:
+            return None
+        return SendOutcome.model_validate(events[0].data["outcome"])
+
+    async def deliver(self, request: SendRequest) -> SendOutcome:
+        did = delivery_id(request)
+        found = await self.recorded(did)
+        if found is not None:
+            return found
+        channel = request.channels[0]
+        outcome = SendOutcome(
+            status="sent", delivery_id=did, channel=channel, reason="delivered to local outbox"
+        )
+        meta = {"source": "journey", "correlation_id": request.workflow_id}
+        claim = NewEvent(
+            "delivery.recorded",
+            {
+                "request": request.model_dump(mode="json"),
+                "outcome": outcome.model_dump(mode="json"),
+            },
+            meta,
+            event_id=f"delivery/{did}",
+        )
+        sent = NewEvent(
+            "message.sent",
+            {
+                "delivery_id": did,
+                "journey": request.journey,
+                "step": request.step,
+                "variant": request.variant,
+                "channel": channel,
+                "template": request.template,
+                "purpose": request.purpose,
+                "workflow_id": request.workflow_id,
+            },
+            meta,
+            event_id=f"message.sent/{did}",
+        )
+        try:
+            await self.store.append_batch(
+                [
+                    (f"delivery-{did}", [claim], NO_STREAM),
+                    (f"member-{request.member_id}", [sent], ANY),
+                ]
+            )
+        except ConcurrencyError:
+            pass  # a concurrent attempt recorded it first: its outcome is the outcome
+        found = await self.recorded(did)
+        assert found is not None, f"delivery {did} was appended but cannot be read back"
+        return found

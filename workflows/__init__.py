@@ -1,0 +1,53 @@
+"""The journey authoring kit. A journey is a `Journey` subclass decorated with `@journey`:
+
+    from workflows import Journey, journey, on_event, Exit, Goal, hours, days
+
+    @journey("cart_recovery", trigger=on_event("cart.updated", key="cart_id"),
+             exits=[Exit("order.placed", same_key=True)],
+             goal=Goal("order.placed", within=days(3)))
+    class CartRecovery(Journey):
+        async def steps(self) -> None:
+            await self.sleep(hours(1))
+            await self.send("email", "cart_reminder")
+
+See docs/journeys.md.
+"""
+
+from .kit import Journey, journey
+from .spec import (
+    ANY_ACTIVITY,
+    DEFAULT_ACTIVITY_TYPES,
+    Exit,
+    Goal,
+    JourneySettings,
+    JourneySpec,
+    Reentry,
+    Trigger,
+    days,
+    hours,
+    inactivity,
+    minutes,
+    on_event,
+    seconds,
+    segment_entry,
+)
+
+__all__ = [
+    "ANY_ACTIVITY",
+    "DEFAULT_ACTIVITY_TYPES",
+    "Exit",
+    "Goal",
+    "Journey",
+    "JourneySettings",
+    "JourneySpec",
+    "Reentry",
+    "Trigger",
+    "days",
+    "hours",
+    "inactivity",
+    "journey",
+    "minutes",
+    "on_event",
+    "seconds",
+    "segment_entry",
+]
