@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +81,18 @@ class Settings(BaseSettings):
     rfm_monetary_values: list[float] = Field(
         default=[50.0, 150.0, 500.0, 1500.0],
         description="Monetary values from which the monetary score is 2, 3, 4, 5.",
+    )
+    # --- channels and plugins (channels/, plugins/) ---
+    channels: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-channel settings, by channel name: JOURNEYMAN_CHANNELS__<NAME>__<FIELD>, "
+        "e.g. JOURNEYMAN_CHANNELS__EMAIL__HOST. A channel missing required settings is not "
+        "configured; in development its messages go to the outbox channel.",
+    )
+    load_plugins: str | None = Field(
+        default=None,
+        description="Comma-separated plugin (entry point or distribution) names to load; "
+        "unset loads all installed plugins, empty loads none.",
     )
 
     def resolved_secret(self) -> bytes:
