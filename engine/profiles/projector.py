@@ -1,0 +1,145 @@
+"""The member profile projection: events of `member-*` streams folded into `member_profiles`.
+
+Exactly-once: each batch is applied in one transaction that also moves the checkpoint
+(`subscription_checkpoints`, name `member_profiles`). The transaction first takes an
+advisory lock and re-reads the checkpoint under it, so several processes may run the
+projector (every API process does by default) and a batch is still applied once.
+Replaying the store from the start (`rebuild`) yields the same rows, given the same clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import asyncpg
+
+from engine.settings import Settings, get_settings
+from event_store import START, Cursor, PostgresEventStore, RecordedEvent
+
+from .fold import COLUMNS, ProfileRow, apply, combine, scores
+
+NAME = "member_profiles"
+_LOCK = 0x4A4D5F50524F46  # "JM_PROF"
+_UPSERT = (
+    f"INSERT INTO member_profiles ({', '.join(COLUMNS)}) "
+    f"SELECT {', '.join(COLUMNS)} FROM jsonb_populate_recordset(NULL::member_profiles, $1::jsonb) "
+    "ON CONFLICT (member_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "member_id")
+)
+
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ProfileProjector:
+    """Folds member events into profiles. `run_until_caught_up()` for tests and rebuilds,
+    `run_forever()` as a background task."""
+
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        settings: Settings | None = None,
+        *,
+        clock: Clock = _utcnow,
+        batch_size: int = 1000,
+    ) -> None:
+        self.store = store
+        self.settings = settings or get_settings()
+        self.clock = clock
+        self.batch_size = batch_size
+        self.activity_types = frozenset(self.settings.activity_types)
+
+    async def run_once(self) -> int:
+        """Apply the next batch, if any; returns how many events it held."""
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            row = await conn.fetchrow(
+                "SELECT tx_id, position FROM subscription_checkpoints "
+                "WHERE name = $1 AND partition = 0 AND partitions = 1",
+                NAME,
+            )
+            cursor = START if row is None else Cursor(row["tx_id"], row["position"])
+            events, nxt = await self.store.read_all(
+                cursor, category="member", limit=self.batch_size
+            )
+            if not events:
+                return 0
+            await self._apply(conn, events)
+            await self.store.save_checkpoint(NAME, nxt, conn=conn)
+        return len(events)
+
+    async def run_until_caught_up(self, progress: Callable[[int], None] | None = None) -> int:
+        total = 0
+        while n := await self.run_once():
+            total += n
+            if progress:
+                progress(n)
+        return total
+
+    async def run_forever(self, idle_poll: float = 0.1) -> None:
+        while True:
+            if not await self.run_once():
+                await self.store.wait_for_append(idle_poll)
+
+    async def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Forget every profile and the checkpoint, then replay the whole store."""
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            await conn.execute("DELETE FROM member_profiles")
+            await conn.execute("DELETE FROM subscription_checkpoints WHERE name = $1", NAME)
+        return await self.run_until_caught_up(progress)
+
+    async def _apply(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
+        rows: dict[str, ProfileRow] = {}
+        wanted = {e.stream_id.removeprefix("member-") for e in events}
+        wanted |= {
+            e.data.get("merged")
+            for e in events
+            if e.type == "member.merged" and isinstance(e.data.get("merged"), str)
+        }
+        await self._load(conn, rows, wanted)
+        for e in events:
+            member_id = e.stream_id.removeprefix("member-")
+            if e.type == "member.merged" and e.data.get("survivor") == member_id:
+                merged_id = e.data.get("merged")
+                survivor = await self._target(conn, rows, member_id)
+                if isinstance(merged_id, str) and merged_id != survivor.member_id:
+                    merged = rows.get(merged_id) or rows.setdefault(
+                        merged_id, ProfileRow(merged_id)
+                    )
+                    if merged.merged_into is None:
+                        combine(survivor, merged)
+                        merged.merged_into = survivor.member_id
+                apply(survivor, e, self.activity_types)
+                continue
+            target = await self._target(conn, rows, member_id)
+            apply(target, e, self.activity_types)
+        now = self.clock()
+        for r in rows.values():
+            scores(r, now, self.settings)
+        await conn.execute(_UPSERT, [r.to_json() for r in rows.values()])
+
+    async def _target(
+        self, conn: asyncpg.Connection, rows: dict[str, ProfileRow], member_id: str
+    ) -> ProfileRow:
+        """The row events of `member_id` fold into: its own, or its survivor's."""
+        row = rows.get(member_id) or rows.setdefault(member_id, ProfileRow(member_id))
+        for _ in range(16):
+            if row.merged_into is None:
+                return row
+            nxt = row.merged_into
+            if nxt not in rows:
+                await self._load(conn, rows, {nxt})
+            row = rows.get(nxt) or rows.setdefault(nxt, ProfileRow(nxt))
+        return row
+
+    @staticmethod
+    async def _load(conn: asyncpg.Connection, rows: dict[str, ProfileRow], ids: set[str]) -> None:
+        for r in await conn.fetch(
+            "SELECT * FROM member_profiles WHERE member_id = ANY($1::text[])", list(ids)
+        ):
+            rows[r["member_id"]] = ProfileRow.from_record(r)
