@@ -216,7 +216,7 @@ class Channel:
             self._config = self.Config.model_validate(dict(values))
         except ValidationError as exc:
             self._config = None
-            if all(err["type"] == "missing" for err in exc.errors()):
+            if all(err["type"] == "missing" or not err["loc"] for err in exc.errors()):
                 self.not_configured_reason = _missing(self.name, exc)
                 return self
             raise ChannelMisconfigured(
@@ -311,8 +311,11 @@ def _env_name(channel: str, field_name: str) -> str:
 
 
 def _missing(channel: str, exc: ValidationError) -> str:
-    names = [str(err["loc"][0]) for err in exc.errors() if err["loc"]]
-    return "missing " + ", ".join(_env_name(channel, n) for n in names)
+    names = [_env_name(channel, str(err["loc"][0])) for err in exc.errors() if err["loc"]]
+    rules = [
+        str(err["msg"]).removeprefix("Value error, ") for err in exc.errors() if not err["loc"]
+    ]
+    return "; ".join((["missing " + ", ".join(names)] if names else []) + rules)
 
 
 def _describe(channel: str, exc: ValidationError) -> str:

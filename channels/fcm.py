@@ -82,7 +82,10 @@ class FcmConfig(ChannelConfig):
     @model_validator(mode="after")
     def _one_key(self) -> FcmConfig:
         if self.service_account_json is None and self.service_account_file is None:
-            raise ValueError("set SERVICE_ACCOUNT_JSON or SERVICE_ACCOUNT_FILE")
+            raise ValueError(
+                "set JOURNEYMAN_CHANNELS__FCM__SERVICE_ACCOUNT_JSON or "
+                "JOURNEYMAN_CHANNELS__FCM__SERVICE_ACCOUNT_FILE"
+            )
         return self
 
     def service_account(self) -> dict[str, Any]:

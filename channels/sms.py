@@ -99,7 +99,10 @@ class SmsConfig(ChannelConfig):
     @model_validator(mode="after")
     def _one_sender(self) -> SmsConfig:
         if not self.from_number and not self.messaging_service_sid:
-            raise ValueError("set FROM_NUMBER or MESSAGING_SERVICE_SID")
+            raise ValueError(
+                "set JOURNEYMAN_CHANNELS__SMS__FROM_NUMBER or "
+                "JOURNEYMAN_CHANNELS__SMS__MESSAGING_SERVICE_SID"
+            )
         return self
 
 

@@ -1,7 +1,9 @@
 """The hooks a Journeyman plugin can implement.
 
 Every hook takes a `register` callback, as in `llm`: the plugin calls it once per thing it
-provides. Built-in channels and journeys use exactly these hooks.
+provides. Built-in channels and journeys use exactly these hooks, through the same
+entry-point group (`journeyman`) as third-party packages. Each hook is documented, with its
+signature as the heading, in docs/plugins.md; a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_channels(register: Callable[[Any], None]) -> None:
-    """Register channel instances: call `register(channel)` for each."""
+    """Register channel instances: call `register(channel)` once for each.
+
+    A channel is an instance of a `channels.Channel` subclass, constructed without arguments
+    (the engine configures it from settings). Two plugins registering the same channel name
+    is an error that names both.
+    """
 
 
 @hookspec

@@ -1,16 +1,26 @@
 """The plugin manager: built-ins and third-party packages load the same way, through the
-`journeyman` entry-point group. `JOURNEYMAN_LOAD_PLUGINS` (comma-separated entry-point or
-distribution names) restricts which load; an empty value loads none.
+`journeyman` entry-point group.
+
+`JOURNEYMAN_LOAD_PLUGINS` (comma-separated entry-point or distribution names) restricts
+which load; an empty value loads none. Loading is strict by default: a plugin that fails to
+import, implements a hook that does not exist, or fails inside a registration hook raises
+`PluginError` naming the plugin and the error — a worker must never start with a channel
+silently missing. With `strict=False` (for listing and diagnosis) failures are collected in
+`PluginManager.failed` instead.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import os
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pluggy
+
+from channels.base import Channel
 
 from . import hookspecs
 
@@ -28,6 +38,9 @@ class LoadedPlugin:
     distribution: str | None
     version: str | None
     hooks: list[str] = field(default_factory=list)
+    location: str | None = None
+    channels: list[str] = field(default_factory=list)
+    journeys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -37,6 +50,10 @@ class FailedPlugin:
     error: str
 
 
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 class PluginManager:
     def __init__(self, *, strict: bool = True, load: str | None = None) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -44,32 +61,54 @@ class PluginManager:
         self.strict = strict
         self.loaded: list[LoadedPlugin] = []
         self.failed: list[FailedPlugin] = []
-        self._filter = None if load is None else {p.strip() for p in load.split(",") if p.strip()}
+        self.channel_owners: dict[str, str] = {}
+        self.journey_owners: dict[str, str] = {}
+        self._filter = (
+            None if load is None else {_normalise(p.strip()) for p in load.split(",") if p.strip()}
+        )
         self._load_entry_points()
+
+    # -- loading -------------------------------------------------------------------------
 
     def _wanted(self, ep: md.EntryPoint) -> bool:
         if self._filter is None:
             return True
         dist = ep.dist.name if ep.dist is not None else None
-        return ep.name in self._filter or (dist is not None and dist in self._filter)
+        return _normalise(ep.name) in self._filter or (
+            dist is not None and _normalise(dist) in self._filter
+        )
+
+    def _fail(self, name: str, target: str, error: str, exc: BaseException | None) -> None:
+        failure = FailedPlugin(name, target, error)
+        self.failed.append(failure)
+        if self.strict:
+            raise PluginError(f"plugin {name!r} ({target}) failed to load: {error}") from exc
 
     def _load_entry_points(self) -> None:
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in seen or not self._wanted(ep):
+            if not self._wanted(ep):
                 continue
-            seen.add(ep.name)
+            if ep.name in seen:
+                if seen[ep.name] == ep.value:
+                    continue  # the same distribution seen twice on sys.path
+                self._fail(
+                    ep.name,
+                    ep.value,
+                    f"the entry point name {ep.name!r} is also used by {seen[ep.name]}",
+                    None,
+                )
+                continue
+            seen[ep.name] = ep.value
             try:
                 module = ep.load()
             except Exception as exc:
-                failure = FailedPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}")
-                self.failed.append(failure)
-                if self.strict:
-                    raise PluginError(
-                        f"plugin {ep.name!r} ({ep.value}) failed to load: {failure.error}"
-                    ) from exc
+                self._fail(ep.name, ep.value, f"{type(exc).__name__}: {exc}", exc)
                 continue
-            self.register(module, name=ep.name, distribution=ep.dist)
+            try:
+                self.register(module, name=ep.name, distribution=ep.dist)
+            except PluginError as exc:
+                self._fail(ep.name, ep.value, str(exc), exc)
 
     def register(
         self, module: Any, *, name: str | None = None, distribution: md.Distribution | None = None
@@ -77,6 +116,13 @@ class PluginManager:
         """Register a plugin object or module directly (tests and embedding use this)."""
         name = name or getattr(module, "__name__", repr(module))
         self.pm.register(module, name=name)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(module)
+            raise PluginError(
+                f"plugin {name!r} implements a hook Journeyman does not have: {exc}"
+            ) from exc
         hooks = [h.name for h in self.pm.get_hookcallers(module) or []]
         self.loaded.append(
             LoadedPlugin(
@@ -85,22 +131,52 @@ class PluginManager:
                 distribution=distribution.name if distribution is not None else None,
                 version=distribution.version if distribution is not None else None,
                 hooks=sorted(hooks),
+                location=getattr(module, "__file__", None),
             )
         )
+
+    # -- collecting ----------------------------------------------------------------------
 
     def _collect(self, hook_name: str) -> list[tuple[str, Any]]:
         """Call one registration hook on every plugin, remembering who registered what."""
         out: list[tuple[str, Any]] = []
         hook = getattr(self.pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
-            impl.function(lambda item, _p=impl.plugin_name: out.append((_p, item)))
+        for impl in hook.get_hookimpls():  # in registration order
+            plugin = impl.plugin_name
+
+            def register(item: Any, _plugin: str = plugin) -> None:
+                out.append((_plugin, item))
+
+            try:
+                impl.function(register)
+            except Exception as exc:
+                message = f"plugin {plugin!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
+                if self.strict:
+                    raise PluginError(message) from exc
+                self.failed.append(FailedPlugin(plugin, hook_name, message))
+                out[:] = [(p, item) for p, item in out if p != plugin]
         return out
 
-    def channels(self) -> dict[str, Any]:
-        """Channel instances by name; two plugins registering one name is an error."""
-        found: dict[str, Any] = {}
+    def _plugin(self, name: str) -> LoadedPlugin | None:
+        return next((p for p in self.loaded if p.name == name), None)
+
+    def channels(
+        self, settings: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, Channel]:
+        """Channel instances by name, from every plugin's `register_channels`.
+
+        With `settings` (the `channels` section of the settings, by channel name), each
+        channel is configured from its entry; a channel without an entry keeps its defaults
+        and is reported as not configured when it needs credentials. A duplicate name is an
+        error naming both plugins.
+        """
+        found: dict[str, Channel] = {}
         owner: dict[str, str] = {}
         for plugin, channel in self._collect("register_channels"):
+            if not isinstance(channel, Channel):
+                raise PluginError(
+                    f"plugin {plugin!r} registered {channel!r}, which is not a channels.Channel"
+                )
             name = getattr(channel, "name", None)
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {plugin!r} registered a channel without a name")
@@ -109,9 +185,13 @@ class PluginManager:
                     f"channel {name!r} is registered by both plugin {owner[name]!r} "
                     f"and plugin {plugin!r}"
                 )
+            if settings is not None and name in settings:
+                channel.configure(settings[name])
             found[name] = channel
             owner[name] = plugin
         self.channel_owners = owner
+        for loaded in self.loaded:
+            loaded.channels = sorted(n for n, p in owner.items() if p == loaded.name)
         return found
 
     def journeys(self) -> dict[str, type]:
@@ -129,9 +209,40 @@ class PluginManager:
             found[name] = cls
             owner[name] = plugin
         self.journey_owners = owner
+        for loaded in self.loaded:
+            loaded.journeys = sorted(n for n, p in owner.items() if p == loaded.name)
         return found
 
+    # -- reporting -----------------------------------------------------------------------
 
-def get_plugin_manager(*, strict: bool = True) -> PluginManager:
-    """A plugin manager honouring `JOURNEYMAN_LOAD_PLUGINS`."""
-    return PluginManager(strict=strict, load=os.environ.get("JOURNEYMAN_LOAD_PLUGINS"))
+    def report(
+        self,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        describe: Callable[[Channel], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Everything `journeyman plugins` shows, JSON-ready: plugins (name, distribution,
+        version, module, location, hooks, channels, journeys), channels (with configured
+        state, secrets masked), journeys, and plugins that failed."""
+        channels = self.channels(settings)
+        try:
+            journeys = sorted(self.journeys())
+        except PluginError as exc:
+            self.failed.append(FailedPlugin("?", "register_journeys", str(exc)))
+            journeys = []
+        return {
+            "plugins": [asdict(p) for p in self.loaded],
+            "channels": [
+                {**(describe or Channel.describe)(c), "plugin": self.channel_owners[n]}
+                for n, c in sorted(channels.items())
+            ],
+            "journeys": journeys,
+            "failed": [asdict(f) for f in self.failed],
+        }
+
+
+def get_plugin_manager(*, strict: bool = True, load: str | None = None) -> PluginManager:
+    """A plugin manager honouring `JOURNEYMAN_LOAD_PLUGINS` (unless `load` is given)."""
+    if load is None:
+        load = os.environ.get("JOURNEYMAN_LOAD_PLUGINS")
+    return PluginManager(strict=strict, load=load)
