@@ -1,0 +1,110 @@
+"""The FastAPI application: routes, error handlers, OpenAPI, and the lifespan that opens
+the event store and runs the profile projection in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from engine.ingest import Ingestor
+from engine.ingest_models import EventBatchIn
+from engine.keys import KeyVerifier
+from engine.profiles import ProfileProjector
+from engine.settings import Settings, get_settings
+from event_store import PostgresEventStore
+
+from . import errors, events, members, segment
+
+log = logging.getLogger(__name__)
+
+
+async def _project_forever(projector: ProfileProjector) -> None:
+    """Keep the profile projection current; a failure is logged and retried."""
+    delay = 0.5
+    while True:
+        try:
+            await projector.run_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("profile projection failed; retrying in %.1f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30)
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: PostgresEventStore | None = None,
+    *,
+    run_projector: bool | None = None,
+) -> FastAPI:
+    """The HTTP API. Without `store`, it connects to the configured database on startup."""
+    settings = settings or get_settings()
+    project = settings.api_run_projector if run_projector is None else run_projector
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = store is None
+        if store is None:
+            from engine.db import database_url
+
+            s = await PostgresEventStore.connect(
+                database_url(settings), min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            )
+        else:
+            s = store
+        app.state.store = s
+        app.state.settings = settings
+        app.state.ingestor = Ingestor(s, settings)
+        app.state.verifier = KeyVerifier(s.pool)
+        task = None
+        if project:
+            task = asyncio.create_task(_project_forever(ProfileProjector(s, settings)))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if own:
+                await s.close()
+
+    app = FastAPI(
+        title="Journeyman",
+        version="1",
+        description="Event ingestion and member profiles. Authenticate with an API key: "
+        "`Authorization: Bearer jm_…` (or HTTP Basic with the key as user name).",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(events.router, tags=["events"])
+    app.include_router(segment.router)
+    app.include_router(members.router, tags=["members"])
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schema["info"]["description"] = app.description
+        _, defs = models_json_schema(
+            [
+                (EventBatchIn, "validation"),
+                (segment.SegmentCall, "validation"),
+                (segment.SegmentBatch, "validation"),
+            ],
+            ref_template="#/components/schemas/{model}",
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

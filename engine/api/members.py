@@ -1,0 +1,100 @@
+"""`GET /v1/members/{id}` (profile) and `GET /v1/members/{id}/events` (timeline, paged)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from engine.identity import resolve_member_id
+from engine.ingest_models import ID_PATTERN
+from engine.keys import ApiKey
+from engine.profile_model import MemberProfile
+from engine.profiles import get_profile
+
+from .auth import require
+from .errors import READ_ERRORS, ApiError, ErrorBody
+
+router = APIRouter()
+MemberPath = Path(min_length=1, max_length=128, pattern=ID_PATTERN, description="A member id.")
+
+
+class TimelineEvent(BaseModel):
+    global_position: int
+    stream_version: int
+    event_id: str
+    type: str
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+class Timeline(BaseModel):
+    member_id: str = Field(description="The surviving member id (after merges).")
+    events: list[TimelineEvent]
+    next_after: int | None = Field(
+        description="Pass as `after` to get the next page; null on the last page."
+    )
+
+
+NOT_FOUND = {404: {"model": ErrorBody, "description": "No such member."}}
+
+
+@router.get(
+    "/v1/members/{member_id}",
+    summary="A member's profile",
+    response_model=MemberProfile,
+    responses={**READ_ERRORS, **NOT_FOUND},
+)
+async def member_profile(
+    request: Request,
+    member_id: str = MemberPath,
+    _key: ApiKey = Depends(require("read")),
+) -> MemberProfile:
+    profile = await get_profile(
+        request.app.state.store.pool, member_id, settings=request.app.state.settings
+    )
+    if profile is None:
+        raise ApiError(404, "not_found", f"member {member_id} has no profile (yet)")
+    return profile
+
+
+@router.get(
+    "/v1/members/{member_id}/events",
+    summary="A member's events, oldest first",
+    response_model=Timeline,
+    responses={**READ_ERRORS, **NOT_FOUND},
+)
+async def member_events(
+    request: Request,
+    member_id: str = MemberPath,
+    after: int = Query(-1, ge=-1, le=2**62, description="Stream version to start after."),
+    limit: int = Query(100, ge=1, le=1000),
+    _key: ApiKey = Depends(require("read")),
+) -> Timeline:
+    store = request.app.state.store
+    survivor = await resolve_member_id(store.pool, member_id)
+    events = await store.read_stream(f"member-{survivor}", after + 1, limit=limit + 1)
+    if not events and after == -1:
+        raise ApiError(404, "not_found", f"member {member_id} has no events")
+    page = events[:limit]
+    return Timeline(
+        member_id=survivor,
+        events=[
+            TimelineEvent(
+                global_position=e.global_position,
+                stream_version=e.stream_version,
+                event_id=e.event_id,
+                type=e.type,
+                occurred_at=e.occurred_at,
+                recorded_at=e.recorded_at,
+                data=e.data,
+                metadata=e.metadata,
+            )
+            for e in page
+        ],
+        next_after=page[-1].stream_version if len(events) > limit else None,
+    )
