@@ -12,7 +12,7 @@ from engine.keys import ApiKey
 
 from .auth import require
 from .body import parse_json, read_body
-from .errors import ERROR_RESPONSES, ApiError
+from .errors import ERROR_RESPONSES, ApiError, ErrorBody
 
 router = APIRouter()
 _BATCH: TypeAdapter[EventBatchIn] = TypeAdapter(EventBatchIn)
@@ -41,8 +41,9 @@ def check_count(n: int, limit: int) -> None:
     responses={
         **ERROR_RESPONSES,
         422: {
-            "model": IngestResult,
-            "description": "Every event was rejected (each result says why).",
+            "model": IngestResult | ErrorBody,
+            "description": "Every event was rejected (each result says why), or the body is "
+            "not an event batch.",
         },
     },
     openapi_extra={

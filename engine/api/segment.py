@@ -24,7 +24,7 @@ from engine.keys import ApiKey
 
 from .auth import require
 from .body import parse_json, read_body
-from .errors import ERROR_RESPONSES, ApiError
+from .errors import ERROR_RESPONSES, ApiError, ErrorBody
 from .events import check_count
 
 router = APIRouter()
@@ -148,7 +148,9 @@ def to_event(
             properties.setdefault("segment_event", name)
     elif kind == "identify":
         type_ = "member.identified"
+        moved = {k: traits.pop(k) for k in ("timezone", "locale") if isinstance(traits.get(k), str)}
         properties = {"traits": traits} if traits else {}
+        properties.update(moved)
     elif kind == "page":
         type_ = "page.viewed"
         if isinstance(call.get("name"), str):
@@ -168,8 +170,6 @@ def to_event(
     for key in ("timezone", "locale"):
         if isinstance(context.get(key), str) and kind == "identify":
             properties.setdefault(key, context[key])
-    if kind == "identify" and isinstance(traits.get("timezone"), str):
-        properties.setdefault("timezone", traits["timezone"])
     timestamp = call.get("timestamp") or call.get("originalTimestamp") or now.isoformat()
     return {
         "event_id": _message_id(call),
@@ -220,7 +220,7 @@ async def _ingest(
                     "index": i,
                     "event_id": None,
                     "status": "rejected",
-                    "errors": _rename(item, prefix),
+                    "errors": [FieldError(field=prefix + e.field, reason=e.reason) for e in item],
                 }
             )
         else:
@@ -251,7 +251,10 @@ def _respond(result: SegmentResult, single: bool) -> JSONResponse:
 _SINGLE_RESPONSES = {**ERROR_RESPONSES}
 _BATCH_RESPONSES = {
     **ERROR_RESPONSES,
-    422: {"model": SegmentResult, "description": "Every call was rejected (each says why)."},
+    422: {
+        "model": SegmentResult | ErrorBody,
+        "description": "Every call was rejected (each says why), or the body is not a batch.",
+    },
 }
 
 
