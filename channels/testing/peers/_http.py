@@ -66,7 +66,6 @@ class HttpPeer:
         self.requests = 0
         self.port = 0
         self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
 
     # subclasses build their routes
@@ -110,24 +109,31 @@ class HttpPeer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self._sock = sock
-        app = _DropMiddleware(self, self.app())
-        config = uvicorn.Config(app, log_level="critical", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        # `_serve` rather than `serve`: a peer inside a test must not take over the
-        # process's signal handlers.
-        self._task = asyncio.create_task(self._server._serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.005)
+        config = uvicorn.Config(
+            _DropMiddleware(self, self.app()),
+            log_level="critical",
+            access_log=False,
+            lifespan="off",
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        # `startup` alone, without `serve`'s main loop: the listening sockets live in this
+        # event loop, a test's peer does not take over the process's signal handlers, and
+        # stopping needs no polling interval.
+        await server.startup(sockets=[sock])
+        self._server = server
         return self
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-            self._server = None
-            self._task = None
+        server, self._server = self._server, None
+        if server is not None:
+            for listener in server.servers:
+                listener.close()
+            for connection in list(server.server_state.connections):
+                connection.shutdown()
+            for listener in server.servers:
+                await listener.wait_closed()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
