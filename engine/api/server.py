@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from fastapi import FastAPI
 
+from engine.settings import Settings
 from engine.stack import free_port
 
 
@@ -33,8 +34,8 @@ async def serve_in_background(
         await task
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, settings: Settings | None = None) -> None:
     """Serve the API on `host:port` until interrupted (the configured database)."""
     from .app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
