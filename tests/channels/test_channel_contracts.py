@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import closed_port
 
 from channels import Message, RecipientGone, RecipientInvalid
 from channels.email import EmailChannel
@@ -20,6 +19,7 @@ from channels.testing.peers import (
     TwilioPeer,
     WebhookPeer,
     WebPushPeer,
+    closed_port,
     generate_vapid_keys,
 )
 from channels.webhook import WebhookChannel

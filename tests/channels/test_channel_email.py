@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import closed_port
 
 from channels import (
     AmbiguousError,
@@ -15,7 +14,7 @@ from channels import (
     TransientError,
 )
 from channels.email import EmailChannel
-from channels.testing.peers import SmtpPeer, self_signed
+from channels.testing.peers import SmtpPeer, closed_port, self_signed
 
 
 def email_channel(peer: SmtpPeer, **overrides) -> EmailChannel:

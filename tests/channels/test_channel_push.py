@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import closed_port
 
 from channels import (
     AmbiguousError,
@@ -18,7 +17,7 @@ from channels import (
     TransientError,
 )
 from channels.fcm import FcmChannel
-from channels.testing.peers import FcmPeer, WebPushPeer, generate_vapid_keys
+from channels.testing.peers import FcmPeer, WebPushPeer, closed_port, generate_vapid_keys
 from channels.webpush import WebPushChannel
 
 VAPID_PEM, VAPID_PUBLIC = generate_vapid_keys()

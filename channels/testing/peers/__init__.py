@@ -17,6 +17,7 @@ from typing import Any
 _EXPORTS = {
     "HttpPeer": "._http",
     "Failure": "._http",
+    "closed_port": "._http",
     "SmtpPeer": ".smtp",
     "TwilioPeer": ".twilio",
     "WebPushPeer": ".webpush",

@@ -54,6 +54,13 @@ class FailureScript:
         return len(self._queue)
 
 
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (for "provider unreachable" tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class HttpPeer:
     """Base class of the HTTP peers. Use as `async with Peer() as peer:` or start()/stop().
 
