@@ -4,7 +4,7 @@ Public face: `PostgresEventStore`, the value types, the expected-version markers
 errors. Nothing here knows about members or journeys.
 """
 
-from .errors import ConcurrencyError, EventStoreError, InvalidEventError
+from .errors import ConcurrencyError, EventStoreError, InvalidEventError, StaleTransactionError
 from .model import (
     ANY,
     NO_STREAM,
@@ -34,6 +34,7 @@ __all__ = [
     "NewEvent",
     "PostgresEventStore",
     "RecordedEvent",
+    "StaleTransactionError",
     "Subscription",
     "category_of",
     "create_pool",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from .errors import ConcurrencyError, InvalidEventError
+from .errors import ConcurrencyError, InvalidEventError, StaleTransactionError
 from .model import (
     ANY,
     NO_STREAM,
@@ -47,6 +47,16 @@ SELECT s, v, e, t, d::jsonb, m::jsonb, coalesce(o, now())
 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::timestamptz[]) AS x(s, v, e, t, d, m, o)
 RETURNING event_id, global_position
+"""
+# The head of each stream: its last version and the transaction that wrote it, and this
+# transaction's own id if it already has one.
+_STREAM_HEADS = """
+SELECT s, coalesce(h.v, -1) AS v, h.t AS last_tx, pg_current_xact_id_if_assigned() AS own_tx
+FROM unnest($1::text[]) AS s
+LEFT JOIN LATERAL (
+    SELECT stream_version AS v, tx_id AS t FROM events WHERE stream_id = s
+    ORDER BY stream_version DESC LIMIT 1
+) h ON true
 """
 _PARTITION_SQL = "((hashtextextended(stream_id, 0) & 9223372036854775807) % {n}) = {i}"
 _APPEND_ATTEMPTS = 20
@@ -139,7 +149,7 @@ class PostgresEventStore:
         Returns one `AppendResult` per event, in input order. An event whose `event_id` is
         already stored is not stored again: its result carries the original position and
         `duplicate=True`. When `conn` is given, the append joins the caller's transaction
-        (and a race is reported instead of retried).
+        (in a savepoint, so a lost race is retried without aborting the caller).
         """
         check_batch(items)
         encoded = [
@@ -160,10 +170,13 @@ class PostgresEventStore:
                     )
         if not any(events for _, events, _ in items):
             return []
-        if conn is not None:
-            return await self._append_tx(conn, items, encoded)
         for attempt in range(_APPEND_ATTEMPTS):
             try:
+                if conn is not None:
+                    # Inside the caller's transaction: a savepoint lets a lost race retry
+                    # (or report StaleTransactionError when only a new transaction can).
+                    async with conn.transaction():
+                        return await self._append_tx(conn, items, encoded)
                 async with self.pool.acquire() as c, c.transaction():
                     results = await self._append_tx(c, items, encoded)
                 self._appended.set()
@@ -193,14 +206,17 @@ class PostgresEventStore:
             )
         }
         stream_ids = list(dict.fromkeys(s for s, _, _ in items))
-        versions: dict[str, int] = {
-            r["s"]: r["v"]
-            for r in await conn.fetch(
-                "SELECT s, coalesce((SELECT max(stream_version) FROM events WHERE stream_id = s),"
-                " -1) AS v FROM unnest($1::text[]) AS s",
-                stream_ids,
-            )
-        }
+        rows = await conn.fetch(_STREAM_HEADS, stream_ids)
+        versions: dict[str, int] = {r["s"]: r["v"] for r in rows}
+        own_tx = rows[0]["own_tx"] if rows else None
+        if own_tx is not None:
+            # This transaction got its id before reading the streams (the caller's
+            # transaction wrote earlier, or a savepoint retry). If a newer transaction has
+            # already appended to one of them, our rows would sort before that stream's
+            # earlier versions: the caller must retry in a new transaction.
+            for r in rows:
+                if r["last_tx"] is not None and r["last_tx"] > own_tx:
+                    raise StaleTransactionError(r["s"])
         cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
         for (stream_id, events, expected), enc in zip(items, encoded, strict=True):
             fresh = [
