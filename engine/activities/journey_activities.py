@@ -150,14 +150,9 @@ class JourneyActivities:
                 result.examined += len(rows)
                 if not rows:
                     break
-                payload = settings.model_dump(mode="json")
-                sem = asyncio.Semaphore(16)
-
-                async def start(member_id: str, _spec: Any = spec, _p: Any = payload) -> bool:
-                    async with sem:
-                        return await self._start_inactivity_run(_spec, member_id, _p)
-
-                started = await asyncio.gather(*(start(r["member_id"]) for r in rows))
+                started = await self._start_many(
+                    spec, [r["member_id"] for r in rows], settings.model_dump(mode="json")
+                )
                 result.started += sum(started)
                 last = rows[-1]
                 cursor = [last["last_activity_at"].isoformat(), last["member_id"]]
@@ -199,6 +194,17 @@ class JourneyActivities:
             """,
             *args,
         )
+
+    async def _start_many(
+        self, spec: Any, member_ids: list[str], settings: dict[str, Any]
+    ) -> list[bool]:
+        sem = asyncio.Semaphore(16)
+
+        async def start(member_id: str) -> bool:
+            async with sem:
+                return await self._start_inactivity_run(spec, member_id, settings)
+
+        return await asyncio.gather(*(start(m) for m in member_ids))
 
     async def _start_inactivity_run(
         self, spec: Any, member_id: str, settings: dict[str, Any]
