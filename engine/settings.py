@@ -95,6 +95,21 @@ class Settings(BaseSettings):
         "unset loads all installed plugins, empty loads none.",
     )
 
+    # --- journeys (workflows/, engine/dispatcher.py, engine/scheduler.py) ---
+    journeys: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-journey settings overrides, by journey name: "
+        'JOURNEYMAN_JOURNEYS=\'{"cart_recovery": {"quiet_period": 5}}\' (durations in seconds). '
+        "A run keeps the settings it started with.",
+    )
+    dispatcher_partitions: int = Field(
+        default=1, description="How many member-hash partitions the dispatcher is split into."
+    )
+    dispatcher_batch_size: int = Field(default=500, description="Events per dispatcher batch.")
+    inactivity_scan_every_seconds: float = Field(
+        default=3600.0, description="How often the inactivity scan schedule runs."
+    )
+
     def resolved_secret(self) -> bytes:
         """The server secret: configured, or generated once into `<data_dir>/secret.key`."""
         if self.secret_key is not None:

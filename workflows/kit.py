@@ -30,7 +30,6 @@ from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 from .spec import (
-    ANY_ACTIVITY,
     Exit,
     Goal,
     JourneySettings,
@@ -238,17 +237,12 @@ class Journey:
         return value is None or str(value) == self.key
 
     def _exit_reason(self, event: JourneyEvent) -> str | None:
+        acts = self.settings.activity_types
         for rule in self.spec.exits:
-            if rule.event_type == ANY_ACTIVITY:
-                if event.type not in self.settings.activity_types:
-                    continue
-            elif rule.event_type != event.type:
-                continue
             if rule.same_key and not self._same_key(event):
                 continue
-            if rule.when is not None and not rule.when(event.data):
-                continue
-            return rule.reason or event.type
+            if rule.matches(event.type, event.data, acts):
+                return rule.reason or event.type
         return None
 
     def _event_time(self, event: JourneyEvent) -> dt.datetime:
@@ -286,6 +280,9 @@ class Journey:
             )
             if input.trigger is not None:
                 self.state.seen.append(input.trigger.position)
+                reason = self._exit_reason(input.trigger)
+                if reason is not None:  # e.g. a cart that was emptied: nothing to do
+                    self._exit = _Exited(reason, input.trigger)
             await self._record(
                 "journey.entered",
                 {

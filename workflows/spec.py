@@ -94,6 +94,16 @@ class Exit:
     when: Callable[[Mapping[str, Any]], bool] | None = None
     reason: str | None = None
 
+    def matches(
+        self, event_type: str, data: Mapping[str, Any], activity_types: Iterable[str]
+    ) -> bool:
+        if self.event_type == ANY_ACTIVITY:
+            if event_type not in activity_types:
+                return False
+        elif self.event_type != event_type:
+            return False
+        return self.when is None or bool(self.when(data))
+
 
 @dataclass(frozen=True)
 class Goal:
@@ -210,6 +220,24 @@ class JourneySpec:
 
     def is_trigger(self, event_type: str, data: Mapping[str, Any]) -> bool:
         return self.trigger.matches(event_type, data)
+
+    def exit_rule(
+        self, event_type: str, data: Mapping[str, Any], activity_types: Iterable[str]
+    ) -> Exit | None:
+        """The first exit rule this event meets, keys aside (the caller checks `same_key`)."""
+        acts = list(activity_types)
+        return next((r for r in self.exits if r.matches(event_type, data, acts)), None)
+
+    def starts_on(
+        self, event_type: str, data: Mapping[str, Any], activity_types: Iterable[str]
+    ) -> bool:
+        """Would this event start a run? (A trigger that is also an exit, e.g. an emptied
+        cart, starts nothing.)"""
+        if not self.is_trigger(event_type, data):
+            return False
+        if self.trigger.key is not None and self.key_of(data) is None:
+            return False
+        return self.exit_rule(event_type, data, activity_types) is None
 
     # -- settings
     def resolve_settings(

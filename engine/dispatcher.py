@@ -1,0 +1,284 @@
+"""The dispatcher: routes store events to journeys.
+
+It subscribes to the member streams (catch-up from its checkpoint, then live) for exactly
+the event types some journey declared, plus the journeys' own `journey.entered` /
+`journey.exited` (which it folds into the `journey_instances` projection).
+
+* A trigger event signal-with-starts the run `journey/<name>/<member>[/<key>]` — unless the
+  member may not re-enter yet, or the event is older than the journey's freshness window
+  (imports and backfills are stored and projected but start nothing).
+* Any other routed event goes as a plain signal to the member's *running* instances (from
+  `journey_instances`, so a page view of a member in no journey is not Temporal traffic);
+  Temporal saying "not found" is a no-op that clears the stale row. A late order never
+  starts a cart journey.
+* The checkpoint is saved after Temporal has accepted every signal of a batch: delivery is
+  at-least-once and journeys drop events whose store position they have seen.
+* Partitions (`partition`/`partitions`, member-hash like the store's consumer groups) scale
+  it out; each partition has its own checkpoint and keeps each member's events in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
+from engine.activities import instances as inst
+from event_store import PostgresEventStore, RecordedEvent, Subscription
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTION = "journey-dispatcher"
+MEMBER_PREFIX = "member-"
+
+
+def journey_event(event: RecordedEvent) -> JourneyEvent:
+    return JourneyEvent(
+        position=event.global_position,
+        type=event.type,
+        data=event.data,
+        event_id=event.event_id,
+        stream_id=event.stream_id,
+        occurred_at=event.occurred_at,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        client: Client,
+        journeys: Mapping[str, type],
+        *,
+        task_queue: str = "journeyman",
+        journey_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        activity_types: Iterable[str] | None = None,
+        partition: int = 0,
+        partitions: int = 1,
+        name: str = SUBSCRIPTION,
+        batch_size: int = 500,
+        concurrency: int = 32,
+        clock: Callable[[], dt.datetime] | None = None,
+        on_routed: Callable[[RecordedEvent, str, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.task_queue = task_queue
+        self.partition = partition
+        self.partitions = partitions
+        self.name = name
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.on_routed = on_routed
+        self.activity_types = list(activity_types) if activity_types is not None else None
+        overrides = journey_settings or {}
+        self.specs: dict[str, Any] = {}
+        self.settings: dict[str, Any] = {}
+        self.routes: dict[str, list[Any]] = defaultdict(list)
+        for jname, cls in journeys.items():
+            spec = cls.__journey__
+            settings = spec.resolve_settings(overrides.get(jname), activity_types=activity_types)
+            if not settings.enabled:
+                continue
+            self.specs[jname] = spec
+            self.settings[jname] = settings
+            for event_type in spec.event_types(settings.activity_types):
+                self.routes[event_type].append(spec)
+        self.types = sorted(set(self.routes) | {"journey.entered", "journey.exited"})
+        self.stats: Counter[str] = Counter()
+        self._subscription: Subscription | None = None
+        self._stopped = False
+
+    # ------------------------------------------------------------------ running
+    def subscription(self, *, follow: bool = True) -> Subscription:
+        return self.store.subscribe(
+            self.name,
+            types=self.types,
+            category="member",
+            partition=self.partition,
+            partitions=self.partitions,
+            batch_size=self.batch_size,
+            auto_checkpoint=False,
+            follow=follow,
+        )
+
+    async def run(self, *, follow: bool = True, retry_delay: float = 1.0) -> None:
+        """Dispatch until `stop()` (or, without `follow`, until caught up). A failed batch is
+        not checkpointed: after `retry_delay` the dispatcher resumes from its checkpoint."""
+        self._stopped = False
+        while not self._stopped:
+            self._subscription = self.subscription(follow=follow)
+            try:
+                async for events, cursor in self._subscription.batches():
+                    await self.handle(events)
+                    await self._subscription.save_checkpoint(cursor)
+                    self.stats["batches"] += 1
+                    if self._stopped:
+                        break
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatcher %s batch failed; resuming from checkpoint", self.name)
+                self.stats["failures"] += 1
+                await asyncio.sleep(retry_delay)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._subscription is not None:
+            self._subscription.close()
+
+    # ------------------------------------------------------------------ routing
+    async def handle(self, events: list[RecordedEvent]) -> None:
+        """Route one batch: members concurrently, each member's events in store order."""
+        by_member: dict[str, list[RecordedEvent]] = defaultdict(list)
+        for event in events:
+            if event.stream_id.startswith(MEMBER_PREFIX):
+                by_member[event.stream_id[len(MEMBER_PREFIX) :]].append(event)
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one_member(member_id: str, evs: list[RecordedEvent]) -> None:
+            async with sem:
+                for e in evs:
+                    await self.route(member_id, e)
+
+        await asyncio.gather(*(one_member(m, evs) for m, evs in by_member.items()))
+
+    async def route(self, member_id: str, event: RecordedEvent) -> None:
+        self.stats["events"] += 1
+        if event.type == "journey.entered":
+            await self._fold_entered(member_id, event)
+        elif event.type == "journey.exited":
+            await self._fold_exited(event)
+        for spec in self.routes.get(event.type, ()):
+            settings = self.settings[spec.name]
+            if spec.is_trigger(event.type, event.data):
+                await self._trigger(spec, settings, member_id, event)
+            else:
+                await self._signal_running(spec, member_id, event)
+
+    async def _trigger(
+        self, spec: Any, settings: Any, member_id: str, event: RecordedEvent
+    ) -> None:
+        key = spec.key_of(event.data)
+        if spec.trigger.key is not None and key is None:
+            self.stats["trigger_without_key"] += 1
+            return
+        workflow_id = spec.workflow_id(member_id, key)
+        row = await inst.get_instance(self.store.pool, workflow_id)
+        if row is not None and row.running:
+            if await self._signal(workflow_id, event):
+                return
+            row = await inst.get_instance(self.store.pool, workflow_id)
+        if not spec.starts_on(event.type, event.data, settings.activity_types):
+            self.stats["not_a_start"] += 1
+            return
+        now = self.clock()
+        if settings.freshness is not None and event.occurred_at < now - settings.freshness:
+            self.stats["stale_trigger"] += 1
+            return
+        if row is not None and not spec.reentry.allows(
+            entries=row.entries + (1 if row.pending else 0), exited_at=row.exited_at, now=now
+        ):
+            self.stats["reentry_blocked"] += 1
+            return
+        jev = journey_event(event)
+        try:
+            handle = await self.client.start_workflow(
+                spec.name,
+                JourneyInput(
+                    member_id=member_id,
+                    key=key,
+                    trigger=jev,
+                    settings=settings.model_dump(mode="json"),
+                ),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=spec.id_reuse_policy(),
+                start_signal=EVENT_SIGNAL,
+                start_signal_args=[jev],
+            )
+        except WorkflowAlreadyStartedError:
+            self.stats["reentry_rejected"] += 1
+            return
+        started = inst.started_new_run(handle)
+        self.stats["started" if started else "signalled"] += 1
+        await inst.mark_started(
+            self.store.pool,
+            workflow_id=workflow_id,
+            journey=spec.name,
+            member_id=member_id,
+            key=key,
+            entry_id=handle.result_run_id if started else None,
+            new_run=started,
+        )
+        if self.on_routed is not None:
+            self.on_routed(event, workflow_id, "start" if started else "signal")
+
+    async def _signal_running(self, spec: Any, member_id: str, event: RecordedEvent) -> None:
+        rows = await inst.running_instances(self.store.pool, member_id, spec.name)
+        if not rows:
+            self.stats["skipped"] += 1
+            return
+        key = spec.key_of(event.data)
+        for row in rows:
+            if key is not None and row.key is not None and row.key != key:
+                continue
+            await self._signal(row.workflow_id, event)
+
+    async def _signal(self, workflow_id: str, event: RecordedEvent) -> bool:
+        """Signal a running journey; False (and the row cleared) when none is running."""
+        try:
+            await self.client.get_workflow_handle(workflow_id).signal(
+                EVENT_SIGNAL, journey_event(event)
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            self.stats["not_found"] += 1
+            await inst.mark_gone(self.store.pool, workflow_id)
+            return False
+        self.stats["signalled"] += 1
+        if self.on_routed is not None:
+            self.on_routed(event, workflow_id, "signal")
+        return True
+
+    # ------------------------------------------------------------------ projection
+    async def _fold_entered(self, member_id: str, event: RecordedEvent) -> None:
+        d = event.data
+        if not d.get("workflow_id") or not d.get("entry_id"):
+            return
+        await inst.fold_entered(
+            self.store.pool,
+            workflow_id=d["workflow_id"],
+            journey=d.get("journey", ""),
+            member_id=member_id,
+            key=d.get("key"),
+            entry_id=d["entry_id"],
+            variant=d.get("variant"),
+            holdout=d.get("holdout"),
+            at=event.occurred_at,
+        )
+
+    async def _fold_exited(self, event: RecordedEvent) -> None:
+        d = event.data
+        if not d.get("workflow_id") or not d.get("entry_id"):
+            return
+        await inst.fold_exited(
+            self.store.pool,
+            workflow_id=d["workflow_id"],
+            entry_id=d["entry_id"],
+            reason=str(d.get("reason", "")),
+            converted=bool(d.get("converted")),
+            at=event.occurred_at,
+        )
+

@@ -1,0 +1,104 @@
+"""The Temporal worker: every journey the plugin manager finds, the inactivity scan, and the
+journey activities, on one task queue.
+
+    journeyman worker            # uses JOURNEYMAN_TEMPORAL_ADDRESS / JOURNEYMAN_DATABASE_URL
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from engine.activities.journey_activities import JourneyActivities
+from engine.settings import Settings
+from event_store import PostgresEventStore
+
+log = logging.getLogger(__name__)
+
+
+def registered_journeys() -> dict[str, type]:
+    """Journey classes by name, from built-in and third-party plugins alike."""
+    from plugins import get_plugin_manager
+
+    return get_plugin_manager(strict=False).journeys()
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """A client for the configured Temporal, with the pydantic data converter."""
+    if not settings.temporal_address:
+        raise RuntimeError(
+            "JOURNEYMAN_TEMPORAL_ADDRESS is not set: point it at a Temporal frontend "
+            "(host:port), or run everything with `journeyman up`"
+        )
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def build_worker(
+    client: Client,
+    store: PostgresEventStore,
+    *,
+    task_queue: str = "journeyman",
+    journeys: Mapping[str, type] | None = None,
+    journey_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    activity_types: list[str] | None = None,
+    activities: JourneyActivities | None = None,
+    **worker_options: Any,
+) -> Worker:
+    from workflows.scan import InactivityScan
+
+    found = dict(journeys if journeys is not None else registered_journeys())
+    acts = activities or JourneyActivities(
+        store,
+        client=client,
+        journeys=found,
+        task_queue=task_queue,
+        journey_settings=journey_settings,
+        activity_types=activity_types,
+    )
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[*found.values(), InactivityScan],
+        activities=acts.all(),
+        **worker_options,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    client: Client, store: PostgresEventStore, **kwargs: Any
+) -> AsyncIterator[Worker]:
+    worker = build_worker(client, store, **kwargs)
+    async with worker:
+        yield worker
+
+
+async def run_worker(settings: Settings, database_url: str) -> None:
+    store = await PostgresEventStore.connect(
+        database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    try:
+        client = await connect_temporal(settings)
+        journeys = registered_journeys()
+        log.info("worker on %s with journeys %s", settings.task_queue, ", ".join(journeys))
+        worker = build_worker(
+            client,
+            store,
+            task_queue=settings.task_queue,
+            journeys=journeys,
+            journey_settings=settings.journeys,
+            activity_types=settings.activity_types,
+        )
+        await worker.run()
+    finally:
+        await store.close()
