@@ -13,6 +13,7 @@ Readers of the whole store never trust `global_position` alone: see `read_all`.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,18 +49,37 @@ FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::te
             $7::timestamptz[]) AS x(s, v, e, t, d, m, o)
 RETURNING event_id, global_position
 """
-# The head of each stream: its last version and the transaction that wrote it, and this
-# transaction's own id if it already has one.
-_STREAM_HEADS = """
-SELECT s, coalesce(h.v, -1) AS v, h.t AS last_tx, pg_current_xact_id_if_assigned() AS own_tx
+# Everything an append must know, in one round trip: each stream's head (last version and
+# the transaction that wrote it, k=0), which event ids are already stored (k=1), and fresh
+# positions from the identity sequence for a COPY (k=2).
+_PREPARE = """
+SELECT 0 AS k, s AS a, NULL::text AS b, coalesce(h.v, -1) AS v, h.t AS t, NULL::bigint AS p,
+       pg_current_xact_id_if_assigned() AS own
 FROM unnest($1::text[]) AS s
 LEFT JOIN LATERAL (
     SELECT stream_version AS v, tx_id AS t FROM events WHERE stream_id = s
     ORDER BY stream_version DESC LIMIT 1
 ) h ON true
+UNION ALL
+SELECT 1, event_id, stream_id, stream_version, NULL, global_position, NULL
+FROM events WHERE event_id = ANY($2::text[])
+UNION ALL
+SELECT 2, NULL, NULL, NULL, NULL, nextval(pg_get_serial_sequence('events', 'global_position')),
+       NULL
+FROM generate_series(1, $3::int)
 """
 _PARTITION_SQL = "((hashtextextended(stream_id, 0) & 9223372036854775807) % {n}) = {i}"
 _APPEND_ATTEMPTS = 20
+_COPY_COLUMNS = [
+    "global_position",
+    "stream_id",
+    "stream_version",
+    "event_id",
+    "type",
+    "data",
+    "metadata",
+    "occurred_at",
+]
 
 StreamAppend = tuple[str, Sequence[NewEvent], ExpectedVersion]
 
@@ -71,8 +91,34 @@ def partition_clause(partition: int, partitions: int) -> str:
     return _PARTITION_SQL.format(n=int(partitions), i=int(partition))
 
 
+class _LookUpDuplicates(Exception):
+    """Redo the append, this time looking up already-stored event ids first."""
+
+
+class RawJson(str):
+    """Already-encoded JSON text, passed to a jsonb column as is."""
+
+    __slots__ = ()
+
+
+def _encode_jsonb(value: object) -> bytes:
+    text = value if isinstance(value, RawJson) else json.dumps(value)
+    return b"\x01" + text.encode()
+
+
+def _decode_jsonb(data: bytes) -> object:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # Binary jsonb (a version byte, then the text) so that appends can use binary COPY.
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
@@ -170,19 +216,31 @@ class PostgresEventStore:
                     )
         if not any(events for _, events, _ in items):
             return []
+        # Duplicates are rare (client retries), so the first attempt lets the unique index on
+        # event_id find them; only when it does is the batch redone with a lookup first.
+        look_up_duplicates = False
         for attempt in range(_APPEND_ATTEMPTS):
             try:
                 if conn is not None:
                     # Inside the caller's transaction: a savepoint lets a lost race retry
                     # (or report StaleTransactionError when only a new transaction can).
                     async with conn.transaction():
-                        return await self._append_tx(conn, items, encoded)
+                        return await self._append_tx(
+                            conn, items, encoded, copy=False, dedupe=look_up_duplicates
+                        )
                 async with self.pool.acquire() as c, c.transaction():
-                    results = await self._append_tx(c, items, encoded)
+                    results = await self._append_tx(
+                        c, items, encoded, copy=True, dedupe=look_up_duplicates
+                    )
                 self._appended.set()
                 self._appended = asyncio.Event()
                 return results
-            except asyncpg.UniqueViolationError:
+            except _LookUpDuplicates:
+                look_up_duplicates = True
+                continue
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name == "events_event_id_key":
+                    look_up_duplicates = True
                 if attempt == _APPEND_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(0.001 * (attempt + 1))
@@ -193,65 +251,87 @@ class PostgresEventStore:
         conn: asyncpg.Connection,
         items: Sequence[StreamAppend],
         encoded: list[list[tuple[str, str]]],
+        *,
+        copy: bool,
+        dedupe: bool,
     ) -> list[AppendResult]:
         all_ids = [e.event_id for _, events, _ in items for e in events]
-        existing: dict[str, AppendResult] = {
-            r["event_id"]: AppendResult(
-                r["event_id"], r["stream_id"], r["stream_version"], r["global_position"], True
-            )
-            for r in await conn.fetch(
-                "SELECT event_id, stream_id, stream_version, global_position FROM events "
-                "WHERE event_id = ANY($1::text[])",
-                all_ids,
-            )
-        }
         stream_ids = list(dict.fromkeys(s for s, _, _ in items))
-        rows = await conn.fetch(_STREAM_HEADS, stream_ids)
-        versions: dict[str, int] = {r["s"]: r["v"] for r in rows}
-        own_tx = rows[0]["own_tx"] if rows else None
-        if own_tx is not None:
-            # This transaction got its id before reading the streams (the caller's
-            # transaction wrote earlier, or a savepoint retry). If a newer transaction has
-            # already appended to one of them, our rows would sort before that stream's
-            # earlier versions: the caller must retry in a new transaction.
-            for r in rows:
-                if r["last_tx"] is not None and r["last_tx"] > own_tx:
-                    raise StaleTransactionError(r["s"])
-        cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+        # One round trip: stream heads, already-stored event ids, and (for COPY) positions.
+        rows = await conn.fetch(
+            _PREPARE, stream_ids, all_ids if dedupe else [], len(all_ids) if copy else 0
+        )
+        versions: dict[str, int] = {}
+        existing: dict[str, AppendResult] = {}
+        positions: list[int] = []
+        for r in rows:
+            kind = r["k"]
+            if kind == 0:
+                versions[r["a"]] = r["v"]
+                own_tx = r["own"]
+                if own_tx is not None and r["t"] is not None and r["t"] > own_tx:
+                    # This transaction got its id before reading the stream (the caller's
+                    # transaction wrote earlier, or a savepoint retry) and a newer one has
+                    # appended since: our rows would sort before that stream's earlier
+                    # versions, so only a new transaction may append.
+                    raise StaleTransactionError(r["a"])
+            elif kind == 1:
+                existing[r["a"]] = AppendResult(r["a"], r["b"], r["v"], r["p"], True)
+            else:
+                positions.append(r["p"])
+        records: list[tuple[Any, ...]] = []
         for (stream_id, events, expected), enc in zip(items, encoded, strict=True):
-            fresh = [
-                (e, de) for e, de in zip(events, enc, strict=True) if e.event_id not in existing
-            ]
-            if not fresh:
-                continue
             current = versions[stream_id]
-            _check_expected(stream_id, current, expected)
-            for e, (d, m) in fresh:
+            checked = False
+            for e, (d, m) in zip(events, enc, strict=True):
+                if e.event_id in existing:
+                    continue
+                if not checked:
+                    try:
+                        _check_expected(stream_id, current, expected)
+                    except ConcurrencyError:
+                        if not dedupe:
+                            # Maybe a retried batch whose events are stored: look them up.
+                            raise _LookUpDuplicates from None
+                        raise
+                    checked = True
                 current += 1
-                for col, value in zip(
-                    cols,
-                    (stream_id, current, e.event_id, e.type, d, m, e.occurred_at),
-                    strict=True,
-                ):
-                    col.append(value)
+                records.append((stream_id, current, e.event_id, e.type, d, m, e.occurred_at))
             versions[stream_id] = current
-        positions: dict[str, int] = {}
-        if cols[0]:
-            rows = await conn.fetch(_INSERT, *cols)
-            positions = {r["event_id"]: r["global_position"] for r in rows}
-        version_of = dict(zip(cols[2], cols[1], strict=True))
+        placed: dict[str, tuple[int, int]] = {}
+        if records and copy:
+            positions.sort()
+            await self._copy_rows(conn, records, positions)
+            placed = {r[2]: (r[1], pos) for r, pos in zip(records, positions, strict=False)}
+        elif records:
+            inserted = await conn.fetch(_INSERT, *map(list, zip(*records, strict=True)))
+            version_of = {r[2]: r[1] for r in records}
+            placed = {
+                r["event_id"]: (version_of[r["event_id"]], r["global_position"]) for r in inserted
+            }
         results = []
         for stream_id, events, _ in items:
             for e in events:
-                if e.event_id in existing:
-                    results.append(existing[e.event_id])
-                else:
-                    results.append(
-                        AppendResult(
-                            e.event_id, stream_id, version_of[e.event_id], positions[e.event_id]
-                        )
-                    )
+                found = existing.get(e.event_id)
+                if found is None:
+                    version, position = placed[e.event_id]
+                    found = AppendResult(e.event_id, stream_id, version, position)
+                results.append(found)
         return results
+
+    @staticmethod
+    async def _copy_rows(
+        conn: asyncpg.Connection, records: list[tuple[Any, ...]], positions: list[int]
+    ) -> None:
+        """Insert with binary COPY. Positions were drawn from the identity sequence first, so
+        the caller knows them without RETURNING. Only on our own pool's connections, whose
+        jsonb codec is binary."""
+        now = dt.datetime.now(dt.UTC)
+        rows = [
+            (pos, s, v, eid, t, RawJson(d), RawJson(m), o or now)
+            for pos, (s, v, eid, t, d, m, o) in zip(positions, records, strict=False)
+        ]
+        await conn.copy_records_to_table("events", records=rows, columns=_COPY_COLUMNS)
 
     # ------------------------------------------------------------------ read
     async def stream_version(self, stream_id: str) -> int:

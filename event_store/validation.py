@@ -9,10 +9,12 @@ from collections.abc import Sequence
 from .errors import InvalidEventError
 from .model import ExpectedVersion, NewEvent, _Sentinel
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
 
 def encode_json(value: object, *, what: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidEventError(f"{what} is not JSON-serialisable: {exc}") from exc
 
