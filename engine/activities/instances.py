@@ -123,7 +123,8 @@ async def mark_started(
         """
         INSERT INTO journey_instances
             (workflow_id, journey, member_id, key, running, pending, entry_id, entries, entered_at)
-        VALUES ($1, $2, $3, $4, true, $5 IS NULL, $5, CASE WHEN $6 THEN 1 ELSE 0 END, now())
+        VALUES ($1, $2, $3, $4::text, true, $5::text IS NULL, $5::text,
+                CASE WHEN $6::boolean THEN 1 ELSE 0 END, now())
         ON CONFLICT (workflow_id) DO UPDATE SET
             running = true,
             pending = CASE WHEN $5 IS NULL THEN journey_instances.pending ELSE false END,
@@ -158,7 +159,8 @@ async def fold_entered(
         """
         INSERT INTO journey_instances (workflow_id, journey, member_id, key, running, pending,
             entry_id, entries, variant, holdout, entered_at)
-        VALUES ($1, $2, $3, $4, true, false, $5, 1, $6, $7, $8)
+        VALUES ($1, $2, $3, $4::text, true, false, $5::text, 1, $6::text, $7::boolean,
+                $8::timestamptz)
         ON CONFLICT (workflow_id) DO UPDATE SET
             entries = journey_instances.entries
                 + CASE WHEN journey_instances.entry_id IS DISTINCT FROM $5

@@ -184,7 +184,7 @@ class JourneyActivities:
             FROM member_profiles p
             LEFT JOIN journey_instances j
                    ON j.journey = $2 AND j.workflow_id = $3 || p.member_id
-            WHERE p.last_activity_at < $1 AND NOT p.erased {after}
+            WHERE p.last_activity_at < $1 AND NOT p.erased AND p.merged_into IS NULL {after}
               AND (j.workflow_id IS NULL OR (
                     NOT j.running
                     AND $5 <> 'never'
