@@ -1,0 +1,108 @@
+"""Journey commands: `worker`, `dispatcher`, `scheduler` and `journeys`."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+
+import typer
+
+from .common import console, db_url, run, settings
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def worker() -> None:
+        """Run the Temporal worker: every registered journey, the inactivity scan, and the
+        journey activities."""
+        from engine.worker import run_worker
+
+        logging.basicConfig(level=logging.INFO)
+        run(run_worker(settings(), db_url()))
+
+    @app.command()
+    def dispatcher(
+        partition: list[int] = typer.Option(
+            None, "--partition", "-p", help="Partition(s) to run; default: all of them."
+        ),
+        partitions: int = typer.Option(
+            0, help="Number of member-hash partitions (default: the setting)."
+        ),
+    ) -> None:
+        """Route store events to journeys (signal-with-start for triggers, signals for the
+        rest), checkpointing after Temporal accepts."""
+        logging.basicConfig(level=logging.INFO)
+        run(_dispatch(partition or None, partitions or settings().dispatcher_partitions))
+
+    @app.command()
+    def scheduler(
+        every: float = typer.Option(0, help="Seconds between scans (default: the setting)."),
+    ) -> None:
+        """Create or update the Temporal Schedule that runs the inactivity scan."""
+        from engine.scheduler import SCHEDULE_ID, ensure_schedule
+        from engine.worker import connect_temporal
+
+        s = settings()
+        seconds = every or s.inactivity_scan_every_seconds
+
+        async def go() -> str:
+            client = await connect_temporal(s)
+            return await ensure_schedule(
+                client, task_queue=s.task_queue, every=dt.timedelta(seconds=seconds)
+            )
+
+        outcome = run(go())
+        console.print(f"schedule [bold]{SCHEDULE_ID}[/bold] {outcome}: every {seconds:g} s")
+
+    @app.command()
+    def journeys() -> None:
+        """List the registered journeys, their triggers and the events they listen to."""
+        from engine.worker import registered_journeys
+
+        s = settings()
+        for name, cls in registered_journeys().items():
+            spec = cls.__journey__
+            resolved = spec.resolve_settings(s.journeys.get(name), activity_types=s.activity_types)
+            trigger = spec.trigger.event_type or f"inactivity {resolved.inactive_days:g} days"
+            console.print(
+                f"[bold]{name}[/bold] ({cls.__module__}.{cls.__qualname__}) trigger: {trigger}; "
+                f"listens: {', '.join(sorted(spec.event_types(resolved.activity_types)))}"
+            )
+
+
+async def _dispatch(only: list[int] | None, partitions: int) -> None:
+    from engine.dispatcher import Dispatcher
+    from engine.worker import connect_temporal, registered_journeys
+    from event_store import PostgresEventStore
+
+    s = settings()
+    store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=s.db_pool_max)
+    try:
+        client = await connect_temporal(s)
+        found = registered_journeys()
+        dispatchers = [
+            Dispatcher(
+                store,
+                client,
+                found,
+                task_queue=s.task_queue,
+                journey_settings=s.journeys,
+                activity_types=s.activity_types,
+                partition=p,
+                partitions=partitions,
+                batch_size=s.dispatcher_batch_size,
+            )
+            for p in (only if only is not None else range(partitions))
+        ]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: [d.stop() for d in dispatchers])
+        console.print(
+            f"dispatching to {', '.join(found)} on partitions "
+            f"{[d.partition for d in dispatchers]} of {partitions}"
+        )
+        await asyncio.gather(*(d.run() for d in dispatchers))
+    finally:
+        await store.close()
