@@ -189,3 +189,21 @@ async def test_events_table_rejects_update_and_delete(store: PostgresEventStore)
         with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
             await c.execute("DELETE FROM events")
     assert [e.type for e in await store.read_stream("member-z")] == ["page.viewed"]
+
+
+async def test_awkward_text_round_trips(store: PostgresEventStore) -> None:
+    """Tabs, newlines, backslashes, quotes and non-ASCII survive the COPY path unchanged."""
+    data = {"text": 'tab\there\nnew "line" \\ back\\slash \\n not-a-newline', "emoji": "🛒 ß"}
+    stream = "member-we\tird\\id\nx"
+    when = dt.datetime(2026, 10, 25, 1, 59, 59, 999999, tzinfo=dt.UTC)
+    await store.append(
+        stream,
+        [NewEvent("cart.updated\\x", data, {"note": "a\\b\tc"}, "id\\with\ttab", when)],
+    )
+    (event,) = await store.read_stream(stream)
+    assert event.stream_id == stream
+    assert event.event_id == "id\\with\ttab"
+    assert event.type == "cart.updated\\x"
+    assert event.data == data
+    assert event.metadata == {"note": "a\\b\tc"}
+    assert event.occurred_at == when
