@@ -120,7 +120,7 @@ async def test_funnel_and_lift_count_what_the_events_say(store: PostgresEventSto
         control.delivered,
         control.clicked,
         control.converted,
-    ) == (2, 2, 1, 1, 1)
+    ) == (2, 2, 2, 1, 1)
     assert stats.variants["urgent"].converted == 1
     assert stats.treatment.entered == 3 and stats.treatment.revenue == 40.0
     assert (stats.holdout.entered, stats.holdout.messaged, stats.holdout.converted) == (2, 2, 1)
