@@ -1,0 +1,38 @@
+"""docs/journeys.md: every code block that starts with `# <file>.py` is written out as that
+module and imported; the test module it contains is run."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "journeys.md"
+BLOCK = re.compile(r"```python\n# (\w+)\.py\n(.*?)```", re.S)
+
+
+def blocks() -> dict[str, str]:
+    return {name: body for name, body in BLOCK.findall(DOC.read_text())}
+
+
+async def test_journeys_doc_examples_run(tmp_path: Path) -> None:
+    found = blocks()
+    assert {"my_journeys", "my_plugin", "test_my_journeys", "my_journeys_v2"} <= set(found)
+    for name, body in found.items():
+        (tmp_path / f"{name}.py").write_text(body)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        modules = {name: importlib.import_module(name) for name in found}
+        spec = modules["my_journeys"].BrowseAbandonment.__journey__
+        assert spec.name == "browse_abandonment"
+        assert modules["my_journeys_v2"].BrowseAbandonmentV2.__journey__.name == spec.name
+        registered: list[type] = []
+        modules["my_plugin"].register_journeys(registered.append)
+        assert registered == [modules["my_journeys"].BrowseAbandonment]
+        tests = modules["test_my_journeys"]
+        await tests.test_view_without_order_gets_one_nudge()
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in found:
+            sys.modules.pop(name, None)
