@@ -124,6 +124,11 @@ class _Policy:
 
     @staticmethod
     def result(response: httpx.Response) -> IngestResult:
+        if response.status_code in (200, 422):
+            try:
+                return IngestResult.model_validate_json(response.content)
+            except ValueError:
+                pass
         try:
             body = response.json()
         except ValueError:
@@ -210,8 +215,7 @@ class JourneymanClient:
                 if attempt == self._policy.max_retries:
                     raise
             if response is not None and (
-                response.status_code not in _RETRY_STATUSES
-                or attempt == self._policy.max_retries
+                response.status_code not in _RETRY_STATUSES or attempt == self._policy.max_retries
             ):
                 return self._policy.result(response)
             time.sleep(self._policy.delay(attempt, response))
@@ -302,8 +306,7 @@ class AsyncJourneymanClient:
                 if attempt == self._policy.max_retries:
                     raise
             if response is not None and (
-                response.status_code not in _RETRY_STATUSES
-                or attempt == self._policy.max_retries
+                response.status_code not in _RETRY_STATUSES or attempt == self._policy.max_retries
             ):
                 return self._policy.result(response)
             await asyncio.sleep(self._policy.delay(attempt, response))

@@ -5,20 +5,23 @@ endpoints and bulk import. For a batch it:
 
 1. applies the rules pydantic cannot know (clock skew, reserved types) and drops repeated
    event ids inside the batch (answered as duplicates of the first);
-2. in one transaction: finds event ids that are already stored (answered as duplicates,
-   nothing else happens for them), resolves the members of the rest in one batch query
-   (`engine.identity`), and appends every event to its member's stream `member-<id>`;
+2. in one transaction: resolves the members of the batch with one query
+   (`engine.identity`), appends every event to its member's stream `member-<id>` (the
+   store answers event ids it already holds as duplicates and stores them once), and
+   stores the identity decisions (new members, aliases, merges);
 3. answers one outcome per event, in request order.
 
 A rejected event stores nothing; accepted events are committed before the answer. Races
 with concurrent batches (same new alias, member id or stream) end in a unique violation
-and the whole batch is retried from the start.
+(or the store's stale-transaction error) and the whole batch is retried from the start;
+retries take a transaction-scoped advisory lock, so they queue instead of colliding again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,16 +35,24 @@ from engine.identity.aliases import PushSubscription as PushRef
 from engine.ingest_models import (
     RESERVED_TYPES,
     EventIn,
-    EventOutcome,
     FieldError,
     IngestResult,
     field_errors,
+    storage_errors,
 )
 from engine.settings import Settings
-from event_store import ANY, ConcurrencyError, NewEvent, PostgresEventStore
+from event_store import (
+    ANY,
+    AppendResult,
+    ConcurrencyError,
+    InvalidEventError,
+    NewEvent,
+    PostgresEventStore,
+)
 
 SCHEMA_VERSION = 1
 _ATTEMPTS = 12
+_RETRY_LOCK = 0x4A4D5F494E4753  # "JM_INGS"
 _RETRYABLE = (
     ConcurrencyError,  # the store's "retry the whole transaction" (ANY never conflicts)
     asyncpg.UniqueViolationError,
@@ -77,6 +88,25 @@ def claim_of(event: EventIn) -> Claim:
         occurred_at=event.occurred_at,
         type=event.type,
     )
+
+
+def _outcome(
+    index: int,
+    event_id: str | None,
+    status: str,
+    *,
+    member_id: str | None = None,
+    global_position: int | None = None,
+    errors: list[FieldError] | None = None,
+) -> dict[str, Any]:
+    return {
+        "index": index,
+        "event_id": event_id,
+        "status": status,
+        "member_id": member_id,
+        "global_position": global_position,
+        "errors": errors or [],
+    }
 
 
 class Ingestor:
@@ -116,36 +146,54 @@ class Ingestor:
         """Ingest a batch; items that are already a list of errors are answered as rejected."""
         now = dt.datetime.now(dt.UTC)
         skew = dt.timedelta(seconds=self.settings.ingest_future_skew_seconds)
-        outcomes: list[EventOutcome | None] = [None] * len(events)
+        # Outcomes are plain dicts until the end: one validation of the whole result is far
+        # cheaper than building hundreds of models one by one.
+        outcomes: list[dict[str, Any] | None] = [None] * len(events)
         first_index: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []
         valid: list[int] = []
         for i, e in enumerate(events):
             if isinstance(e, list):
-                outcomes[i] = EventOutcome(index=i, event_id=None, status="rejected", errors=e)
+                outcomes[i] = _outcome(i, None, "rejected", errors=e)
                 continue
             errors = self._rule_errors(i, e, now + skew)
             if errors:
-                outcomes[i] = EventOutcome(
-                    index=i, event_id=e.event_id, status="rejected", errors=errors
-                )
+                outcomes[i] = _outcome(i, e.event_id, "rejected", errors=errors)
             elif e.event_id in first_index:
                 repeats.append((i, first_index[e.event_id]))
             else:
                 first_index[e.event_id] = i
                 valid.append(i)
         if valid:
-            await self._store([(i, events[i]) for i in valid], outcomes, source, key_id)  # type: ignore[misc]
+            batch: list[tuple[int, EventIn]] = [(i, events[i]) for i in valid]  # type: ignore[misc]
+            try:
+                await self._store(batch, outcomes, source, key_id)
+            except InvalidEventError:
+                # The store refused content (NUL, non-finite number): find which events.
+                storable = []
+                for i, e in batch:
+                    errors = storage_errors(e, i)
+                    if errors:
+                        outcomes[i] = _outcome(i, e.event_id, "rejected", errors=errors)
+                    else:
+                        storable.append((i, e))
+                if len(storable) == len(batch):
+                    raise
+                if storable:
+                    await self._store(storable, outcomes, source, key_id)
         for i, first in repeats:
             o = outcomes[first]
             assert o is not None
-            outcomes[i] = o.model_copy(update={"index": i, "status": "duplicate"})
+            outcomes[i] = {**o, "index": i, "status": "duplicate"}
         done = [o for o in outcomes if o is not None]
-        return IngestResult(
-            accepted=sum(o.status == "accepted" for o in done),
-            duplicates=sum(o.status == "duplicate" for o in done),
-            rejected=sum(o.status == "rejected" for o in done),
-            results=done,
+        counts = Counter(o["status"] for o in done)
+        return IngestResult.model_validate(
+            {
+                "accepted": counts["accepted"],
+                "duplicates": counts["duplicate"],
+                "rejected": counts["rejected"],
+                "results": done,
+            }
         )
 
     # ------------------------------------------------------------------ internals
@@ -171,70 +219,59 @@ class Ingestor:
     async def _store(
         self,
         batch: list[tuple[int, EventIn]],
-        outcomes: list[EventOutcome | None],
+        outcomes: list[dict[str, Any] | None],
         source: str,
         key_id: str | None,
     ) -> None:
         metadata: dict[str, Any] = {"source": source, "schema_version": SCHEMA_VERSION}
         if key_id:
             metadata["api_key"] = key_id
-        ids = [e.event_id for _, e in batch]
         for attempt in range(_ATTEMPTS):
             try:
                 async with self.store.pool.acquire() as conn, conn.transaction():
-                    stored = {
-                        r["event_id"]: r
-                        for r in await conn.fetch(
-                            "SELECT event_id, stream_id, global_position FROM events "
-                            "WHERE event_id = ANY($1::text[])",
-                            ids,
-                        )
-                    }
-                    fresh = [(i, e) for i, e in batch if e.event_id not in stored]
-                    positions: dict[str, tuple[str, int]] = {}
-                    if fresh:
-                        positions = await self._append_fresh(conn, fresh, metadata)
+                    if attempt:
+                        # Lost a race: retry serialised behind other retrying batches, so
+                        # heavy overlap between concurrent senders still makes progress.
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)", _RETRY_LOCK)
+                    appended = await self._append(conn, batch, metadata)
                 break
             except _RETRYABLE:
                 if attempt == _ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(0.002 * (attempt + 1))
         for i, e in batch:
-            if e.event_id in stored:
-                r = stored[e.event_id]
-                outcomes[i] = EventOutcome(
-                    index=i,
-                    event_id=e.event_id,
-                    status="duplicate",
-                    member_id=r["stream_id"].removeprefix("member-"),
-                    global_position=r["global_position"],
-                )
-            else:
-                member_id, position = positions[e.event_id]
-                outcomes[i] = EventOutcome(
-                    index=i,
-                    event_id=e.event_id,
-                    status="accepted",
-                    member_id=member_id,
-                    global_position=position,
-                )
+            r = appended[e.event_id]
+            outcomes[i] = _outcome(
+                i,
+                e.event_id,
+                "duplicate" if r.duplicate else "accepted",
+                member_id=r.stream_id.removeprefix("member-"),
+                global_position=r.global_position,
+            )
 
-    async def _append_fresh(
+    async def _append(
         self,
         conn: asyncpg.Connection,
         fresh: list[tuple[int, EventIn]],
         metadata: dict[str, Any],
-    ) -> dict[str, tuple[str, int]]:
+    ) -> dict[str, AppendResult]:
+        """Resolve, append, then store the identity decisions, in the caller's transaction.
+
+        Events already stored come back from the store as duplicates. Resolving them again
+        is harmless: their aliases and members exist since their first time, so they link
+        nothing new (and system events have derived ids, so nothing is appended twice).
+        """
         claims = [claim_of(e) for _, e in fresh]
         resolution = await self.resolver.resolve(conn, claims)
         streams: dict[str, list[NewEvent]] = {}
+        metas: dict[tuple[str, ...], dict[str, Any]] = {}
         for j, (_, e) in enumerate(fresh):
             for member_id, system_event in resolution.system_events.get(j, ()):
                 streams.setdefault(stream_of(member_id), []).append(system_event)
-            meta = metadata
-            kinds = [a.kind for a in claims[j].aliases]
-            if kinds:
-                meta = {**metadata, "aliases": kinds}
+            kinds = tuple(a.kind for a in claims[j].aliases)
+            meta = metas.get(kinds)
+            if meta is None:
+                meta = metas[kinds] = {**metadata, "aliases": list(kinds)} if kinds else metadata
             streams.setdefault(stream_of(resolution.member_ids[j]), []).append(
                 NewEvent(
                     e.type,
@@ -244,10 +281,10 @@ class Ingestor:
                     occurred_at=e.occurred_at,
                 )
             )
+        # Streams in a fixed (sorted) order: concurrent batches touching the same streams
+        # then wait for each other instead of deadlocking.
         results = await self.store.append_batch(
-            [(stream, evs, ANY) for stream, evs in streams.items()], conn=conn
+            [(stream, streams[stream], ANY) for stream in sorted(streams)], conn=conn
         )
         await self.resolver.write(conn, resolution)
-        return {
-            r.event_id: (r.stream_id.removeprefix("member-"), r.global_position) for r in results
-        }
+        return {r.event_id: r for r in results}

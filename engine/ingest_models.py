@@ -14,19 +14,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from engine.identity.aliases import normalise_email, normalise_phone, normalise_system
+from engine.identity.aliases import EMAIL_PATTERN, normalise_phone, normalise_system
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 # '#' is kept out of client ids: the system derives its own event ids with it.
 ID_PATTERN = r"^[^#\s\x00-\x1f\x7f]+$"
 RESERVED_TYPES = frozenset({"member.merged", "member.erased"})
-"""Types only the system appends (identity merges, erasure)."""
-
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
@@ -63,7 +62,17 @@ class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Identifier | None = None
-    email: str | None = Field(default=None, max_length=320)
+    # Normalised (trimmed, lowercased) and checked by pydantic's core, without a Python call
+    # per event: it is the alias most batches carry.
+    email: (
+        Annotated[
+            str,
+            StringConstraints(
+                strip_whitespace=True, to_lower=True, max_length=320, pattern=EMAIL_PATTERN
+            ),
+        ]
+        | None
+    ) = None
     phone: str | None = Field(default=None, max_length=40, description="E.164, e.g. +14155550123")
     device_id: Identifier | None = None
     external_ids: dict[str, Annotated[str, Field(min_length=1, max_length=256)]] = Field(
@@ -73,11 +82,6 @@ class MemberIn(BaseModel):
     )
     push_subscriptions: list[PushSubscriptionIn] = Field(default_factory=list, max_length=10)
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str | None) -> str | None:
-        return None if v is None else normalise_email(v)
-
     @field_validator("phone")
     @classmethod
     def _phone(cls, v: str | None) -> str | None:
@@ -86,7 +90,7 @@ class MemberIn(BaseModel):
     @field_validator("external_ids")
     @classmethod
     def _systems(cls, v: dict[str, str]) -> dict[str, str]:
-        return {normalise_system(k): value for k, value in v.items()}
+        return {normalise_system(k): value for k, value in v.items()} if v else v
 
     @model_validator(mode="after")
     def _named(self) -> MemberIn:
@@ -112,30 +116,57 @@ class EventIn(BaseModel):
     occurred_at: AwareDatetime = Field(description="When it happened, with a time zone.")
     properties: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("properties")
-    @classmethod
-    def _storable(cls, v: dict[str, Any]) -> dict[str, Any]:
-        _check_json(v, "properties")
-        return v
+
+def _storable(value: Any) -> bool:
+    """True when PostgreSQL's jsonb can hold `value`: no NUL characters, finite numbers."""
+    t = type(value)
+    if t is str:
+        return "\x00" not in value
+    if t is dict:
+        for k, v in value.items():
+            if "\x00" in k:
+                return False
+            tv = type(v)
+            if tv is str:
+                if "\x00" in v:
+                    return False
+            elif tv is not int and tv is not bool and v is not None and not _storable(v):
+                return False
+        return True
+    if t is list:
+        return all(_storable(v) for v in value)
+    if t is float:
+        return math.isfinite(value)
+    return True
+
+
+def storage_errors(event: EventIn, index: int) -> list[FieldError]:
+    """What in an event's properties PostgreSQL's jsonb cannot store (NUL characters,
+    non-finite numbers). Checked only when the store refuses a batch: it is rare, and
+    walking every event would cost more than the check saves."""
+    try:
+        _check_json(event.properties, "properties")
+    except ValueError as exc:
+        return [FieldError(field=f"events[{index}].properties", reason=str(exc))]
+    return []
 
 
 def _check_json(value: Any, path: str) -> None:
-    """Refuse what PostgreSQL's jsonb cannot hold: NUL characters and non-finite numbers."""
+    """Raise a ValueError naming where `value` holds something jsonb cannot store."""
+    if _storable(value):
+        return
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{path} contains a NUL character")
-    elif isinstance(value, dict):
+        raise ValueError(f"{path} contains a NUL character")
+    if isinstance(value, float):
+        raise ValueError(f"{path} holds a non-finite number")
+    if isinstance(value, dict):
         for k, v in value.items():
             if "\x00" in k:
                 raise ValueError(f"a key in {path} contains a NUL character")
-            if not isinstance(v, int):
-                _check_json(v, f"{path}.{k}")
+            _check_json(v, f"{path}.{k}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            if not isinstance(v, int):
-                _check_json(v, f"{path}[{i}]")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{path} holds a non-finite number")
+            _check_json(v, f"{path}[{i}]")
 
 
 class EventBatchIn(BaseModel):
@@ -180,5 +211,7 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
             else:
                 path += f".{part}" if path else str(part)
         reason = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch" and err["loc"][-1:] == ("email",):
+            reason = f"{err['input']!r} is not an email address (expected name@domain.tld)"
         out.append(FieldError(field=path or "body", reason=reason))
     return out

@@ -13,5 +13,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m engine.api")
     parser.add_argument("--host", default=s.api_host)
     parser.add_argument("--port", type=int, default=s.api_port)
+    parser.add_argument("--workers", type=int, default=1, help="API processes")
     args = parser.parse_args()
-    run(args.host, args.port)
+    run(args.host, args.port, workers=args.workers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 
 from engine.ingest import Ingestor
@@ -18,10 +18,10 @@ router = APIRouter()
 _BATCH: TypeAdapter[EventBatchIn] = TypeAdapter(EventBatchIn)
 
 
-def ingest_response(result: IngestResult) -> JSONResponse:
+def ingest_response(result: IngestResult) -> Response:
     """200 when anything was accepted or acknowledged, 422 when every event was rejected."""
     status = 422 if result.rejected and not (result.accepted or result.duplicates) else 200
-    return JSONResponse(result.model_dump(mode="json"), status_code=status)
+    return Response(result.model_dump_json(), status_code=status, media_type="application/json")
 
 
 def check_count(n: int, limit: int) -> None:
@@ -55,7 +55,7 @@ def check_count(n: int, limit: int) -> None:
         }
     },
 )
-async def post_events(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
+async def post_events(request: Request, key: ApiKey = Depends(require("ingest"))) -> Response:
     ingestor: Ingestor = request.app.state.ingestor
     settings = ingestor.settings
     body = await read_body(request, settings.ingest_max_body_bytes)

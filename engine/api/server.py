@@ -34,8 +34,19 @@ async def serve_in_background(
         await task
 
 
-def run(host: str, port: int, settings: Settings | None = None) -> None:
-    """Serve the API on `host:port` until interrupted (the configured database)."""
+def run(host: str, port: int, settings: Settings | None = None, workers: int = 1) -> None:
+    """Serve the API on `host:port` until interrupted (the configured database). With
+    several workers, each is its own process (settings then come from the environment)."""
+    if workers > 1:
+        uvicorn.run(
+            "engine.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+        return
     from .app import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -9,8 +9,7 @@ emails are trimmed and lowercased, phones are reduced to E.164.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 EMAIL = "email"
 PHONE = "phone"
@@ -19,7 +18,8 @@ EXTERNAL_PREFIX = "external:"
 CONTACT_KINDS = frozenset({EMAIL, PHONE})
 """Alias kinds that are also contact points (a channel can deliver to them)."""
 
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+_EMAIL_RE = re.compile(EMAIL_PATTERN)
 _PHONE_STRIP = re.compile(r"[\s\-.()/]")
 _E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _SYSTEM_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
@@ -60,14 +60,12 @@ def normalise_system(name: str) -> str:
     return n
 
 
-@dataclass(frozen=True, slots=True)
-class Alias:
+class Alias(NamedTuple):
     kind: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class PushSubscription:
+class PushSubscription(NamedTuple):
     """A Web Push subscription or an FCM/APNs token; `key` identifies it for dedupe."""
 
     kind: str
@@ -75,9 +73,8 @@ class PushSubscription:
     value: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """What one event says about who its member is."""
+class Claim(NamedTuple):
+    """What one event says about who its member is (tuples: batches build many)."""
 
     event_id: str
     member_id: str | None = None

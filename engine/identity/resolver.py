@@ -34,6 +34,18 @@ from event_store import NewEvent
 from .aliases import Alias, Claim
 
 _NEW_SEQ_BASE = 1 << 62
+_LOOKUP = """
+WITH a AS MATERIALIZED (
+    SELECT a.kind, a.blind, a.member_id
+    FROM unnest($1::text[], $2::bytea[]) AS q(kind, blind)
+    JOIN member_aliases a ON a.kind = q.kind AND a.blind = q.blind
+)
+SELECT kind, blind, member_id, NULL::bigint AS seq, NULL::text AS merged_into FROM a
+UNION ALL
+SELECT NULL, NULL, m.member_id, m.seq, m.merged_into
+FROM (SELECT member_id FROM a UNION SELECT unnest($3::text[])) AS w
+JOIN members m ON m.member_id = w.member_id
+"""
 
 
 @dataclass
@@ -106,19 +118,23 @@ class IdentityResolver:
                 if a not in blinds:
                     blinds[a] = blind(a.kind, a.value)
 
-        owner: dict[tuple[str, bytes], str] = {}
-        if blinds:
-            rows = await conn.fetch(
-                "SELECT a.kind, a.blind, a.member_id FROM unnest($1::text[], $2::bytea[]) "
-                "AS q(kind, blind) JOIN member_aliases a ON a.kind = q.kind AND a.blind = q.blind",
-                [a.kind for a in blinds],
-                list(blinds.values()),
-            )
-            owner = {(r["kind"], bytes(r["blind"])): r["member_id"] for r in rows}
-
         members = _Members()
-        wanted = {c.member_id for c in claims if c.member_id} | set(owner.values())
-        await _load_members(conn, members, wanted)
+        owner: dict[tuple[str, bytes], str] = {}
+        explicit = list({c.member_id for c in claims if c.member_id})
+        merged: set[str] = set()
+        # One round trip: the aliases the batch mentions, and the members they and the
+        # explicit ids name (with creation order and merge pointer).
+        for r in await conn.fetch(
+            _LOOKUP, [a.kind for a in blinds], list(blinds.values()), explicit
+        ):
+            if r["kind"] is not None:
+                owner[(r["kind"], bytes(r["blind"]))] = r["member_id"]
+            else:
+                members.add(r["member_id"], r["seq"])
+                if r["merged_into"] is not None:
+                    members.parent[r["member_id"]] = r["merged_into"]
+                    merged.add(r["merged_into"])
+        await _load_members(conn, members, {m for m in merged if not members.known(m)})
 
         result = Resolution(member_ids=[])
         plan = _Plan(members=members, owner=owner)

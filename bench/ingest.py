@@ -1,0 +1,324 @@
+"""HTTP ingestion throughput against the store's own batch-append rate, in the same run.
+
+    python -m bench ingest [--quick] [--senders 4] [--members 5000]
+
+On a fresh embedded PostgreSQL (one migrated database per measurement):
+
+1. limit: `PostgresEventStore.append_batch` with batches of 500 events grouped by
+   `member-<id>` stream, from the same number of concurrent writers, with the same payloads;
+2. value: the same events through `POST /v1/events` with the Python client (batches of
+   500, concurrent senders), the API in its own process (uvicorn, profile projection off):
+   JSON, validation, identity resolution (aliases by blind index) and the append;
+3. the latency of a 100-event batch, one sender, p50 and p99.
+
+Members are registered first (id, email, device id; not timed); timed events then name
+their member by email, device id or member id at random, like a shop's mixed traffic.
+The last line is JSON: {"bench": "ingest", "value", "unit", "limit", "ratio", ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SECRET = "bench-secret-" + "b" * 40
+
+
+def _events(n: int, members: int, rng: random.Random) -> list[dict[str, Any]]:
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    types = ["page.viewed", "product.viewed", "cart.updated", "order.placed", "app.opened"]
+    out = []
+    for i in range(n):
+        m = rng.randrange(members)
+        form = rng.random()
+        if form < 0.5:
+            member: dict[str, Any] = {"email": f"member{m}@example.com"}
+        elif form < 0.8:
+            member = {"id": f"bm{m}"}
+        else:
+            member = {"device_id": f"dev-{m}"}
+        out.append(
+            {
+                "event_id": uuid.uuid4().hex,
+                "type": types[i % len(types)],
+                "member": member,
+                "occurred_at": (base + dt.timedelta(seconds=i)).isoformat(),
+                "properties": {"sku": f"sku-{i % 97}", "price": 19.9, "qty": 1 + i % 3},
+            }
+        )
+    return out
+
+
+def _partition(event: dict[str, Any], parts: int) -> int:
+    """Which writer/sender handles an event: by member, so writers do not contend for the
+    same streams (the bare store's optimistic appends give up under heavy overlap)."""
+    m = event["member"]
+    key = m.get("id") or m.get("email") or m.get("device_id")
+    return int("".join(c for c in key if c.isdigit()) or 0) % parts
+
+
+def _registrations(members: int) -> list[dict[str, Any]]:
+    at = dt.datetime(2025, 12, 31, tzinfo=dt.UTC).isoformat()
+    return [
+        {
+            "event_id": f"reg-{m}",
+            "type": "member.registered",
+            "member": {"id": f"bm{m}", "email": f"member{m}@example.com", "device_id": f"dev-{m}"},
+            "occurred_at": at,
+            "properties": {},
+        }
+        for m in range(members)
+    ]
+
+
+class _Bare:
+    """append_batch alone, streams grouped as the ingest path groups them."""
+
+    def __init__(self, url: str, writers: int) -> None:
+        self.url, self.writers = url, writers
+
+    async def __aenter__(self) -> _Bare:
+        from event_store import PostgresEventStore
+
+        self.store = await PostgresEventStore.connect(
+            self.url, min_size=self.writers, max_size=self.writers + 2
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.store.close()
+
+    async def rate(self, events: list[dict[str, Any]]) -> float:
+        from event_store import ANY, NewEvent
+
+        def items(chunk: list[dict[str, Any]]) -> list:
+            streams: dict[str, list[NewEvent]] = {}
+            for e in chunk:
+                m = e["member"]
+                key = m.get("id") or m.get("email") or m.get("device_id")
+                streams.setdefault(f"member-{key}", []).append(
+                    NewEvent(
+                        e["type"],
+                        e["properties"],
+                        {"source": "bench"},
+                        event_id=e["event_id"],
+                        occurred_at=dt.datetime.fromisoformat(e["occurred_at"]),
+                    )
+                )
+            # Sorted like the ingest path does, so concurrent writers never deadlock.
+            return [(s, streams[s], ANY) for s in sorted(streams)]
+
+        async def writer(k: int) -> None:
+            mine = [e for e in events if _partition(e, self.writers) == k]
+            for i in range(0, len(mine), 500):
+                await self.store.append_batch(items(mine[i : i + 500]))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(k) for k in range(self.writers)))
+        return len(events) / (time.perf_counter() - started)
+
+
+def _start_api(url: str, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "JOURNEYMAN_DATABASE_URL": url,
+        "JOURNEYMAN_SECRET_KEY": SECRET,
+        "JOURNEYMAN_API_RUN_PROJECTOR": "false",
+        "JOURNEYMAN_DB_POOL_MAX": "12",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine.api", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as c:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise RuntimeError("the API process exited during startup")
+            try:
+                await c.get(f"{base}/openapi.json")
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    raise RuntimeError("the API did not start within 15 s")
+
+
+async def _http_rate(jm: Any, events: list[dict[str, Any]], senders: int) -> float:
+    async def sender(k: int) -> None:
+        result = await jm.send_batch([e for e in events if _partition(e, senders) == k])
+        assert result.accepted == len(result.results), result.results[:3]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender(k) for k in range(senders)))
+    return len(events) / (time.perf_counter() - started)
+
+
+async def _run(
+    bare_url: str,
+    api_url: str,
+    n: int,
+    members: int,
+    senders: int,
+    rounds: int,
+    lat: int,
+    api_workers: int,
+) -> tuple[list[float], list[float], list[float]]:
+    """Alternate bare and HTTP rounds (a busy machine then hurts both alike)."""
+    from engine.client import AsyncJourneymanClient
+    from engine.keys import create_key
+    from engine.stack import free_port
+    from event_store import create_pool
+
+    pool = await create_pool(api_url, min_size=1, max_size=2)
+    token, _ = await create_key(pool, ["ingest"], "bench")
+    await pool.close()
+    port = free_port()
+    log = Path(tempfile.gettempdir()) / f"journeyman-bench-api-{port}.log"
+    proc = _start_api(api_url, port, log, api_workers)
+    base = f"http://127.0.0.1:{port}"
+    rng = random.Random(7)
+    bare_rates: list[float] = []
+    http_rates: list[float] = []
+    try:
+        await _wait_ready(base, proc)
+        async with (
+            _Bare(bare_url, senders) as bare,
+            AsyncJourneymanClient(base, token, batch_size=500, timeout=120) as jm,
+        ):
+            await bare.rate(_registrations(members))
+            reg = await jm.send_batch(_registrations(members), concurrency=senders)
+            assert reg.rejected == 0, reg.results[:3]
+            for _ in range(rounds):
+                bare_rates.append(await bare.rate(_events(n // rounds, members, rng)))
+                http_rates.append(await _http_rate(jm, _events(n // rounds, members, rng), senders))
+            latencies = []
+            for _ in range(lat):
+                batch = _events(100, members, rng)
+                t = time.perf_counter()
+                await jm.send_batch(batch)
+                latencies.append((time.perf_counter() - t) * 1000)
+        return bare_rates, http_rates, latencies
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def _databases(pg: Any, names: list[str]) -> list[str]:
+    import asyncpg
+
+    from engine.db import migrate
+
+    admin = await asyncpg.connect(pg.database_url("postgres"))
+    try:
+        await admin.execute('CREATE DATABASE "bench_template"')
+    finally:
+        await admin.close()
+    await migrate(pg.database_url("bench_template"))
+    admin = await asyncpg.connect(pg.database_url("postgres"))
+    try:
+        for n in names:
+            await admin.execute(f'CREATE DATABASE "{n}" TEMPLATE "bench_template"')
+    finally:
+        await admin.close()
+    return [pg.database_url(n) for n in names]
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench ingest", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer events (under a minute)")
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--members", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds")
+    parser.add_argument("--api-workers", type=int, default=1, help="API processes")
+    args = parser.parse_args(argv)
+    n = args.events or (40_000 if args.quick else 200_000)
+    args.rounds = args.rounds or (2 if args.quick else 4)
+    latency_batches = 60 if args.quick else 300
+
+    from engine.stack import EmbeddedPostgres
+
+    root = Path(tempfile.mkdtemp(prefix="journeyman-bench-ingest-"))
+    pg = EmbeddedPostgres(root / "pg")
+    pg.start()
+    try:
+
+        async def go() -> tuple[list[float], list[float], list[float]]:
+            bare_url, api_url = await _databases(pg, ["bench_bare", "bench_api"])
+            return await _run(
+                bare_url,
+                api_url,
+                n,
+                args.members,
+                args.senders,
+                args.rounds,
+                latency_batches,
+                args.api_workers,
+            )
+
+        bare_rates, http_rates, latencies = asyncio.run(go())
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    # Best round of each: the capability of each path, least disturbed by other load.
+    limit, value = max(bare_rates), max(http_rates)
+    print("rounds (events/s): store " + ", ".join(f"{r:,.0f}" for r in bare_rates))
+    print("                   HTTP  " + ", ".join(f"{r:,.0f}" for r in http_rates))
+    p50, p99 = _percentile(latencies, 50), _percentile(latencies, 99)
+    ratio = value / limit
+    print(f"store append_batch (500/batch, {args.senders} writers): {limit:,.0f} events/s")
+    print(
+        f"HTTP POST /v1/events via the Python client (500/batch, {args.senders} senders): "
+        f"{value:,.0f} events/s"
+    )
+    print(
+        f"100-event batch latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+        f"(mean {statistics.fmean(latencies):.1f} ms, {len(latencies)} batches)"
+    )
+    print(
+        f"ratio {ratio:.2f} (target >= 0.5); reproduce: python -m bench ingest"
+        + (" --quick" if args.quick else "")
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "ingest",
+                "value": round(value),
+                "unit": "events/s",
+                "limit": round(limit),
+                "ratio": round(ratio, 3),
+                "p50_ms": round(p50, 1),
+                "p99_ms": round(p99, 1),
+                "events": n,
+                "senders": args.senders,
+            }
+        )
+    )
