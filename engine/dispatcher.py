@@ -281,4 +281,3 @@ class Dispatcher:
             converted=bool(d.get("converted")),
             at=event.occurred_at,
         )
-
