@@ -92,7 +92,7 @@ class Keyring:
 
     def blind(self, kind: str, value: str) -> bytes:
         """The blind index of a normalised alias value (32 bytes)."""
-        return hmac.new(self._blind_key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()
+        return hmac.digest(self._blind_key, f"{kind}\x00{value}".encode(), hashlib.sha256)
 
     def new_data_key(self, member_id: str) -> tuple[DataKey, bytes]:
         """A fresh data key for `member_id` and its wrapped form to store."""

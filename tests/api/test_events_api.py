@@ -42,6 +42,24 @@ async def test_batch_outcomes_accepted_duplicate_rejected(api: Api) -> None:
     assert [e.event_id for e in events] == [good["event_id"]]
 
 
+async def test_unstorable_numbers_and_nul_are_rejected_per_event(api: Api) -> None:
+    good = json.dumps(ev(id="m-9"))
+    huge = json.dumps(ev(id="m-9")).replace('"url": "/"', '"big": 1e400')
+    nul = json.dumps(ev(id="m-9")).replace('"url": "/"', '"s": "a\\u0000b"')
+    body = f'{{"events": [{good}, {huge}, {nul}]}}'
+    async with api.client() as c:
+        r = await c.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["accepted", "rejected", "rejected"]
+    assert results[1]["errors"][0] == {
+        "field": "events[1].properties",
+        "reason": "properties.big holds a non-finite number",
+    }
+    assert "NUL" in results[2]["errors"][0]["reason"]
+    assert len(await api.store.read_stream("member-m-9")) == 1
+
+
 async def test_auth_401_and_403(api: Api) -> None:
     batch = {"events": [ev()]}
     async with api.client(None) as c:
