@@ -1,0 +1,74 @@
+"""Delivery settings: `JOURNEYMAN_DELIVERY__<FIELD>` (or `delivery` in `.env`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class DeliverySettings(BaseModel):
+    """How the `deliver` activity treats members and channels.
+
+    Every field has a default that suits a shop sending marketing email and SMS; see
+    docs/operations.md ("Delivery policies") for what each one does.
+    """
+
+    public_url: str = Field(
+        default="http://127.0.0.1:8787",
+        description="The public base URL of the HTTP API: tracking, unsubscribe and webhook "
+        "links are built on it, and provider signatures are checked against it.",
+    )
+    site_url: str = Field(
+        default="https://shop.example",
+        description="The shop's own URL, given to templates as `site_url`.",
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="A directory of templates that override (and add to) the built-in ones.",
+    )
+    default_locale: str = "en"
+    default_timezone: str = Field(
+        default="UTC", description="Time zone of members whose profile has none."
+    )
+    quiet_hours_start: dt.time | None = Field(
+        default=dt.time(21, 0),
+        description="Start of quiet hours in the member's local time; None disables them.",
+    )
+    quiet_hours_end: dt.time = Field(default=dt.time(8, 0), description="End of quiet hours.")
+    quiet_hours_channels: list[str] = Field(
+        default_factory=lambda: ["sms", "webpush", "fcm", "push"],
+        description="Channels whose marketing messages wait for the end of quiet hours "
+        "(email sits in an inbox and does not wake anyone). ['*'] means every channel.",
+    )
+    frequency_cap: int | None = Field(
+        default=3,
+        ge=1,
+        description="At most this many marketing messages per member in any rolling window "
+        "(all journeys and channels together); None disables the cap.",
+    )
+    frequency_window: dt.timedelta = Field(default=dt.timedelta(hours=24))
+    opt_in_channels: list[str] = Field(
+        default_factory=lambda: ["sms"],
+        description="Channels whose marketing messages need explicit consent "
+        "('<channel>:marketing' true). Elsewhere consent is assumed until withdrawn.",
+    )
+    channel_queues: bool = Field(
+        default=True,
+        description="Make provider calls on each channel's own task queue (rate-limited by "
+        "Temporal); false makes them inline in the main queue's `deliver`.",
+    )
+    outbox_fallback: bool = Field(
+        default=False,
+        description="Send a channel that has no credentials to the local outbox instead "
+        "(development; `journeyman up`).",
+    )
+    pause_after_misconfiguration: dt.timedelta = Field(
+        default=dt.timedelta(minutes=15),
+        description="How long a channel that reported a configuration error is paused.",
+    )
+    track_clicks: bool = True
+    track_opens: bool = True
+    click_link_ttl: dt.timedelta = Field(default=dt.timedelta(days=90))
+    unsubscribe_link_ttl: dt.timedelta = Field(default=dt.timedelta(days=365))

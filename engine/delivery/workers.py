@@ -1,0 +1,73 @@
+"""Temporal wiring of delivery: the `deliver` activity and one worker per channel task queue.
+
+The main worker registers `deliver` on the journeys' task queue, where it applies the
+policies and picks the channel. Each configured channel gets a worker on its own task queue
+(`channels.task_queue_for(name)`) with `max_task_queue_activities_per_second` set to the
+channel's rate limit: Temporal enforces that limit across every worker polling the queue, so
+ten worker processes together still send at most `rate_limit_per_second` through a channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from channels import Channel
+from engine.activities.delivery_contract import DELIVER, SendOutcome, SendRequest
+from engine.settings import Settings
+from event_store import PostgresEventStore
+
+from .service import Deliverer
+
+
+def deliver_activity(deliverer: Deliverer) -> Callable[..., Any]:
+    """The `deliver` activity bound to `deliverer` (for the main and the channel queues)."""
+
+    @activity.defn(name=DELIVER)
+    async def deliver(request: SendRequest) -> SendOutcome:
+        return await deliverer.deliver(request)
+
+    return deliver
+
+
+def load_channels(settings: Settings, *, strict: bool = True) -> dict[str, Channel]:
+    """Every registered channel, configured from settings (plugins included)."""
+    from plugins import get_plugin_manager
+
+    return get_plugin_manager(strict=strict).channels(settings.channels)
+
+
+def build_deliverer(
+    store: PostgresEventStore,
+    settings: Settings,
+    channels: Mapping[str, Channel] | None = None,
+    *,
+    channel_queues: bool | None = None,
+) -> Deliverer:
+    found = dict(channels if channels is not None else load_channels(settings))
+    queues = settings.delivery.channel_queues if channel_queues is None else channel_queues
+    return Deliverer(store, found, settings=settings, channel_queues=queues)
+
+
+def channel_workers(client: Client, deliverer: Deliverer, **worker_options: Any) -> list[Worker]:
+    """One worker per configured channel (and the outbox when it stands in for others),
+    each capped at the channel's rate limit."""
+    act = deliver_activity(deliverer)
+    workers = []
+    for channel in deliverer.channels.values():
+        if not channel.configured:
+            continue
+        workers.append(
+            Worker(
+                client,
+                task_queue=channel.task_queue,
+                activities=[act],
+                max_task_queue_activities_per_second=channel.rate_limit_per_second,
+                **worker_options,
+            )
+        )
+    return workers

@@ -1,0 +1,203 @@
+"""The deliver path end to end against the real SMTP and Twilio peers: render, claim, send,
+record; settled deliveries are returned, never re-sent; fallback and error actions."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from channels.testing.peers import SmtpPeer, TwilioPeer
+from engine.activities.delivery_contract import delivery_id
+from engine.delivery import claims
+from event_store import NewEvent
+
+from .delivery_testkit import (
+    add_member,
+    deliverer,
+    email_channel,
+    ledger_row,
+    make_settings,
+    request,
+    sms_channel,
+    types_of,
+)
+
+
+@pytest.fixture
+async def smtp():
+    async with SmtpPeer() as peer:
+        yield peer
+
+
+@pytest.fixture
+async def twilio():
+    async with TwilioPeer() as peer:
+        yield peer
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return make_settings(tmp_path)
+
+
+async def test_email_is_rendered_signed_sent_and_recorded(store, settings, smtp) -> None:
+    member = await add_member(store, settings)
+    d = deliverer(store, settings, {"email": email_channel(smtp)})
+    req = request(member, ["email"])
+    outcome = await d.deliver(req)
+    assert outcome.status == "sent" and outcome.channel == "email"
+    assert len(smtp.messages) == 1
+    msg = smtp.messages[0]
+    assert msg["To"] == "ada@example.com"
+    assert msg["Subject"] == "You left something in your cart"
+    html = msg.get_body(("html",)).get_content()
+    assert "Teapot" in html
+    assert "/t/c/" in html and "/t/o/" in html  # tracked link and open pixel
+    assert "https://shop.example/cart/c1" not in html  # rewritten into a tracking link
+    assert msg["List-Unsubscribe"].startswith("<http://127.0.0.1:8787/u/")
+    assert await types_of(store, member) == ["member.registered", "message.sent"]
+    row = await ledger_row(store, outcome.delivery_id)
+    assert row is not None and row["status"] == "sent" and row["channel"] == "email"
+    # a retry of the same request returns the recorded outcome and sends nothing
+    again = await d.deliver(req)
+    assert again == outcome and len(smtp.messages) == 1
+
+
+async def test_locale_falls_back_from_region_to_language(store, settings, smtp) -> None:
+    member = await add_member(store, settings, locale="fr-CA")
+    d = deliverer(store, settings, {"email": email_channel(smtp)})
+    assert (await d.deliver(request(member, ["email"]))).status == "sent"
+    assert smtp.messages[0]["Subject"] == "Vous avez oublié quelque chose dans votre panier"
+
+
+async def test_a_claim_without_outcome_is_in_doubt_and_not_resent(store, settings, smtp) -> None:
+    member = await add_member(store, settings)
+    d = deliverer(store, settings, {"email": email_channel(smtp)})
+    req = request(member, ["email"])
+    did = delivery_id(req)
+    # an earlier attempt claimed and vanished (crashed after calling the provider)
+    await store.append(claims.stream_of(did), [claims.claimed(did, "email", "wf")])
+    outcome = await d.deliver(req)
+    assert outcome.status == "in_doubt" and outcome.channel == "email"
+    assert smtp.attempts == 0
+    assert "message.in_doubt" in await types_of(store, member)
+    assert (await d.deliver(req)).status == "in_doubt"
+    assert smtp.attempts == 0
+
+
+async def test_transient_errors_release_the_claim_and_go_back_to_temporal(
+    store, settings, twilio
+) -> None:
+    member = await add_member(store, settings)
+    d = deliverer(store, settings, {"sms": sms_channel(twilio)})
+    req = request(member, ["sms"])
+    twilio.rate_limit(times=1, retry_after=7)
+    with pytest.raises(ApplicationError) as info:
+        await d.deliver(req)
+    assert info.value.type == "TransientError" and not info.value.non_retryable
+    assert info.value.next_retry_delay is not None
+    assert info.value.next_retry_delay.total_seconds() == 7
+    state = await claims.load(store, delivery_id(req))
+    assert state.claim is None and state.outcome is None
+    outcome = await d.deliver(req)  # Temporal's retry
+    assert outcome.status == "sent"
+    assert twilio.requests == 2 and twilio.accepted == 1
+
+
+async def test_ambiguous_error_is_in_doubt_without_retry(store, settings, twilio) -> None:
+    member = await add_member(store, settings)
+    d = deliverer(store, settings, {"sms": sms_channel(twilio)})
+    twilio.server_error(times=1)
+    outcome = await d.deliver(request(member, ["sms"]))
+    assert outcome.status == "in_doubt"
+    assert twilio.requests == 1
+
+
+async def test_invalid_number_falls_back_to_email_and_suppresses_sms(
+    store, settings, smtp, twilio
+) -> None:
+    member = await add_member(store, settings, phone="+15005550001")  # Twilio: invalid
+    d = deliverer(store, settings, {"email": email_channel(smtp), "sms": sms_channel(twilio)})
+    outcome = await d.deliver(
+        request(
+            member, ["sms", "email"], template="cart_coupon", coupon_code="C10", coupon_percent=10
+        )
+    )
+    assert outcome.status == "sent" and outcome.channel == "email"
+    assert twilio.requests == 1 and twilio.accepted == 0
+    assert len(smtp.messages) == 1
+    types = await types_of(store, member)
+    assert types[1:] == ["message.bounced", "message.failed", "message.sent"]
+    # the next send skips SMS at once (the block holds until the profile has folded it)
+    second = await d.deliver(request(member, ["sms", "email"], step="2:other"))
+    assert second.channel == "email" and twilio.requests == 1
+
+
+async def test_provider_unsubscribed_turns_consent_off(store, settings, smtp, twilio) -> None:
+    from .delivery_testkit import project
+
+    member = await add_member(store, settings, phone="+15005550004")  # Twilio: 21610
+    d = deliverer(store, settings, {"email": email_channel(smtp), "sms": sms_channel(twilio)})
+    first = await d.deliver(request(member, ["sms"]))
+    assert first.status == "failed"
+    await project(store, settings)
+    from engine.profiles import get_profile
+
+    profile = await get_profile(store.pool, member, settings=settings)
+    assert profile is not None and profile.consent["sms:marketing"] is False
+    second = await d.deliver(request(member, ["sms"], step="2:x"))
+    assert second.status == "suppressed" and "no consent" in second.reason
+    assert twilio.requests == 1
+
+
+async def test_misconfigured_channel_is_paused_and_the_member_not_blamed(
+    store, settings, smtp, twilio
+) -> None:
+    member = await add_member(store, settings)
+    bad = sms_channel(twilio, auth_token="wrong")
+    d = deliverer(store, settings, {"sms": bad, "email": email_channel(smtp)})
+    outcome = await d.deliver(request(member, ["sms", "email"]))
+    assert outcome.status == "sent" and outcome.channel == "email"
+    paused = await store.pool.fetchval("SELECT count(*) FROM channel_pauses WHERE channel='sms'")
+    assert paused == 1
+    # while paused, an SMS-only send waits for the channel instead of failing the member
+    waiting = await d.deliver(request(member, ["sms"], step="2:sms"))
+    assert waiting.status == "deferred" and waiting.defer_until is not None
+    assert twilio.requests == 1
+    suppressed_for = await store.pool.fetchval(
+        "SELECT count(*) FROM delivery_blocks WHERE member_id = $1", member
+    )
+    assert suppressed_for == 0
+
+
+async def test_missing_contact_point_and_consent_suppress(store, settings, smtp, twilio) -> None:
+    member = await add_member(store, settings, email=None, consent={"sms:marketing": False})
+    d = deliverer(store, settings, {"email": email_channel(smtp), "sms": sms_channel(twilio)})
+    outcome = await d.deliver(request(member, ["sms", "email"]))
+    assert outcome.status == "suppressed"
+    assert "no consent for sms:marketing" in outcome.reason
+    assert "no email contact point" in outcome.reason
+    assert (await types_of(store, member))[-1] == "message.suppressed"
+    # transactional messages do not need marketing consent
+    tx = await d.deliver(request(member, ["sms"], step="2:tx", purpose="transactional"))
+    assert tx.status == "sent" and twilio.accepted == 1
+
+
+async def test_erased_member_is_suppressed(store, settings, smtp) -> None:
+    from .delivery_testkit import project
+
+    member = await add_member(store, settings)
+    await store.append(f"member-{member}", [NewEvent("member.erased", {})])
+    await project(store, settings)
+    d = deliverer(store, settings, {"email": email_channel(smtp)})
+    outcome = await d.deliver(request(member, ["email"]))
+    assert outcome.status == "suppressed" and outcome.reason == "member erased"
+    assert smtp.attempts == 0
+
+
+async def test_routed_to_the_channel_queue_when_channel_workers_run(store, settings, smtp) -> None:
+    member = await add_member(store, settings)
+    d = deliverer(store, settings, {"email": email_channel(smtp)}, channel_queues=True)
+    outcome = await d.deliver(request(member, ["email"]))
+    assert outcome.status == "routed" and outcome.task_queue == "journeyman-channel-email"
+    assert smtp.attempts == 0
