@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.delivery.config import DeliverySettings
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -93,6 +95,13 @@ class Settings(BaseSettings):
         default=None,
         description="Comma-separated plugin (entry point or distribution) names to load; "
         "unset loads all installed plugins, empty loads none.",
+    )
+
+    # --- delivery (engine/delivery/) ---
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings,
+        description="Delivery policies, templates and links: JOURNEYMAN_DELIVERY__<FIELD>, "
+        "e.g. JOURNEYMAN_DELIVERY__FREQUENCY_CAP=3.",
     )
 
     # --- journeys (workflows/, engine/dispatcher.py, engine/scheduler.py) ---

@@ -570,6 +570,10 @@ class Journey:
 
     async def _deliver(self, request: SendRequest, record: StepRecord) -> SendOutcome:
         defers = 0
+        # A `routed` outcome sends the same request to a channel's own task queue, where
+        # Temporal enforces the channel's rate limit (None: this workflow's queue).
+        queue: str | None = None
+        hops = 0
         while True:
             if record.deadline is not None:
                 await self._wait_until(record.deadline, None)
@@ -578,6 +582,7 @@ class Journey:
                 outcome = await workflow.execute_activity(
                     DELIVER,
                     request,
+                    task_queue=queue,
                     result_type=SendOutcome,
                     start_to_close_timeout=dt.timedelta(seconds=60),
                     retry_policy=RetryPolicy(
@@ -591,6 +596,15 @@ class Journey:
                     delivery_id=delivery_id(request),
                     reason=f"deliver failed: {err.cause or err}",
                 )
+            if outcome.status == "routed" and outcome.task_queue:
+                hops += 1
+                if hops <= 2 * len(request.channels) + 2:
+                    queue = outcome.task_queue
+                    continue
+                return SendOutcome(
+                    status="failed", delivery_id=outcome.delivery_id, reason="routing loop"
+                )
+            queue = None
             if outcome.status != "deferred" or outcome.defer_until is None:
                 return outcome
             defers += 1

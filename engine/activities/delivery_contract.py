@@ -15,7 +15,10 @@ claims, real channels); journeys and their recorded histories do not.
   - `deferred` — not now: the journey sleeps durably until `defer_until` and sends again
     with the same step key (quiet hours, frequency caps);
   - `failed` — permanently failed on every channel; not retried;
-  - `in_doubt` — may have left; never re-sent blindly, reconciled by the delivery side.
+  - `in_doubt` — may have left; never re-sent blindly, reconciled by the delivery side;
+  - `routed` — not an answer for the journey: the provider call belongs on the channel's own
+    task queue (`task_queue`, rate-limited by Temporal); the kit calls `deliver` again there
+    with the same request. Older implementations never answer it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pydantic import BaseModel, Field
 DELIVER = "deliver"
 """The activity name."""
 
-SendStatus = Literal["sent", "suppressed", "deferred", "failed", "in_doubt"]
+SendStatus = Literal["sent", "suppressed", "deferred", "failed", "in_doubt", "routed"]
 
 
 class SendRequest(BaseModel):
@@ -52,6 +55,7 @@ class SendOutcome(BaseModel):
     channel: str | None = None
     defer_until: dt.datetime | None = None
     reason: str = ""
+    task_queue: str | None = None
 
 
 def delivery_id(request: SendRequest) -> str:

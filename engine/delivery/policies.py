@@ -109,6 +109,9 @@ class FrequencyCap:
         transaction ends, so whatever the caller writes next is covered by it)."""
         if self.limit is None:
             return CapDecision(True, 0)
+        # In UTC: `now - window` on a zoned datetime is wall-clock arithmetic, which is an
+        # hour off across a daylight-saving change.
+        now = now.astimezone(dt.UTC)
         if conn is not None:
             return await self._reserve(conn, member_id, delivery_id, now, self.limit)
         async with self.pool.acquire() as own, own.transaction():
@@ -131,11 +134,9 @@ class FrequencyCap:
             return CapDecision(True, -1)
         rows = await conn.fetch(
             "SELECT counted_at FROM frequency_cap_ledger "
-            "WHERE member_id = $1 AND counted_at > $2 AND counted_at <= $3 "
-            "ORDER BY counted_at DESC LIMIT $4",
+            "WHERE member_id = $1 AND counted_at > $2 ORDER BY counted_at DESC LIMIT $3",
             member_id,
             now - self.window,
-            now,
             limit,
         )
         if len(rows) >= limit:

@@ -3,12 +3,13 @@ ledger and provider-reported blocks, all in one transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from event_store import ANY, NewEvent, PostgresEventStore
+from event_store import ANY, NewEvent, PostgresEventStore, StaleTransactionError
 from event_store.model import AppendResult, ExpectedVersion
 
 from . import ledger
@@ -40,6 +41,25 @@ async def record(
     """Append `events` to `member-<id>` (and `also` to other streams) in one transaction,
     fold the `message.*` ones into the ledger and write `blocks`. Events already stored
     (same event id) are not folded twice."""
+    for attempt in range(20):
+        try:
+            return await _record_once(store, member_id, events, also, blocks, now)
+        except StaleTransactionError:
+            # a busy member stream moved on under this transaction: redo all of it
+            if attempt == 19:
+                raise
+            await asyncio.sleep(0.002 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def _record_once(
+    store: PostgresEventStore,
+    member_id: str,
+    events: Sequence[NewEvent],
+    also: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]],
+    blocks: Sequence[Block],
+    now: dt.datetime | None,
+) -> list[AppendResult]:
     items = [*also, (member_stream(member_id), list(events), ANY)]
     at = now or dt.datetime.now(dt.UTC)
     async with store.pool.acquire() as conn, conn.transaction():

@@ -154,7 +154,7 @@ class Deliverer:
         self, request: SendRequest, did: str, state: claims.DeliveryState, queue: str | None
     ) -> SendOutcome | None:
         """One pass of steps 2-9; None means: state changed, look again."""
-        now = self.clock()
+        now = self.clock().astimezone(dt.UTC)  # UTC: aware arithmetic elsewhere is wall-clock
         profile = await get_profile(self.store.pool, request.member_id, settings=self.settings)
         if request.holdout:
             return await self._final(request, did, state, "suppressed", reason="holdout")
