@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench
+.PHONY: demo test lint venv clean bench chromium
 
 $(STAMP): pyproject.toml examples/journeyman-pigeon/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The dashboard tests drive Debian's headless Chromium; installed once, a no-op when present.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get install -y chromium >/dev/null 2>&1 || \
+		 (apt-get update >/dev/null && apt-get install -y chromium >/dev/null))
+	@command -v chromium >/dev/null 2>&1 || echo "chromium is missing: the dashboard tests will fail (apt-get install chromium as root)"
 
 demo: $(STAMP)
 	$(BIN)/journeyman demo

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import asyncpg
 from pydantic import TypeAdapter, ValidationError
 
+from engine import metrics
 from engine.crypto import Keyring
 from engine.identity import IdentityResolver
 from engine.identity.aliases import DEVICE_ID, EMAIL, EXTERNAL_PREFIX, PHONE, Alias, Claim
@@ -226,6 +228,7 @@ class Ingestor:
         metadata: dict[str, Any] = {"source": source, "schema_version": SCHEMA_VERSION}
         if key_id:
             metadata["api_key"] = key_id
+        started = time.perf_counter()
         for attempt in range(_ATTEMPTS):
             try:
                 async with self.store.pool.acquire() as conn, conn.transaction():
@@ -239,6 +242,8 @@ class Ingestor:
                 if attempt == _ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(0.002 * (attempt + 1))
+        metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
+        metrics.record_ingested(e.type for _, e in batch if not appended[e.event_id].duplicate)
         for i, e in batch:
             r = appended[e.event_id]
             outcomes[i] = _outcome(

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from engine import metrics
 from engine.profile_model import MemberProfile
 from event_store import NewEvent, PostgresEventStore
 
@@ -109,6 +110,7 @@ class JourneyActivities:
         result = self._deliver_impl(request)
         if asyncio.iscoroutine(result):
             result = await result
+        metrics.record_delivery(result.channel, result.status, result.reason)
         return result
 
     # ------------------------------------------------------------------ inactivity scan

@@ -17,9 +17,11 @@ def register(app: typer.Typer) -> None:
     def worker() -> None:
         """Run the Temporal worker: every registered journey, the inactivity scan, and the
         journey activities."""
+        from engine.metrics import serve_part
         from engine.worker import run_worker
 
         logging.basicConfig(level=logging.INFO)
+        serve_part("worker", temporal=True)
         run(run_worker(settings(), db_url()))
 
     @app.command()
@@ -34,6 +36,9 @@ def register(app: typer.Typer) -> None:
         """Route store events to journeys (signal-with-start for triggers, signals for the
         rest), checkpointing after Temporal accepts."""
         logging.basicConfig(level=logging.INFO)
+        from engine.metrics import serve_part
+
+        serve_part("dispatcher")
         run(_dispatch(partition or None, partitions or settings().dispatcher_partitions))
 
     @app.command()
@@ -74,6 +79,7 @@ def register(app: typer.Typer) -> None:
 
 async def _dispatch(only: list[int] | None, partitions: int) -> None:
     from engine.dispatcher import Dispatcher
+    from engine.metrics import record_routed
     from engine.worker import connect_temporal, registered_journeys
     from event_store import PostgresEventStore
 
@@ -93,6 +99,7 @@ async def _dispatch(only: list[int] | None, partitions: int) -> None:
                 partition=p,
                 partitions=partitions,
                 batch_size=s.dispatcher_batch_size,
+                on_routed=record_routed,
             )
             for p in (only if only is not None else range(partitions))
         ]

@@ -1,0 +1,134 @@
+"""`journeyman up` (the whole engine on one machine), `journeyman report` (journey funnels
+and lift) and `journeyman demo`."""
+
+from __future__ import annotations
+
+import typer
+
+from .common import console, db_url, err_console, run, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("report")(report)
+
+
+def up(
+    api_port: int = typer.Option(
+        0, help="API and dashboard port (default: JOURNEYMAN_API_PORT, or a free one)."
+    ),
+    temporal_port: int = typer.Option(7233, help="Temporal frontend port (if free)."),
+    ui_port: int = typer.Option(8233, help="Temporal web UI port (if free)."),
+    local_dashboard: bool = typer.Option(
+        True, help="Let requests from 127.0.0.1 open the dashboard without a key."
+    ),
+) -> None:
+    """Run everything on this machine: PostgreSQL, Temporal (with its web UI), migrations,
+    worker, dispatcher, scheduler and the HTTP API with the dashboard. Ctrl-C stops it;
+    state stays in the data directory (JOURNEYMAN_DATA_DIR, default .journeyman/)."""
+    from engine.up import PartFailed, Up
+
+    s = settings()
+
+    def status(part: str, state: str, detail: str) -> None:
+        colour = {"ready": "green", "external": "cyan", "stopped": "yellow"}.get(state, "white")
+        console.print(
+            f"  [bold]{part:<11}[/bold] [{colour}]{state:<8}[/{colour}] {detail}", soft_wrap=True
+        )
+
+    async def go() -> int:
+        engine = Up(
+            s,
+            api_port=api_port or s.api_port,
+            temporal_port=temporal_port,
+            ui_port=ui_port,
+            local_dashboard=local_dashboard,
+            status=status,
+        )
+        console.print(f"[bold]journeyman up[/bold] — data directory {s.data_dir.resolve()}")
+        try:
+            await engine.start()
+            console.print(
+                f"[bold green]up[/bold green]: dashboard {engine.api_url}/dashboard · "
+                f"Temporal UI {engine.temporal_ui or engine.temporal_address} · "
+                "Ctrl-C to stop"
+            )
+            await engine.wait()
+            console.print("stopping…")
+            return 0
+        except PartFailed as err:
+            err_console.print(f"[red]{err}[/red]")
+            return 1
+        finally:
+            await engine.stop()
+
+    raise typer.Exit(run(go()))
+
+
+def report(
+    journey: str | None = typer.Argument(None, help="One journey (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Funnels per journey and variant, lift over the holdout with 95% intervals."""
+    import json
+
+    import asyncpg
+
+    from engine.analytics import journey_stats
+
+    async def go():  # type: ignore[no-untyped-def]
+        conn = await asyncpg.connect(db_url())
+        try:
+            return await journey_stats(conn, journey)
+        finally:
+            await conn.close()
+
+    stats = run(go())
+    if as_json:
+        typer.echo(json.dumps([s.as_dict() for s in stats], indent=2, default=str))
+        return
+    if not stats:
+        console.print("no journey has recorded an entry yet")
+        return
+    for table in report_tables(stats):
+        console.print(table)
+
+
+def report_tables(stats: list) -> list:  # type: ignore[type-arg]
+    """Rich tables: one funnel table for all journeys, one lift table."""
+    from rich.table import Table
+
+    funnel = Table(title="Funnel per journey and group (from the events in the store)")
+    for col in ("journey", "group", "entered", "messaged", "delivered", "clicked", "converted"):
+        funnel.add_column(col, justify="left" if col in ("journey", "group") else "right")
+    funnel.add_column("rate", justify="right")
+    funnel.add_column("revenue", justify="right")
+    lift = Table(title="Lift of treatment over holdout (95% intervals)")
+    for col in ("journey", "conversion lift", "interval", "revenue / entry lift", "interval"):
+        lift.add_column(col, justify="left" if col == "journey" else "right")
+    for s in stats:
+        groups = [*sorted(s.variants.items()), ("holdout", s.holdout)]
+        for i, (name, f) in enumerate(groups):
+            funnel.add_row(
+                s.journey if i == 0 else "",
+                name,
+                str(f.entered),
+                str(f.messaged),
+                str(f.delivered),
+                str(f.clicked),
+                str(f.converted),
+                f"{100 * f.conversion_rate:.1f}%",
+                f"{f.revenue:,.2f}",
+            )
+        conv, rev = s.conversion_lift(), s.revenue_lift()
+        if conv is None:
+            lift.add_row(s.journey, "no holdout", "", "", "")
+        else:
+            lift.add_row(
+                s.journey,
+                f"{100 * conv.estimate:+.1f} pp",
+                f"[{100 * conv.low:+.1f}, {100 * conv.high:+.1f}]",
+                f"{rev.estimate:+.2f}" if rev else "",
+                f"[{rev.low:+.2f}, {rev.high:+.2f}]" if rev else "",
+            )
+    return [funnel, lift]
