@@ -6,6 +6,7 @@ journey activities, on one task queue.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -103,14 +104,27 @@ async def run_worker(settings: Settings, database_url: str) -> None:
         client = await connect_temporal(settings)
         journeys = registered_journeys()
         log.info("worker on %s with journeys %s", settings.task_queue, ", ".join(journeys))
+        # Delivery: `deliver` on the main queue applies the policies and routes each send to
+        # its channel's queue, where one worker per channel enforces the rate limit.
+        from engine.delivery.workers import build_deliverer, channel_workers
+
+        deliverer = build_deliverer(store, settings)
         worker = build_worker(
             client,
             store,
             task_queue=settings.task_queue,
             journeys=journeys,
-            journey_settings=settings.journeys,
-            activity_types=settings.activity_types,
+            activities=JourneyActivities(
+                store,
+                client=client,
+                journeys=journeys,
+                task_queue=settings.task_queue,
+                journey_settings=settings.journeys,
+                activity_types=settings.activity_types,
+                deliver_impl=deliverer.deliver,
+            ),
         )
-        await worker.run()
+        senders = channel_workers(client, deliverer) if deliverer.channel_queues else []
+        await asyncio.gather(worker.run(), *(w.run() for w in senders))
     finally:
         await store.close()
