@@ -260,7 +260,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--api-workers", type=int, default=1, help="API processes")
     args = parser.parse_args(argv)
     n = args.events or (40_000 if args.quick else 200_000)
-    args.rounds = args.rounds or (2 if args.quick else 4)
+    args.rounds = args.rounds or (3 if args.quick else 5)
     latency_batches = 60 if args.quick else 300
 
     from engine.stack import EmbeddedPostgres
