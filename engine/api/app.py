@@ -20,7 +20,7 @@ from engine.profiles import ProfileProjector
 from engine.settings import Settings, get_settings
 from event_store import PostgresEventStore
 
-from . import dashboard, errors, events, journeys, members, segment
+from . import dashboard, errors, events, feedback, journeys, members, segment
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def create_app(
     app.include_router(events.router, tags=["events"])
     app.include_router(segment.router)
     app.include_router(members.router, tags=["members"])
+    app.include_router(feedback.router)
     app.include_router(journeys.router)
     dashboard.install(app)
 

@@ -1,0 +1,133 @@
+"""Feedback endpoints: provider webhooks, click and open tracking, one-click unsubscribe.
+
+    POST /webhooks/{channel}      provider callbacks (Twilio status callbacks and inbound
+                                  SMS for `sms`), verified with the channel's own signature
+                                  check (Twilio: RequestValidator on X-Twilio-Signature)
+    GET  /t/c/{token}             signed click link: records the click, 302 to the target
+    GET  /t/o/{token}.gif         signed open pixel: records the open, answers a 1x1 GIF
+    GET  /u/{token}               the unsubscribe page (a confirmation button)
+    POST /u/{token}               unsubscribe: RFC 8058 one-click (List-Unsubscribe=One-Click)
+                                  and the page's button; answers 200, never a redirect
+
+These take no API key: the link tokens are HMAC-signed (an altered token is 400, an expired
+one 410) and webhooks carry the provider's signature (403 when it does not verify).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+
+from channels import WebhookRequest
+from engine.delivery.feedback import Feedback, WebhookRejected
+from engine.delivery.links import ExpiredToken, InvalidToken, LinkClaims, LinkKind
+
+router = APIRouter(include_in_schema=True, tags=["feedback"])
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+
+
+def feedback_of(request: Request) -> Feedback:
+    """The app's `Feedback` (created on first use from the app's store and settings)."""
+    found = getattr(request.app.state, "feedback", None)
+    if found is None:
+        from engine.delivery.workers import load_channels
+
+        settings = request.app.state.settings
+        found = Feedback(request.app.state.store, load_channels(settings, strict=False), settings)
+        request.app.state.feedback = found
+    return found
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title></head><body style='font-family:sans-serif;"
+        f"max-width:32em;margin:3em auto'><h1>{html.escape(title)}</h1>{body}</body></html>",
+        status_code=status,
+        headers=_NO_STORE,
+    )
+
+
+def _claims(fb: Feedback, token: str, kind: LinkKind) -> LinkClaims | HTMLResponse:
+    try:
+        return fb.links.verify(token, kind)
+    except ExpiredToken:
+        return _page("This link has expired", "<p>The link is too old to use.</p>", 410)
+    except InvalidToken:
+        return _page("This link is not valid", "<p>The link was changed or cut short.</p>", 400)
+
+
+@router.get("/t/c/{token}", summary="Follow a tracked link")
+async def click(token: str, request: Request) -> Response:
+    fb = feedback_of(request)
+    claims = _claims(fb, token, "click")
+    if isinstance(claims, Response):
+        return claims
+    url = await fb.click(claims)
+    return RedirectResponse(url, status_code=302, headers=_NO_STORE)
+
+
+@router.get("/t/o/{token}.gif", summary="Open-tracking pixel")
+async def open_pixel(token: str, request: Request) -> Response:
+    fb = feedback_of(request)
+    claims = _claims(fb, token, "open")
+    if isinstance(claims, Response):
+        return claims
+    await fb.open(claims)
+    return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
+
+
+@router.get("/u/{token}", summary="Unsubscribe page")
+async def unsubscribe_page(token: str, request: Request) -> Response:
+    fb = feedback_of(request)
+    claims = _claims(fb, token, "unsubscribe")
+    if isinstance(claims, Response):
+        return claims
+    channel = html.escape(claims.channel)
+    return _page(
+        "Unsubscribe",
+        f"<p>Stop marketing messages by {channel}?</p>"
+        "<form method='post'><input type='hidden' name='List-Unsubscribe' value='One-Click'>"
+        "<button type='submit'>Unsubscribe</button></form>",
+    )
+
+
+@router.post("/u/{token}", summary="Unsubscribe (RFC 8058 one-click)")
+async def unsubscribe(token: str, request: Request) -> Response:
+    fb = feedback_of(request)
+    claims = _claims(fb, token, "unsubscribe")
+    if isinstance(claims, Response):
+        return claims
+    body = (await request.body()).decode(errors="replace")
+    how = "one_click" if "List-Unsubscribe=One-Click" in body else "page"
+    await fb.unsubscribe(claims, how=how)
+    return _page(
+        "You are unsubscribed",
+        f"<p>You will get no more marketing messages by {html.escape(claims.channel)}.</p>",
+    )
+
+
+@router.post("/webhooks/{channel}", summary="Provider callback for a channel")
+async def webhook(channel: str, request: Request) -> Response:
+    fb = feedback_of(request)
+    body = await request.body()
+    incoming = WebhookRequest(
+        method=request.method, url=str(request.url), headers=dict(request.headers), body=body
+    )
+    public = fb.settings.delivery.public_url.rstrip("/") + request.url.path
+    if request.url.query:
+        public += "?" + request.url.query
+    try:
+        n = await fb.webhook(channel, incoming, public)
+    except WebhookRejected as exc:
+        return PlainTextResponse(exc.message, status_code=exc.status)
+    # Twilio reads the answer to an inbound message as TwiML: an empty response sends nothing
+    if channel == "sms":
+        return Response("<Response/>", media_type="application/xml")
+    return PlainTextResponse(f"{n} event(s) recorded")
