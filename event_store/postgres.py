@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import io
 import json
+import random
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +71,8 @@ SELECT 2, NULL, NULL, NULL, NULL, nextval(pg_get_serial_sequence('events', 'glob
 FROM generate_series(1, $3::int)
 """
 _PARTITION_SQL = "((hashtextextended(stream_id, 0) & 9223372036854775807) % {n}) = {i}"
-_APPEND_ATTEMPTS = 20
+_APPEND_ATTEMPTS = 50
+_RETRY_LOCK = 0x6A6D_7265_7472_79  # advisory lock key taken by retrying appends
 _COPY_COLUMNS = [
     "global_position",
     "stream_id",
@@ -239,6 +241,10 @@ class PostgresEventStore:
                             conn, items, encoded, copy=False, dedupe=look_up_duplicates
                         )
                 async with self.pool.acquire() as c, c.transaction():
+                    if attempt:
+                        # Contended: retries queue behind each other instead of colliding
+                        # again (first attempts stay lock-free).
+                        await c.execute("SELECT pg_advisory_xact_lock($1)", _RETRY_LOCK)
                     results = await self._append_tx(
                         c, items, encoded, copy=True, dedupe=look_up_duplicates
                     )
@@ -248,12 +254,12 @@ class PostgresEventStore:
             except _LookUpDuplicates:
                 look_up_duplicates = True
                 continue
-            except asyncpg.UniqueViolationError as exc:
-                if exc.constraint_name == "events_event_id_key":
+            except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
+                if getattr(exc, "constraint_name", None) == "events_event_id_key":
                     look_up_duplicates = True
                 if attempt == _APPEND_ATTEMPTS - 1:
                     raise
-                await asyncio.sleep(0.001 * (attempt + 1))
+                await asyncio.sleep(min(0.05, 0.001 * 2**attempt) * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
 
     async def _append_tx(
@@ -308,6 +314,9 @@ class PostgresEventStore:
                 current += 1
                 records.append((stream_id, current, e.event_id, e.type, d, m, e.occurred_at))
             versions[stream_id] = current
+        # Rows in (stream, version) order: concurrent batches touching the same streams then
+        # meet in the same order in the unique index and cannot deadlock.
+        records.sort(key=lambda r: (r[0], r[1]))
         placed: dict[str, tuple[int, int]] = {}
         if records and copy:
             positions.sort()
