@@ -155,7 +155,13 @@ class Deliverer:
     ) -> SendOutcome | None:
         """One pass of steps 2-9; None means: state changed, look again."""
         now = self.clock().astimezone(dt.UTC)  # UTC: aware arithmetic elsewhere is wall-clock
-        profile = await get_profile(self.store.pool, request.member_id, settings=self.settings)
+        pool = self.store.pool
+        profile, contacts, blocks, pauses = await asyncio.gather(
+            get_profile(pool, request.member_id, settings=self.settings),
+            get_contact_points(pool, request.member_id, keyring=self.keyring),
+            self._blocks(request.member_id),
+            self._pauses(now),
+        )
         if request.holdout:
             return await self._final(request, did, state, "suppressed", reason="holdout")
         if profile is not None and profile.erased:
@@ -165,11 +171,9 @@ class Deliverer:
             did=did,
             now=now,
             profile=profile,
-            contacts=await get_contact_points(
-                self.store.pool, request.member_id, keyring=self.keyring
-            ),
-            blocks=await self._blocks(request.member_id),
-            pauses=await self._pauses(now),
+            contacts=contacts,
+            blocks=blocks,
+            pauses=pauses,
         )
         candidates = [self._check(ctx, name, state) for name in self._expand(request.channels)]
         chosen = next((c for c in candidates if c.skip is None), None)
