@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -68,9 +69,9 @@ async def eventually(
 class Timings:
     """Journey delays, in seconds (cart recovery: reminder, then coupon, then the goal)."""
 
-    quiet_period: float = 2.0
-    coupon_delay: float = 3.0
-    attribution_window: float = 2.0
+    quiet_period: float = 1.5
+    coupon_delay: float = 2.0
+    attribution_window: float = 1.0
 
     def overrides(self) -> dict[str, Any]:
         journeys: dict[str, Any] = {name: {"enabled": False} for name in DISABLED}
@@ -343,7 +344,8 @@ class Load:
 
     def _events_of(self, m: Member) -> list[dict[str, Any]]:
         n = int(m.id.rsplit("-", 1)[1])
-        who = {"id": m.id, "email": f"{m.id}@example.com", "phone": f"+1415555{n:04d}"}
+        area = 200 + zlib.crc32(m.id.rsplit("-", 1)[0].encode()) % 700  # one per load tag
+        who = {"id": m.id, "email": f"{m.id}@example.com", "phone": f"+1{area}555{n:04d}"}
         now = dt.datetime.now(dt.UTC)
         return [
             make_event("member.identified", who, {"consent": {"sms:marketing": True}}),
