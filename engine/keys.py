@@ -104,3 +104,19 @@ class KeyVerifier:
             self._cache.clear()
         self._cache[digest] = (now + self.cache_seconds, key)
         return key
+
+
+async def rotate_key(conn: asyncpg.Connection, key_id: str) -> tuple[str, ApiKey]:
+    """Replace an active key by a new one with the same scopes and name, in one transaction:
+    the new token works at once, the old one stops within `_CACHE_SECONDS`. Raises
+    `LookupError` when `key_id` is not an active key."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT name, scopes FROM api_keys WHERE key_id = $1 AND revoked_at IS NULL FOR UPDATE",
+            key_id,
+        )
+        if row is None:
+            raise LookupError(f"no active API key {key_id}")
+        token, key = await create_key(conn, list(row["scopes"]), name=row["name"])
+        await revoke_key(conn, key_id)
+    return token, key

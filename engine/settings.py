@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     ingest_future_skew_seconds: float = Field(
         default=300.0, description="How far in the future an event's occurred_at may be."
     )
+    ingest_rate_per_second: float = Field(
+        default=100.0,
+        description="Ingestion requests per second each API key may make (a token bucket per "
+        "key, per API process); beyond it the API answers 429 with Retry-After. 0 disables it.",
+    )
+    ingest_rate_burst: float = Field(
+        default=200.0,
+        description="Ingestion requests a key may make at once before the rate applies.",
+    )
+    api_max_json_depth: int = Field(
+        default=32, description="Deepest nesting of arrays and objects accepted in a JSON body."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8787
     api_run_projector: bool = Field(

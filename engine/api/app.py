@@ -20,7 +20,8 @@ from engine.profiles import ProfileProjector
 from engine.settings import Settings, get_settings
 from event_store import PostgresEventStore
 
-from . import dashboard, errors, events, feedback, journeys, members, segment
+from . import dashboard, errors, events, feedback, journeys, members, privacy, segment
+from .limits import RequestLimits
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,11 @@ def create_app(
     app.include_router(events.router, tags=["events"])
     app.include_router(segment.router)
     app.include_router(members.router, tags=["members"])
+    app.include_router(privacy.router, tags=["privacy"])
     app.include_router(feedback.router)
     app.include_router(journeys.router)
     dashboard.install(app)
+    app.add_middleware(RequestLimits)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

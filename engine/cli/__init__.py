@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from . import ingest_commands, journey_commands, plugin_commands, store_commands, up_commands
+from . import (
+    ingest_commands,
+    journey_commands,
+    member_commands,
+    plugin_commands,
+    store_commands,
+    up_commands,
+)
 
 app = typer.Typer(
     name="journeyman",
@@ -13,7 +20,14 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (store_commands, plugin_commands, ingest_commands, journey_commands, up_commands):
+for _module in (
+    store_commands,
+    plugin_commands,
+    ingest_commands,
+    journey_commands,
+    up_commands,
+    member_commands,
+):
     _module.register(app)
 
 

@@ -1,0 +1,157 @@
+"""Request limits for every route, as one ASGI middleware:
+
+* **Body size**: a body larger than `ingest_max_body_bytes` is refused with 413, by its
+  declared Content-Length before it is read, or as soon as the bytes read pass the limit.
+* **JSON nesting**: a JSON body nested deeper than `api_max_json_depth` is refused with 400
+  before any route parses it (deep nesting costs recursion in every parser behind it).
+* **Ingestion rate**: ingestion calls (`POST /v1/events`, `/v1/track`, `/v1/identify`,
+  `/v1/batch`) take a token from the bucket of their API key (`engine.ratelimit`); an empty
+  bucket is answered 429 with `Retry-After`. Calls without a valid key are limited by client
+  address instead (and then refused with 401 by the route).
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import accumulate
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.ratelimit import TokenBuckets
+
+from .auth import _token
+from .errors import error_response
+
+INGEST_PATHS = frozenset({"/v1/events", "/v1/track", "/v1/identify", "/v1/batch"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_KEEP = b"[]{}"
+_DELETE = bytes(b for b in range(256) if b not in _KEEP)
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays/objects in a JSON text (brackets inside strings do not
+    count). Works on invalid JSON too: it only bounds what a parser would face."""
+    brackets = _STRING.sub(b"", body).translate(None, _DELETE)
+    if not brackets:
+        return 0
+    return max(accumulate(_STEP[b] for b in brackets))
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+class RequestLimits:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._buckets: TokenBuckets | None = None
+        self._anonymous: TokenBuckets | None = None
+
+    def _settings(self, scope: Scope) -> Any:
+        return scope["app"].state.settings if hasattr(scope["app"].state, "settings") else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        settings = self._settings(scope)
+        if settings is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            if scope["method"] == "POST" and scope["path"] in INGEST_PATHS:
+                await self._rate(scope, settings)
+            body = await self._read(scope, receive, settings.ingest_max_body_bytes)
+            if body and _is_json(scope) and json_depth(body) > settings.api_max_json_depth:
+                raise _Refused(
+                    400,
+                    "too_deep",
+                    f"the JSON body nests deeper than {settings.api_max_json_depth} levels",
+                )
+        except _Refused as exc:
+            response = error_response(exc.status, exc.code, exc.message)
+            response.headers.update(exc.headers)
+            await response(scope, receive, send)
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _rate(self, scope: Scope, settings: Any) -> None:
+        rate = float(settings.ingest_rate_per_second)
+        if rate <= 0:
+            return
+        if self._buckets is None:
+            burst = max(1.0, float(settings.ingest_rate_burst))
+            self._buckets = TokenBuckets(rate, burst)
+            self._anonymous = TokenBuckets(rate, burst)
+        assert self._anonymous is not None
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        token = _token(_HeaderView(headers))
+        key = None
+        verifier = getattr(scope["app"].state, "verifier", None)
+        if token is not None and verifier is not None:
+            key = await verifier.verify(token)
+        if key is not None:
+            buckets, name, who = self._buckets, key.key_id, f"API key {key.key_id}"
+        else:
+            client = scope.get("client") or ("unknown", 0)
+            buckets, name, who = self._anonymous, str(client[0]), "unauthenticated callers"
+        wait = buckets.take(name)
+        if wait > 0:
+            seconds = buckets.retry_after(wait)
+            raise _Refused(
+                429,
+                "rate_limited",
+                f"{who} sent more than {rate:g} ingestion requests per second; "
+                f"retry after {seconds} s",
+                {"Retry-After": str(seconds)},
+            )
+
+    async def _read(self, scope: Scope, receive: Receive, limit: int) -> bytes:
+        for k, v in scope["headers"]:
+            if k == b"content-length" and v.isdigit() and int(v) > limit:
+                raise _Refused(413, "body_too_large", f"the body is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _Refused(413, "body_too_large", f"the body is larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+class _HeaderView:
+    """Just enough of a Request for `auth._token`."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+
+def _is_json(scope: Scope) -> bool:
+    for k, v in scope["headers"]:
+        if k == b"content-type":
+            media = v.decode("latin-1").split(";", 1)[0].strip().lower()
+            return media == "application/json" or media.endswith("+json")
+    return False
+
+
+__all__ = ["INGEST_PATHS", "RequestLimits", "json_depth"]

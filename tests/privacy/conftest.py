@@ -1,0 +1,50 @@
+"""A real API server over the test's fresh database, with keys of every scope."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from engine.api import create_app, serve_in_background
+from engine.keys import create_key
+from engine.profiles import ProfileProjector
+from engine.settings import Settings
+from event_store import PostgresEventStore
+
+SECRET = "privacy-test-secret-" + "p" * 32
+
+
+@dataclass
+class Api:
+    url: str
+    store: PostgresEventStore
+    settings: Settings
+    keys: dict[str, str]
+    app: Any
+
+    def client(self, scope: str | None = "admin") -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {self.keys[scope]}"} if scope else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+    async def project(self) -> None:
+        await ProfileProjector(self.store, self.settings).run_until_caught_up()
+
+
+def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
+    return Settings(secret_key=SecretStr(SECRET), data_dir=tmp_path, **overrides)
+
+
+@pytest.fixture
+async def api(store: PostgresEventStore, tmp_path) -> AsyncIterator[Api]:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path)
+    keys = {}
+    for scope in ("ingest", "read", "admin"):
+        keys[scope], _ = await create_key(store.pool, [scope], name=f"test {scope}")
+    app = create_app(settings, store, run_projector=False)
+    async with serve_in_background(app) as url:
+        yield Api(url, store, settings, keys, app)
