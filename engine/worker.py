@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from engine.activities.journey_activities import JourneyActivities
 from engine.settings import Settings
+from engine.temporal_client import data_converter
 from event_store import PostgresEventStore
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ def registered_journeys() -> dict[str, type]:
 
 
 async def connect_temporal(settings: Settings) -> Client:
-    """A client for the configured Temporal, with the pydantic data converter."""
+    """A client for the configured Temporal, with the pydantic data converter and payload
+    encryption (`engine.temporal_client`)."""
     if not settings.temporal_address:
         raise RuntimeError(
             "JOURNEYMAN_TEMPORAL_ADDRESS is not set: point it at a Temporal frontend "
@@ -41,7 +42,7 @@ async def connect_temporal(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
 
 
@@ -65,6 +66,7 @@ def build_worker(
     journey_settings: Mapping[str, Mapping[str, Any]] | None = None,
     activity_types: list[str] | None = None,
     activities: JourneyActivities | None = None,
+    extra_activities: Sequence[Callable[..., Any]] = (),
     **worker_options: Any,
 ) -> Worker:
     from workflows.scan import InactivityScan
@@ -82,7 +84,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[*found.values(), InactivityScan],
-        activities=acts.all(),
+        activities=[*acts.all(), *extra_activities],
         **{"workflow_runner": workflow_runner(), **worker_options},
     )
 
@@ -107,6 +109,7 @@ async def run_worker(settings: Settings, database_url: str) -> None:
         # Delivery: `deliver` on the main queue applies the policies and routes each send to
         # its channel's queue, where one worker per channel enforces the rate limit.
         from engine.delivery.workers import build_deliverer, channel_workers
+        from engine.privacy.consent import ConsentActivities
 
         deliverer = build_deliverer(store, settings)
         worker = build_worker(
@@ -123,6 +126,7 @@ async def run_worker(settings: Settings, database_url: str) -> None:
                 activity_types=settings.activity_types,
                 deliver_impl=deliverer.deliver,
             ),
+            extra_activities=ConsentActivities(settings).all(),
         )
         senders = channel_workers(client, deliverer) if deliverer.channel_queues else []
         await asyncio.gather(worker.run(), *(w.run() for w in senders))

@@ -36,7 +36,7 @@ class Api:
 
 
 def make_settings(tmp_path: Any, **overrides: Any) -> Settings:
-    return Settings(secret_key=SecretStr(SECRET), data_dir=tmp_path, **overrides)
+    return Settings(**{"secret_key": SecretStr(SECRET), "data_dir": tmp_path, **overrides})
 
 
 @pytest.fixture

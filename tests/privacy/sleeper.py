@@ -13,3 +13,10 @@ class Sleeper:
     async def run(self, member_id: str) -> str:
         await workflow.sleep(dt.timedelta(days=30))
         return member_id
+
+
+@workflow.defn(name="privacy_test_echo")
+class Echo:
+    @workflow.run
+    async def run(self, data: dict[str, str]) -> dict[str, str]:
+        return data
