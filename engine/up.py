@@ -79,6 +79,8 @@ class Up:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     status: StatusFn | None = None
     scan_every: float | None = None
+    with_scheduler: bool = True
+    """False: call `start_scheduler()` later (e.g. after importing history)."""
 
     database_url: str = ""
     temporal_address: str = ""
@@ -183,18 +185,8 @@ class Up:
             f"health {dispatcher.url}/healthz ({time.perf_counter() - t:.1f} s)",
         )
 
-        t = time.perf_counter()
-        every = self.scan_every or self.settings.inactivity_scan_every_seconds
-        scheduler = self._spawn("scheduler", ["scheduler", "--every", f"{every:g}"], {})
-        code = await asyncio.to_thread(scheduler.process.wait, 60)
-        self.children.remove(scheduler)
-        if code != 0:
-            raise PartFailed(f"scheduler exited with {code}; see {scheduler.log}")
-        self._say(
-            "scheduler",
-            "ready",
-            f"inactivity scan every {every:g} s ({time.perf_counter() - t:.1f} s)",
-        )
+        if self.with_scheduler:
+            await self.start_scheduler()
 
         t = time.perf_counter()
         port = port_or_free(self.api_port)
@@ -211,6 +203,21 @@ class Up:
             "ready",
             f"{self.api_url}  dashboard {self.api_url}/dashboard ({access}), "
             f"metrics {self.api_url}/metrics ({time.perf_counter() - t:.1f} s)",
+        )
+
+    async def start_scheduler(self) -> None:
+        """Create or update the inactivity-scan Schedule (`journeyman scheduler`)."""
+        t = time.perf_counter()
+        every = self.scan_every or self.settings.inactivity_scan_every_seconds
+        scheduler = self._spawn("scheduler", ["scheduler", "--every", f"{every:g}"], {})
+        code = await asyncio.to_thread(scheduler.process.wait, 60)
+        self.children.remove(scheduler)
+        if code != 0:
+            raise PartFailed(f"scheduler exited with {code}; see {scheduler.log}")
+        self._say(
+            "scheduler",
+            "ready",
+            f"inactivity scan every {every:g} s ({time.perf_counter() - t:.1f} s)",
         )
 
     def child_env(self) -> dict[str, str]:

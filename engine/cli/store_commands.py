@@ -1,4 +1,4 @@
-"""`journeyman migrate`, `journeyman store …` and `journeyman demo`."""
+"""`journeyman migrate` and `journeyman store …` (the demo is in `up_commands`)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,3 @@ def register(app: typer.Typer) -> None:
         url = db_url()
         run(do_migrate(url))
         console.print("[green]database is at the latest schema[/green]")
-
-    @app.command()
-    def demo(
-        members: int = typer.Option(200, help="How many synthetic members."),
-        events: int = typer.Option(10_000, help="How many synthetic events."),
-        seed: int = typer.Option(7, help="Random seed of the generated shop."),
-    ) -> None:
-        """Run the demo on the embedded stack."""
-        from engine.demo import run_demo
-
-        run(run_demo(members=members, events=events, seed=seed))
