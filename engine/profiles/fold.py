@@ -135,6 +135,9 @@ def apply(row: ProfileRow, event: RecordedEvent, activity_types: frozenset[str])
         granted = data.get("granted")
         if channel and isinstance(purpose, str) and isinstance(granted, bool):
             row.consent[f"{channel}:{purpose}"] = granted
+            # Only the member's own START (from the handset) lifts a carrier-level STOP.
+            if granted and data.get("reason") == "start" and row.suppressed.get(channel) == "stop":
+                del row.suppressed[channel]
     elif t == "member.unsubscribed":
         channel = _channel(data)
         purpose = data.get("purpose", "marketing")

@@ -113,6 +113,9 @@ async def test_sms_stop_revokes_consent_at_once_and_start_restores_it(env: Env) 
     await project(env.store, env.settings)
     profile = await get_profile(env.store.pool, member, settings=env.settings)
     assert profile is not None and profile.consent["sms:marketing"] is True
+    assert "sms" not in profile.suppressed
+    again = await env.deliverer.deliver(request(member, ["sms"], step="3:after-start"))
+    assert again.status == "sent" and env.twilio.accepted == 1
 
 
 async def test_click_and_open_tracking_from_a_real_email(env: Env) -> None:
