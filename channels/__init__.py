@@ -25,6 +25,7 @@ from .errors import (
     RecipientGone,
     RecipientInvalid,
     RecipientUnsubscribed,
+    ReconcileUnsupported,
     TransientError,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "RecipientGone",
     "RecipientInvalid",
     "RecipientUnsubscribed",
+    "ReconcileUnsupported",
     "TransientError",
     "WebhookRequest",
     "route",

@@ -8,7 +8,10 @@ a pydantic `Config` model, and one coroutine::
 `send` makes at most one attempt at the provider. It returns a `DeliveryResult` when the
 provider accepted the message and raises a `channels.errors.ChannelError` subclass otherwise
 (see that module for what each one means). Channels that receive provider callbacks also
-implement `verify_webhook` and `parse_webhook`.
+implement `verify_webhook` and `parse_webhook`. Channels whose provider can be asked what it
+holds implement `reconcile`, which settles a send that ended ambiguously::
+
+    async def reconcile(self, message: Message, idempotency_key: str) -> DeliveryResult | None
 
 Channels are registered unconfigured (plugins call `register(MyChannel())`); the engine then
 calls `configure(values)` with the channel's section of the settings
@@ -28,7 +31,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from .errors import ChannelMisconfigured
+from .errors import ChannelMisconfigured, ReconcileUnsupported
 
 __all__ = [
     "Channel",
@@ -64,6 +67,8 @@ class Message:
     rendered; channels do not template. `delivery_id` is the engine's id of this delivery
     (channels put it where provider callbacks will carry it back, e.g. Twilio's status
     callback URL); `unsubscribe_url` becomes email's List-Unsubscribe header.
+    `first_attempt_at` is when the first attempt at this delivery was made: set when the
+    engine re-sends or reconciles a delivery, it bounds a provider lookup in time.
     """
 
     to: str
@@ -78,6 +83,7 @@ class Message:
     sender: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
+    first_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +265,25 @@ class Channel:
         """
         raise NotImplementedError
 
+    async def reconcile(self, message: Message, idempotency_key: str) -> DeliveryResult | None:
+        """Ask the provider whether it accepted `message` (sent earlier under
+        `idempotency_key`, with an ambiguous answer or none at all).
+
+        Returns the `DeliveryResult` (with the provider's message id) when the provider has
+        the message, and None when it certainly does not — the engine then sends again under
+        the same delivery id and key. Raises `AmbiguousError` or `TransientError` when it
+        cannot tell now (the engine asks again later, a bounded number of times). The
+        default raises `ReconcileUnsupported`: the delivery stays in doubt.
+        """
+        raise ReconcileUnsupported(
+            f"channel {self.name!r} cannot look up sent messages", channel=self.name
+        )
+
+    @property
+    def can_reconcile(self) -> bool:
+        """Whether the channel implements `reconcile`."""
+        return type(self).reconcile is not Channel.reconcile
+
     async def verify_webhook(self, request: WebhookRequest) -> bool:
         """True when a provider callback carries a valid signature. Default: no webhooks."""
         return False
@@ -295,6 +320,7 @@ class Channel:
             "not_configured_reason": self.not_configured_reason,
             "settings": settings,
             "webhooks": type(self).verify_webhook is not Channel.verify_webhook,
+            "reconcile": self.can_reconcile,
         }
 
     def __repr__(self) -> str:

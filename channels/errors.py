@@ -13,7 +13,7 @@ about the member or the channel::
     │                                 with the provider, or record the delivery as in doubt
     │                                 (read timeout or HTTP 5xx after a POST was written,
     │                                 a disconnect after the SMTP message body was sent).
-    └── PermanentError                NOT accepted, and retrying will not help.
+    ├── PermanentError                NOT accepted, and retrying will not help.
         ├── RecipientInvalid          the address/number/token is not deliverable:
         │                             suppress the contact point (SMTP 550, Twilio 21211).
         ├── RecipientGone             the push subscription or token no longer exists:
@@ -25,6 +25,9 @@ about the member or the channel::
         └── ChannelMisconfigured      credentials, sender or endpoint are wrong, or the
                                       channel has no configuration: pause the channel and
                                       alert an operator; the member is not to blame.
+    └── ReconcileUnsupported          raised by `Channel.reconcile` (never by `send`): the
+                                      provider offers no lookup, so an ambiguous send
+                                      stays in doubt.
 
 Channels never retry inside `send`: SDK and HTTP-client retries stay off, so one call is at
 most one attempt at the provider and every retry is the caller's (Temporal's) decision.
@@ -46,6 +49,7 @@ __all__ = [
     "RecipientGone",
     "RecipientInvalid",
     "RecipientUnsubscribed",
+    "ReconcileUnsupported",
     "TransientError",
 ]
 
@@ -156,3 +160,12 @@ class ChannelMisconfigured(PermanentError):
     operator. The member is not to blame."""
 
     action = "pause_channel"
+
+
+class ReconcileUnsupported(ChannelError):
+    """The channel cannot ask its provider whether a message was accepted (SMTP has no
+    lookup): a send that ended ambiguously stays in doubt. Raised by the default
+    `Channel.reconcile`."""
+
+    may_have_been_sent = True
+    action = "in_doubt"

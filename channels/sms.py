@@ -11,6 +11,14 @@ lookup by SID. `verify_webhook` checks `X-Twilio-Signature` with the SDK's
 `RequestValidator`; `parse_webhook` turns status callbacks and inbound messages (including
 STOP) into `DeliveryEvent`s.
 
+`reconcile` answers whether Twilio holds a message that was sent with an ambiguous answer: it
+lists the Messages resource filtered by `To` (and `From` when the channel sends from a
+number) and looks for an outbound message with the same body created since the delivery's
+first attempt (less five minutes for clock skew). Twilio returns neither our status callback
+URL nor any field of ours, so the body is the match: SMS bodies carrying a tracked link are
+unique per delivery; two identical bodies to one number within the window cannot be told
+apart. The `DateSent` filters are not used: a message still queued has no date sent yet.
+
 Errors: HTTP 429 / code 20429 → `TransientError` with the Retry-After; any 5xx after the
 POST → `AmbiguousError`; 21211, 21612, 21614 (invalid, unroutable or non-mobile number) →
 `RecipientInvalid`; 21610 (the member replied STOP) → `RecipientUnsubscribed`; 20003 and
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -48,6 +56,7 @@ from .base import (
     WebhookRequest,
 )
 from .errors import (
+    AmbiguousError,
     ChannelError,
     ChannelMisconfigured,
     ContentRejected,
@@ -68,6 +77,8 @@ RECIPIENT_INVALID = {21211, 21612, 21614, 21401, 21407}
 RECIPIENT_UNSUBSCRIBED = {21610}
 MISCONFIGURED = {20003, 20005, 20404, 21212, 21408, 21606, 21659, 21703, 21705}
 CONTENT_REJECTED = {21602, 21617, 21619, 30007}
+RECONCILE_LOOKBACK = timedelta(days=1)  # when the first attempt's time is not known
+SKEW = timedelta(minutes=5)
 STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
 STATUS_KINDS = {
     "queued": "accepted",
@@ -160,8 +171,6 @@ def classify_twilio_error(
             f"{said}; rate limited, retry later", retry_after=_http.retry_after(headers), **kw
         )
     if status >= 500:
-        from .errors import AmbiguousError
-
         return AmbiguousError(
             f"{said}; the message may have been accepted",
             retry_after=_http.retry_after(headers),
@@ -252,6 +261,59 @@ class SmsChannel(Channel):
             status=str(created.status or "queued"),
             detail={"to": created.to, "segments": created.num_segments},
         )
+
+    async def reconcile(self, message: Message, idempotency_key: str) -> DeliveryResult | None:
+        config = self.config
+        assert isinstance(config, SmsConfig)
+        client = self._twilio()
+        since = (message.first_attempt_at or datetime.now(UTC) - RECONCILE_LOOKBACK) - SKEW
+        filters: dict[str, Any] = {"to": message.to, "page_size": 100, "limit": 500}
+        sender = message.sender or config.from_number
+        if sender and not config.messaging_service_sid:
+            filters["from_"] = sender
+        token = _last_headers.set(None)
+        try:
+            records = await client.messages.list_async(**filters)
+        except TwilioException as exc:
+            status = int(getattr(exc, "status", 0) or 0)
+            code = getattr(exc, "code", None)
+            text = getattr(exc, "msg", None) or getattr(exc, "title", None) or str(exc)
+            answer = exc.args[1] if len(exc.args) > 1 else None  # a page the SDK refused
+            if not status and isinstance(answer, TwilioResponse):
+                status, text = answer.status_code, answer.text[:200]
+            error = classify_twilio_error(status, code, text, _last_headers.get())
+            if 0 < status < 500 and status != 429:
+                raise error from exc
+            raise AmbiguousError(
+                f"sms: cannot tell now whether Twilio has the message ({error.message})",
+                channel=self.name,
+                code=code,
+                status=status,
+                retry_after=error.retry_after,
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise TransientError(
+                f"sms: the Twilio API could not be reached to look the message up "
+                f"({type(exc).__name__})",
+                channel=self.name,
+            ) from exc
+        finally:
+            _last_headers.reset(token)
+        for record in records:
+            created = record.date_created
+            if (
+                record.body == message.text
+                and str(record.direction or "outbound").startswith("outbound")
+                and (created is None or created >= since)
+            ):
+                return DeliveryResult(
+                    channel=self.name,
+                    provider_message_id=record.sid,
+                    status=str(record.status or "queued"),
+                    accepted_at=created or datetime.now(UTC),
+                    detail={"to": record.to, "reconciled": True},
+                )
+        return None
 
     async def verify_webhook(self, request: WebhookRequest) -> bool:
         config = self.config

@@ -43,6 +43,7 @@ def test_exported_names() -> None:
         "PermanentError",
         "RecipientGone",
         "RecipientInvalid",
+        "ReconcileUnsupported",
         "RecipientUnsubscribed",
         "TransientError",
         "WebhookRequest",

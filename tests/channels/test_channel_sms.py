@@ -198,3 +198,46 @@ async def test_peer_posts_twilio_signed_callbacks(twilio: TwilioPeer, sms: SmsCh
     assert await sms.verify_webhook(seen[0])
     [event] = await sms.parse_webhook(seen[0])
     assert (event.kind, event.error_code, event.delivery_id) == ("failed", "30003", "d9")
+
+
+async def test_reconcile_finds_a_message_twilio_took_before_answering_500(
+    twilio: TwilioPeer, sms: SmsChannel
+) -> None:
+    import datetime as dt
+
+    started = dt.datetime.now(dt.UTC)
+    message = Message(to="+15551230001", text="Your cart c1", first_attempt_at=started)
+    other = Message(to="+15551230002", text="Your cart c1", first_attempt_at=started)
+    assert await sms.reconcile(message, "k1") is None  # nothing there yet: certainly not sent
+    await sms.send(other, "k2")  # same body, another number: must not match
+    twilio.accept_then_fail(1)
+    with pytest.raises(AmbiguousError):
+        await sms.send(message, "k1")
+    found = await sms.reconcile(message, "k1")
+    stored = next(m for m in twilio.messages if m.to == message.to)
+    assert found is not None and found.provider_message_id == stored.sid
+    assert found.detail["reconciled"] is True
+    assert twilio.requests == 2 and twilio.lookups == 2
+    # a message created before the delivery's first attempt (less the skew) is not it
+    later = Message(
+        to=message.to, text=message.text, first_attempt_at=started + dt.timedelta(hours=1)
+    )
+    assert await sms.reconcile(later, "k1") is None
+
+
+async def test_reconcile_that_cannot_tell_is_ambiguous(twilio: TwilioPeer, sms: SmsChannel) -> None:
+    twilio.fail_lookups(1, 503)
+    with pytest.raises(AmbiguousError) as info:
+        await sms.reconcile(Message(to="+15551230001", text="x"), "k")
+    assert info.value.status == 503 and twilio.lookups == 1
+
+
+async def test_email_cannot_reconcile() -> None:
+    from channels import ReconcileUnsupported
+    from channels.email import EmailChannel
+
+    email = EmailChannel()
+    assert not email.can_reconcile and email.describe()["reconcile"] is False
+    with pytest.raises(ReconcileUnsupported):
+        await email.reconcile(Message(to="a@example.com", text="x"), "k")
+    assert SmsChannel().can_reconcile

@@ -9,16 +9,27 @@ requires, answers with Twilio-shaped JSON (201 with a `SM…` SID, or an error b
     +15005550004  recipient replied STOP    21610
     +15005550009  not a mobile number       21614
 
-`fail_next(n, 429, …)` / `fail_next(n, 500)` script failures; `rate_limit(n)` and
-`server_error(n)` are shortcuts with Twilio's bodies. `send_status_callback(sid, status)`
-posts a status callback signed the way Twilio signs (`X-Twilio-Signature`, computed with the
-SDK's `RequestValidator`) to the StatusCallback URL given with the message.
+`fail_next(n, 429, …)` / `fail_next(n, 500)` script failures before anything is stored;
+`rate_limit(n)` and `server_error(n)` are shortcuts with Twilio's bodies.
+`accept_then_fail(n, 500, delay=…)` stores the next `n` valid messages and then answers 500
+(after `delay` seconds: a long delay is a provider that took the message and hangs).
+
+`GET …/Messages.json` lists stored messages newest first, filtered by `To`, `From` and the
+`DateSent` filters (`DateSent`, `DateSent<`, `DateSent>`, as dates or datetimes; a message
+counts as sent when it was created), paged by `PageSize`. Lookups are counted in `lookups`,
+not in `requests`; `fail_lookups(n, status)` scripts their failures.
+
+`send_status_callback(sid, status)` posts a status callback signed the way Twilio signs
+(`X-Twilio-Signature`, computed with the SDK's `RequestValidator`) to the StatusCallback URL
+given with the message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -32,7 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from ._http import HttpPeer
+from ._http import Failure, FailureScript, HttpPeer
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 MAGIC = {
@@ -75,6 +86,9 @@ class TwilioPeer(HttpPeer):
         self.auth_token = auth_token
         self.messages: list[SentSms] = []
         self.callbacks_sent: list[tuple[str, dict[str, str], int]] = []
+        self.lookups = 0
+        self.lookup_failures = FailureScript()
+        self._after_accept: deque[Failure] = deque()
 
     # -- scripting shortcuts -----------------------------------------------------------
 
@@ -84,6 +98,17 @@ class TwilioPeer(HttpPeer):
 
     def server_error(self, times: int = 1) -> None:
         self.fail_next(times, 500, error_body(500, 20500, "Internal Server Error"))
+
+    def accept_then_fail(self, times: int = 1, status: int = 500, *, delay: float = 0.0) -> None:
+        """Store the next `times` valid messages, then answer `status` instead of 201."""
+        body = error_body(status, 20500, "Internal Server Error")
+        for _ in range(times):
+            self._after_accept.append(Failure(status, body, {}, delay))
+
+    def fail_lookups(self, times: int = 1, status: int = 500) -> None:
+        """Answer the next `times` message-list requests with `status`."""
+        body = error_body(status, 20500, "Internal Server Error")
+        self.lookup_failures.add(Failure(status, body), times)
 
     @property
     def accepted(self) -> int:
@@ -98,6 +123,11 @@ class TwilioPeer(HttpPeer):
                     "/2010-04-01/Accounts/{sid}/Messages.json",
                     self._create_message,
                     methods=["POST"],
+                ),
+                Route(
+                    "/2010-04-01/Accounts/{sid}/Messages.json",
+                    self._list_messages,
+                    methods=["GET"],
                 ),
                 Route(
                     "/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json",
@@ -151,7 +181,47 @@ class TwilioPeer(HttpPeer):
             form=form,
         )
         self.messages.append(message)
+        if self._after_accept:
+            failure = self._after_accept.popleft()
+            if failure.delay:
+                await asyncio.sleep(failure.delay)
+            return failure.response()
         return JSONResponse(self._resource(message), status_code=201)
+
+    async def _list_messages(self, request: Request) -> Response:
+        self.lookups += 1
+        failure = self.lookup_failures.next()
+        if failure is not None:
+            return failure.response()
+        sid = request.path_params["sid"]
+        if not self._authorised(request, sid):
+            return JSONResponse(error_body(401, 20003, "Authenticate"), status_code=401)
+        q = request.query_params
+        found = [
+            m
+            for m in reversed(self.messages)
+            if (not q.get("To") or m.to == q["To"])
+            and (not q.get("From") or m.from_ == q["From"])
+            and _date_matches(m.created_at, q)
+        ]
+        size = max(1, min(1000, int(q.get("PageSize") or 50)))
+        page = max(0, int(q.get("Page") or 0))
+        chunk = found[page * size : (page + 1) * size]
+        base = f"/2010-04-01/Accounts/{sid}/Messages.json"
+        more = (page + 1) * size < len(found)
+        return JSONResponse(
+            {
+                "messages": [self._resource(m) for m in chunk],
+                "end": page * size + len(chunk) - 1,
+                "first_page_uri": f"{base}?PageSize={size}&Page=0",
+                "next_page_uri": f"{base}?PageSize={size}&Page={page + 1}" if more else None,
+                "page": page,
+                "page_size": size,
+                "previous_page_uri": None,
+                "start": page * size,
+                "uri": f"{base}?PageSize={size}&Page={page}",
+            }
+        )
 
     async def _fetch_message(self, request: Request) -> Response:
         if not self._authorised(request, request.path_params["sid"]):
@@ -253,6 +323,28 @@ class TwilioPeer(HttpPeer):
             response = await client.post(url, data=params, headers=headers)
         self.callbacks_sent.append((url, params, response.status_code))
         return response
+
+
+def _parse_when(text: str) -> datetime:
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _date_matches(created: datetime, query: Any) -> bool:
+    """Twilio's DateSent filters: a bare date compares by day, a datetime exactly."""
+    for key, op in (("DateSent", "="), ("DateSent>", ">="), ("DateSent<", "<=")):
+        value = query.get(key)
+        if not value:
+            continue
+        if len(value) == 10:  # YYYY-MM-DD
+            day, wanted = created.date(), datetime.fromisoformat(value).date()
+            ok = {"=": day == wanted, ">=": day >= wanted, "<=": day <= wanted}[op]
+        else:
+            when = _parse_when(value)
+            ok = {"=": created == when, ">=": created >= when, "<=": created <= when}[op]
+        if not ok:
+            return False
+    return True
 
 
 def _error(status: int, code: int, message: str) -> JSONResponse:
