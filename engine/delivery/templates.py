@@ -47,6 +47,29 @@ _KIND_BY_CONTACT = {
 _HREF = re.compile(r"""href=(["'])(https?://[^"']+)\1""", re.IGNORECASE)
 
 
+_MAX_OUTPUT = 1_000_000  # characters (or items) one `*` may build
+_MAX_POWER = 64
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, also bounding `*` and `**` so that a template cannot build a huge string
+    or number (`{{ 'x' * 10**9 }}`): the sandbox alone guards attributes, not sizes."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        from jinja2.exceptions import SecurityError
+
+        if operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_POWER:
+            raise SecurityError(f"exponent {right} is larger than {_MAX_POWER}")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int):
+                    if len(seq) * n > _MAX_OUTPUT:
+                        raise SecurityError(f"a result longer than {_MAX_OUTPUT} is not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
 class TemplateMissing(LookupError):
     """No source for a template in the kind of channel asked for."""
 
@@ -116,7 +139,7 @@ class Templates:
         builtin: Mapping[str, Mapping[str, str]] = BUILTIN,
     ) -> None:
         self.default_locale = default_locale
-        self.env = SandboxedEnvironment(
+        self.env = _Sandbox(
             loader=_Loader(directory, builtin),
             autoescape=lambda name: name is not None and ".html" in name,
             trim_blocks=True,

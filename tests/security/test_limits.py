@@ -1,0 +1,137 @@
+"""Abuse resistance at the API: per-key ingestion rate limits, body size and JSON nesting
+limits, key rotation and revocation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import asyncpg
+import pytest
+
+from engine.api import create_app, serve_in_background
+from engine.api.limits import json_depth
+from engine.keys import create_key, revoke_key, rotate_key
+from engine.ratelimit import TokenBuckets
+from tests.delivery.delivery_testkit import make_settings
+from tests.ingestion.helpers import event
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate=2, burst=3, clock=lambda: now[0])
+    assert [buckets.take("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("k") == pytest.approx(0.5)
+    assert buckets.take("other") == 0.0  # keys are independent
+    now[0] = 0.5
+    assert buckets.take("k") == 0.0 and buckets.take("k") > 0
+    assert buckets.retry_after(0.01) == 1 and buckets.retry_after(2.2) == 3
+
+
+def test_json_depth_ignores_brackets_in_strings() -> None:
+    assert json_depth(b'{"a": [1, {"b": "[[[[{{{{"}]}') == 3
+    assert json_depth(b'"\\"[[["') == 0
+    assert json_depth(b"[" * 50 + b"]" * 50) == 50
+
+
+async def test_ingestion_rate_limit_per_key(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path)
+    settings.ingest_rate_per_second = 2
+    settings.ingest_rate_burst = 5
+    first, _ = await create_key(store.pool, ["ingest"], name="first")
+    second, _ = await create_key(store.pool, ["ingest"], name="second")
+    app = create_app(settings, store, run_projector=False)
+    import httpx
+
+    async with serve_in_background(app) as url, httpx.AsyncClient(base_url=url) as http:
+
+        async def send(token: str) -> httpx.Response:
+            return await http.post(
+                "/v1/events",
+                json={"events": [event("page.viewed", id="m-rate")]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+        answers = [await send(first) for _ in range(8)]
+        codes = [r.status_code for r in answers]
+        assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}, codes
+        limited = answers[-1]
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert limited.json()["error"]["code"] == "rate_limited"
+        # another key has its own bucket
+        assert (await send(second)).status_code == 200
+        # the bucket refills at the configured rate
+        await asyncio.sleep(float(limited.headers["Retry-After"]))
+        assert (await send(first)).status_code == 200
+        # reads are not ingestion and are not limited by it
+        stored = await store.pool.fetchval("SELECT count(*) FROM events WHERE type='page.viewed'")
+        assert stored == 7  # 5 + the other key's 1 + the one after the refill
+
+
+async def test_body_size_and_nesting_limits(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path)
+    settings.ingest_max_body_bytes = 20_000
+    token, _ = await create_key(store.pool, ["admin"], name="admin")
+    app = create_app(settings, store, run_projector=False)
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with serve_in_background(app) as url, httpx.AsyncClient(base_url=url) as http:
+        big = json.dumps({"events": [event(properties={"x": "y" * 30_000})]})
+        r = await http.post("/v1/events", content=big, headers=headers)
+        assert r.status_code == 413
+
+        # streamed without a Content-Length: refused as soon as it passes the limit
+        async def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(10):
+                yield b" " * 5_000
+
+        r = await http.post("/v1/events", content=chunks(), headers=headers)
+        assert r.status_code == 413
+        deep = {"events": [event(properties={"p": json.loads("[" * 40 + "]" * 40)})]}
+        for path, method in (
+            ("/v1/events", "POST"),
+            ("/v1/batch", "POST"),
+            ("/v1/members/m1/consent", "PUT"),
+        ):
+            r = await http.request(method, path, content=json.dumps(deep), headers=headers)
+            assert r.status_code == 400 and r.json()["error"]["code"] == "too_deep", path
+        very_deep = b"[" * 100_000 + b"]" * 100_000
+        r = await http.post("/v1/events", content=very_deep, headers=headers)
+        assert r.status_code in (400, 413)
+        ok = {"events": [event(id="m-ok", properties={"p": [[[{"q": [1]}]]]})]}
+        r = await http.post("/v1/events", json=ok, headers=headers)
+        assert r.status_code == 200, r.text
+    assert await store.pool.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_key_rotation_and_revocation(store, tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path)
+    old, key = await create_key(store.pool, ["ingest", "read"], name="shop")
+    app = create_app(settings, store, run_projector=False)
+    import httpx
+
+    async with serve_in_background(app) as url, httpx.AsyncClient(base_url=url) as http:
+        app.state.verifier.cache_seconds = 0  # revocation takes effect at once in this test
+
+        async def status(token: str) -> int:
+            r = await http.post(
+                "/v1/events",
+                json={"events": [event("page.viewed", id="m-k")]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            return r.status_code
+
+        assert await status(old) == 200
+        conn = await asyncpg.connect(database_url)
+        try:
+            new, new_key = await rotate_key(conn, key.key_id)
+            assert new_key.scopes == key.scopes and new_key.name == "shop"
+            with pytest.raises(LookupError):
+                await rotate_key(conn, key.key_id)  # already rotated away
+            assert await status(old) == 401
+            assert await status(new) == 200
+            assert await revoke_key(conn, new_key.key_id)
+            assert await status(new) == 401
+        finally:
+            await conn.close()
