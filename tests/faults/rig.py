@@ -253,9 +253,19 @@ class Rig:
                 )
 
     async def start_all(self) -> None:
-        for name in ("api", "worker", "dispatcher"):
+        for attempt in range(3):
+            self.start("api")
+            try:
+                await self.wait_api()
+                break
+            except AssertionError:
+                # Another process on this machine took the free port we picked: pick again.
+                if attempt == 2 or "address already in use" not in self.log_tail("api"):
+                    raise
+                self.procs["api"].popen = None
+                self.api_port = free_port()
+        for name in ("worker", "dispatcher"):
             self.start(name)
-        await self.wait_api()
 
     async def wait_api(self, timeout: float = 90.0) -> None:
         async with httpx.AsyncClient(timeout=2) as http:

@@ -91,6 +91,7 @@ async def test_api_killed_mid_ingestion(database_url, tmp_path, long_faults, fau
         sending = asyncio.create_task(load.run(pause=0.02))
         for share in (0.25, 0.6):
             await eventually(when_acknowledged(load, share), timeout=120, what=f"{share:.0%}")
+            assert not sending.done(), "the fault must land during ingestion"
             rig.kill("api")
             await asyncio.sleep(1.0)
             rig.start("api")
@@ -189,6 +190,7 @@ async def test_postgres_restarted_during_ingestion(
         load = Load(rig, members, tag="pg", batch=10)
         sending = asyncio.create_task(load.run(pause=0.05))
         await eventually(when_acknowledged(load, 0.4), timeout=120, what="40% acknowledged")
+        assert not sending.done(), "the fault must land during ingestion"
         await asyncio.to_thread(pg.stop)
         await asyncio.sleep(2.0)
         await asyncio.to_thread(pg.start)
