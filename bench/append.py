@@ -114,7 +114,7 @@ def time_now():
     return dt.datetime.now(dt.UTC)
 
 
-def bench_eventsourcing(url: str, batches: list) -> float:
+def bench_eventsourcing(url: str, batches: list, table_suffix: str = "") -> float:
     """The `eventsourcing` PostgreSQL application recorder (psycopg), its default path."""
     from eventsourcing.persistence import StoredEvent
     from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -130,7 +130,9 @@ def bench_eventsourcing(url: str, batches: list) -> float:
         password=parts.password or "",
         pool_size=2,
     )
-    recorder = PostgresApplicationRecorder(datastore, events_table_name="bench_es_events")
+    recorder = PostgresApplicationRecorder(
+        datastore, events_table_name=f"bench_es_events{table_suffix}"
+    )
     recorder.create_table()
     ids: dict[str, uuid.UUID] = {}
     versions: dict[str, int] = {}
@@ -212,16 +214,34 @@ def main(argv: list[str]) -> None:
 
 async def _run(url: str, total: int, lag_seconds: float, quick: bool) -> None:
     store = await PostgresEventStore.connect(url, min_size=1, max_size=4)
-    print(f"append bench: {total:,} events in batches of {BATCH:,} over 5,000 streams")
+    print(
+        f"append bench: {total:,} events per writer in batches of {BATCH:,} "
+        "over 5,000 streams, one writer at a time"
+    )
     # Warm up both paths so neither pays first-plan costs inside the measurement.
     await bench_store(store, make_batches(2 * BATCH, 5000, "warm"))
     await bench_copy(url, make_batches(2 * BATCH, 5000, "warm"))
-    copy_rate = await bench_copy(url, make_batches(total, 5000, "c"))
-    print(f"  raw COPY into an identical bare table   {copy_rate:>10,.0f} events/s  (limit)")
-    store_rate = await bench_store(store, make_batches(total, 5000, "s"))
-    print(f"  journeyman append_batch                 {store_rate:>10,.0f} events/s")
-    es_rate = await asyncio.to_thread(bench_eventsourcing, url, make_batches(total, 5000, "e"))
-    print(f"  eventsourcing PostgresApplicationRecorder {es_rate:>8,.0f} events/s  (peer)")
+    # The three writers take turns in rounds, so a busy moment on the machine hits them
+    # alike; each one's best round is its figure.
+    rounds = 3 if quick else 5
+    per_round = max(BATCH, total // rounds // BATCH * BATCH)
+    copy_rates, store_rates, es_rates = [], [], []
+    for r in range(rounds):
+        copy_rates.append(await bench_copy(url, make_batches(per_round, 5000, f"c{r}-")))
+        store_rates.append(await bench_store(store, make_batches(per_round, 5000, f"s{r}-")))
+        es_rates.append(
+            await asyncio.to_thread(
+                bench_eventsourcing, url, make_batches(per_round, 5000, f"e{r}-"), f"r{r}"
+            )
+        )
+        print(
+            f"  round {r + 1}/{rounds}: COPY {copy_rates[-1]:,.0f}  store {store_rates[-1]:,.0f}  "
+            f"eventsourcing {es_rates[-1]:,.0f} events/s"
+        )
+    copy_rate, store_rate, es_rate = max(copy_rates), max(store_rates), max(es_rates)
+    print(f"  raw COPY into an identical bare table     {copy_rate:>10,.0f} events/s  (limit)")
+    print(f"  journeyman append_batch                   {store_rate:>10,.0f} events/s")
+    print(f"  eventsourcing PostgresApplicationRecorder {es_rate:>10,.0f} events/s  (peer)")
     p50, p99 = await single_append_latency(store, 200 if quick else 1000)
     print(f"  single-event append latency  p50 {p50:.2f} ms  p99 {p99:.2f} ms")
     await store.close()

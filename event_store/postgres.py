@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from .errors import ConcurrencyError, InvalidEventError, StaleTransactionError
+from .errors import ConcurrencyError, StaleTransactionError
 from .model import (
     ANY,
     NO_STREAM,
@@ -34,7 +34,7 @@ from .model import (
     NewEvent,
     RecordedEvent,
 )
-from .validation import check_batch, encode_json
+from .validation import prepare_batch
 
 if TYPE_CHECKING:
     from .subscription import Subscription
@@ -100,7 +100,9 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 def _copy_text(value: str) -> str:
     """Escape a value for COPY's text format (JSON text only needs backslashes doubled)."""
-    return value.translate(_COPY_ESCAPES)
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
 
 
 class _LookUpDuplicates(Exception):
@@ -209,23 +211,7 @@ class PostgresEventStore:
         `duplicate=True`. When `conn` is given, the append joins the caller's transaction
         (in a savepoint, so a lost race is retried without aborting the caller).
         """
-        check_batch(items)
-        encoded = [
-            [
-                (
-                    encode_json(e.data, what=f"data of event {e.event_id}"),
-                    encode_json(e.metadata, what=f"metadata of event {e.event_id}"),
-                )
-                for e in events
-            ]
-            for _, events, _ in items
-        ]
-        for (stream_id, events, _), enc in zip(items, encoded, strict=True):
-            for e, (d, m) in zip(events, enc, strict=True):
-                if "\\u0000" in d or "\\u0000" in m:
-                    raise InvalidEventError(
-                        f"event {e.event_id} in stream {stream_id}: text may not contain NUL"
-                    )
+        encoded = prepare_batch(items)
         if not any(events for _, events, _ in items):
             return []
         # Duplicates are rare (client retries), so the first attempt lets the unique index on

@@ -12,17 +12,29 @@ from .model import ExpectedVersion, NewEvent, _Sentinel
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def encode_json(value: object, *, what: str) -> str:
+def encode_json(value: object, part: str, event_id: str) -> str:
     try:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
-        raise InvalidEventError(f"{what} is not JSON-serialisable: {exc}") from exc
+        raise InvalidEventError(
+            f"{part} of event {event_id} is not JSON-serialisable: {exc}"
+        ) from exc
 
 
-def check_batch(items: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]]) -> None:
+def prepare_batch(
+    items: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]],
+) -> list[list[tuple[str, str]]]:
+    """Check every event and encode its data and metadata, in one pass.
+
+    Returns the JSON texts per item and event. Raises `InvalidEventError` naming the first
+    problem; nothing has touched the database yet.
+    """
     seen: dict[str, str] = {}
+    encoded: list[list[tuple[str, str]]] = []
+    meta_obj: object = None
+    meta_text = ""
     for stream_id, events, expected in items:
-        if not isinstance(stream_id, str) or not stream_id.strip():
+        if type(stream_id) is not str or not stream_id.strip():
             raise InvalidEventError(f"stream id must be a non-empty string, got {stream_id!r}")
         if len(stream_id) > 400:
             raise InvalidEventError(f"stream id {stream_id[:40]!r}… is longer than 400 characters")
@@ -35,30 +47,45 @@ def check_batch(items: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]]
             raise InvalidEventError(
                 f"expected_version for stream {stream_id} must be >= -1, got {expected}"
             )
+        texts: list[tuple[str, str]] = []
         for event in events:
-            if not isinstance(event, NewEvent):
+            if type(event) is not NewEvent:
                 raise InvalidEventError(
                     f"stream {stream_id}: expected NewEvent, got {type(event).__name__}"
                 )
-            if not isinstance(event.event_id, str) or not event.event_id:
+            eid = event.event_id
+            if type(eid) is not str or not eid:
                 raise InvalidEventError(f"stream {stream_id}: event id must be a non-empty string")
-            if not isinstance(event.type, str) or not event.type:
+            if type(event.type) is not str or not event.type:
                 raise InvalidEventError(
-                    f"event {event.event_id} in stream {stream_id}: type must be a non-empty string"
+                    f"event {eid} in stream {stream_id}: type must be a non-empty string"
                 )
-            if event.event_id in seen:
+            if eid in seen:
                 raise InvalidEventError(
-                    f"event id {event.event_id} appears twice in one batch "
-                    f"(streams {seen[event.event_id]} and {stream_id})"
+                    f"event id {eid} appears twice in one batch "
+                    f"(streams {seen[eid]} and {stream_id})"
                 )
-            seen[event.event_id] = stream_id
-            if event.occurred_at is not None and (
-                not isinstance(event.occurred_at, dt.datetime) or event.occurred_at.tzinfo is None
+            seen[eid] = stream_id
+            occurred = event.occurred_at
+            if occurred is not None and (
+                not isinstance(occurred, dt.datetime) or occurred.tzinfo is None
             ):
                 raise InvalidEventError(
-                    f"event {event.event_id}: occurred_at must be a timezone-aware datetime"
+                    f"event {eid}: occurred_at must be a timezone-aware datetime"
                 )
-            if not isinstance(event.data, dict):
-                raise InvalidEventError(f"event {event.event_id}: data must be a JSON object")
-            if not isinstance(event.metadata, dict):
-                raise InvalidEventError(f"event {event.event_id}: metadata must be a JSON object")
+            if type(event.data) is not dict:
+                raise InvalidEventError(f"event {eid}: data must be a JSON object")
+            if type(event.metadata) is not dict:
+                raise InvalidEventError(f"event {eid}: metadata must be a JSON object")
+            data = encode_json(event.data, "data", eid)
+            # Batches often share one metadata object: encode it once.
+            if event.metadata is not meta_obj:
+                meta_obj = event.metadata
+                meta_text = encode_json(meta_obj, "metadata", eid)
+            if "\\u0000" in data or "\\u0000" in meta_text:
+                raise InvalidEventError(
+                    f"event {eid} in stream {stream_id}: text may not contain NUL"
+                )
+            texts.append((data, meta_text))
+        encoded.append(texts)
+    return encoded
