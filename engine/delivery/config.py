@@ -68,6 +68,29 @@ class DeliverySettings(BaseModel):
         default=dt.timedelta(minutes=15),
         description="How long a channel that reported a configuration error is paused.",
     )
+    reconcile_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Lookups of an ambiguous send that may answer 'cannot tell now' before "
+        "the delivery is settled as in doubt.",
+    )
+    reconcile_resends: int = Field(
+        default=2,
+        ge=0,
+        description="Times a delivery is sent again after its provider certainly did not "
+        "take an ambiguous send; one more ambiguous answer that proves absent is `failed`.",
+    )
+    reconcile_interval: dt.timedelta = Field(
+        default=dt.timedelta(seconds=30),
+        description="Wait before looking up an ambiguous send (and between lookups that "
+        "could not tell, growing with each), so the provider's own records settle first.",
+    )
+    reconcile_grace: dt.timedelta = Field(
+        default=dt.timedelta(seconds=90),
+        description="Age a claim left without any answer (its worker vanished) must reach "
+        "before a lookup that finds nothing lets the message be sent again: longer than a "
+        "deliver attempt may run.",
+    )
     track_clicks: bool = True
     track_opens: bool = True
     click_link_ttl: dt.timedelta = Field(default=dt.timedelta(days=90))

@@ -4,7 +4,8 @@ call, the outcome events and channel fallback.
 One call handles one `SendRequest` (see `engine.activities.delivery_contract`):
 
 1. **Settled?** The delivery's stream (`claims.py`) may already hold its final outcome
-   (returned as is) or a claim with no outcome (settled as `in_doubt`: never re-sent).
+   (returned as is) or a claim with no outcome: that one is reconciled with the provider
+   (`reconcile.py`) — never re-sent blindly.
 2. **Member.** An erased member, or a holdout, is `suppressed`.
 3. **Channel.** The first channel in the request's fallback order that is registered,
    configured, not paused, not suppressed for the member, consented to for the purpose, and
@@ -21,8 +22,10 @@ One call handles one `SendRequest` (see `engine.activities.delivery_contract`):
 7. **Render** the template for the channel's kind in the member's locale, with signed
    click-tracking, open and unsubscribe links.
 8. **Send**, one attempt. `TransientError`: the claim is released and a retryable
-   `ApplicationError` goes back to Temporal (honouring Retry-After). `AmbiguousError` (or
-   any unexpected error from the channel): `in_doubt`. `PermanentError`: its action
+   `ApplicationError` goes back to Temporal (honouring Retry-After). `AmbiguousError`: the
+   claim stays open, marked uncertain, and a retryable error goes back to Temporal, whose
+   next attempt reconciles (step 1); a channel that cannot reconcile, or any unexpected
+   error from a channel, is `in_doubt` at once. `PermanentError`: its action
    (suppress the channel, drop the push subscription, consent off, pause the channel),
    `message.failed` for that channel, then the next channel (back to step 3).
 9. **Record** `delivery.completed` and `message.sent` (and the ledger row) in one
@@ -48,6 +51,7 @@ from channels import (
     ChannelError,
     ChannelMisconfigured,
     ContactKind,
+    DeliveryResult,
     Message,
     PermanentError,
     RecipientGone,
@@ -65,6 +69,7 @@ from engine.settings import Settings
 from event_store import ConcurrencyError, PostgresEventStore, StaleTransactionError
 
 from . import claims
+from . import reconcile as reconciling
 from .config import DeliverySettings
 from .links import LinkSigner
 from .policies import FrequencyCap, consent_allows, quiet_hours_end, zone
@@ -94,6 +99,7 @@ class _Context:
     contacts: dict[str, Any]
     blocks: dict[tuple[str, str], str]
     pauses: dict[str, dt.datetime]
+    render_at: dt.datetime | None = None  # the first attempt's render time, once claimed
 
 
 class Deliverer:
@@ -139,12 +145,7 @@ class Deliverer:
             if state.outcome is not None:
                 return state.outcome
             if state.claim is not None:
-                return await self._settle_in_doubt(
-                    request,
-                    did,
-                    state,
-                    "an earlier attempt called the provider and recorded no outcome",
-                )
+                return await reconciling.reconcile(self, request, did, state)
             result = await self._attempt(request, did, state, queue)
             if result is not None:
                 return result
@@ -174,6 +175,7 @@ class Deliverer:
             contacts=contacts,
             blocks=blocks,
             pauses=pauses,
+            render_at=state.first_rendered_at,
         )
         candidates = [self._check(ctx, name, state) for name in self._expand(request.channels)]
         chosen = next((c for c in candidates if c.skip is None), None)
@@ -195,7 +197,9 @@ class Deliverer:
             )
         # Frequency cap and claim, atomically.
         try:
-            capped_until = await self._claim(request, did, state, chosen, marketing, now)
+            capped_until = await self._claim(
+                request, did, state, chosen, marketing, now, ctx.render_at or now
+            )
         except (ConcurrencyError, StaleTransactionError):
             fresh = await claims.load(self.store, did)
             if fresh.outcome is not None:
@@ -328,10 +332,11 @@ class Deliverer:
         chosen: _Candidate,
         marketing: bool,
         now: dt.datetime,
+        rendered_at: dt.datetime,
     ) -> dt.datetime | None:
         """Count the cap and claim the delivery in one transaction; the time the cap frees
         up when it is full (nothing claimed then)."""
-        event = claims.claimed(did, chosen.name, request.workflow_id)
+        event = claims.claimed(did, chosen.name, request.workflow_id, rendered_at)
         stream = claims.stream_of(did)
         async with self.store.pool.acquire() as conn, conn.transaction():
             if marketing:
@@ -347,11 +352,13 @@ class Deliverer:
         kind = kind_for(chosen.channel.contact)
         base = {"delivery_id": did, "member_id": request.member_id, "channel": chosen.name}
         cfg = self.config
-        click_exp = ctx.now + cfg.click_link_ttl
+        # every attempt renders as the first did: same text and links, re-sent or looked up
+        at = ctx.render_at or ctx.now
+        click_exp = at + cfg.click_link_ttl
         unsubscribe = None
         if request.purpose == "marketing":
             unsubscribe = self.links.unsubscribe_url(
-                **base, expires_at=ctx.now + cfg.unsubscribe_link_ttl
+                **base, expires_at=at + cfg.unsubscribe_link_ttl
             )
 
         def track(url: str) -> str:
@@ -395,6 +402,7 @@ class Deliverer:
             member_id=request.member_id,
             unsubscribe_url=unsubscribe if kind == "email" else None,
             metadata={"journey": request.journey, "template": request.template},
+            first_attempt_at=ctx.render_at,
         )
 
     async def _send(
@@ -430,7 +438,12 @@ class Deliverer:
                 ),
             ) from None
         except AmbiguousError as exc:
-            return await self._in_doubt(request, did, claim_version, chosen.name, exc.message)
+            if not channel.can_reconcile:
+                return await self._in_doubt(request, did, claim_version, chosen.name, exc.message)
+            await reconciling.uncertain_send(
+                self, request, did, claim_version, chosen.name, exc, exc.to_dict()
+            )
+            raise  # not reached: uncertain_send raises for Temporal
         except PermanentError as exc:
             await self._permanent(request, chosen, exc)
             await self._channel_failed(
@@ -444,15 +457,27 @@ class Deliverer:
             return await self._in_doubt(
                 request, did, claim_version, chosen.name, f"{type(exc).__name__} in channel"
             )
-        outcome = SendOutcome(
-            status="sent", delivery_id=did, channel=chosen.name, reason=result.status
-        )
+        return await self._sent(request, did, claim_version, chosen.name, channel.name, result)
+
+    async def _sent(
+        self,
+        request: SendRequest,
+        did: str,
+        claim_version: int,
+        name: str,
+        via: str,
+        result: DeliveryResult,
+    ) -> SendOutcome:
+        """Record the provider's acceptance: `delivery.completed` and `message.sent`."""
+        outcome = SendOutcome(status="sent", delivery_id=did, channel=name, reason=result.status)
         data = {
             **self._about(request, did),
-            "channel": chosen.name,
-            "via": channel.name,
+            "channel": name,
+            "via": via,
             "provider_message_id": result.provider_message_id,
         }
+        if result.detail.get("reconciled"):
+            data["reconciled"] = True
         await self._record_final(
             request,
             did,
@@ -461,7 +486,7 @@ class Deliverer:
             [message_event("message.sent", f"message.sent/{did}", data)],
             provider_message_id=result.provider_message_id,
         )
-        log.info("delivery %s sent on %s", did, chosen.name)
+        log.info("delivery %s sent on %s", did, name)
         return outcome
 
     # ------------------------------------------------------------------ permanent errors

@@ -104,13 +104,112 @@ async def test_transient_errors_release_the_claim_and_go_back_to_temporal(
     assert twilio.requests == 2 and twilio.accepted == 1
 
 
-async def test_ambiguous_error_is_in_doubt_without_retry(store, settings, twilio) -> None:
+async def sent_events(store, member: str) -> list:
+    return [e for e in await store.read_stream(f"member-{member}") if e.type == "message.sent"]
+
+
+async def test_500_without_storing_is_reconciled_and_sent_again_once(
+    store, settings, twilio
+) -> None:
     member = await add_member(store, settings)
     d = deliverer(store, settings, {"sms": sms_channel(twilio)})
-    twilio.server_error(times=1)
-    outcome = await d.deliver(request(member, ["sms"]))
-    assert outcome.status == "in_doubt"
+    req = request(member, ["sms"])
+    twilio.server_error(times=1)  # 500, nothing stored
+    with pytest.raises(ApplicationError) as first:
+        await d.deliver(req)
+    assert first.value.type == "ReconcilePending" and not first.value.non_retryable
+    state = await claims.load(store, delivery_id(req))
+    assert state.claim is not None and state.uncertain and state.outcome is None
+    with pytest.raises(ApplicationError) as second:  # Temporal's retry: look it up
+        await d.deliver(req)
+    assert second.value.type == "NotAtProvider"
+    assert twilio.lookups == 1 and twilio.requests == 1  # looked up, not re-sent yet
+    outcome = await d.deliver(req)  # the next retry claims again and sends
+    assert outcome.status == "sent"
+    assert twilio.requests == 2 and twilio.accepted == 1
+    [sent] = await sent_events(store, member)
+    assert sent.data["provider_message_id"] == twilio.messages[0].sid
+    assert "reconciled" not in sent.data
+    assert (await d.deliver(req)) == outcome and twilio.requests == 2
+
+
+async def test_500_after_storing_is_found_and_never_sent_twice(store, settings, twilio) -> None:
+    member = await add_member(store, settings)
+    d = deliverer(store, settings, {"sms": sms_channel(twilio)})
+    req = request(member, ["sms"])
+    twilio.accept_then_fail(times=1)  # Twilio took it, then answered 500
+    with pytest.raises(ApplicationError):
+        await d.deliver(req)
+    outcome = await d.deliver(req)
+    assert outcome.status == "sent" and outcome.channel == "sms"
+    assert twilio.requests == 1 and twilio.accepted == 1 and twilio.lookups == 1
+    [sent] = await sent_events(store, member)
+    assert sent.data["provider_message_id"] == twilio.messages[0].sid
+    assert sent.data["reconciled"] is True
+    row = await ledger_row(store, outcome.delivery_id)
+    assert row is not None and row["status"] == "sent"
+    assert row["provider_message_id"] == twilio.messages[0].sid
+    assert (await d.deliver(req)) == outcome and twilio.lookups == 1
+
+
+async def test_lookups_that_cannot_tell_end_in_doubt_after_the_bound(
+    store, tmp_path, twilio
+) -> None:
+    settings = make_settings(tmp_path, reconcile_attempts=2)
+    member = await add_member(store, settings)
+    d = deliverer(store, settings, {"sms": sms_channel(twilio)})
+    req = request(member, ["sms"])
+    twilio.accept_then_fail(times=1)
+    twilio.fail_lookups(times=5, status=503)
+    with pytest.raises(ApplicationError):
+        await d.deliver(req)
+    with pytest.raises(ApplicationError) as pending:
+        await d.deliver(req)
+    assert pending.value.type == "ReconcilePending" and twilio.lookups == 1
+    outcome = await d.deliver(req)
+    assert outcome.status == "in_doubt" and twilio.lookups == 2
     assert twilio.requests == 1
+    types = await types_of(store, member)
+    assert "message.in_doubt" in types and "message.sent" not in types
+
+
+async def test_a_provider_that_never_takes_it_fails_after_the_resends(
+    store, tmp_path, twilio
+) -> None:
+    settings = make_settings(tmp_path, reconcile_resends=1)
+    member = await add_member(store, settings)
+    d = deliverer(store, settings, {"sms": sms_channel(twilio)})
+    req = request(member, ["sms"])
+    twilio.server_error(times=10)
+    for _ in range(3):  # send, look up (absent: send again), send
+        with pytest.raises(ApplicationError):
+            await d.deliver(req)
+    outcome = await d.deliver(req)  # absent again: no more re-sends
+    assert outcome.status == "failed" and "never took the message" in outcome.reason
+    assert twilio.requests == 2 and twilio.accepted == 0 and twilio.lookups == 2
+
+
+async def test_an_abandoned_claim_is_resent_only_after_the_grace(store, tmp_path, twilio) -> None:
+    import datetime as dt
+
+    settings = make_settings(tmp_path)
+    member = await add_member(store, settings)
+    req = request(member, ["sms"])
+    did = delivery_id(req)
+    # an attempt claimed and vanished without any answer: it may still be in flight
+    await store.append(claims.stream_of(did), [claims.claimed(did, "sms", "wf")])
+    d = deliverer(store, settings, {"sms": sms_channel(twilio)})
+    with pytest.raises(ApplicationError) as early:
+        await d.deliver(req)
+    assert early.value.type == "ReconcilePending" and early.value.next_retry_delay is not None
+    assert twilio.lookups == 1 and twilio.requests == 0
+    later = dt.datetime.now(dt.UTC) + settings.delivery.reconcile_grace
+    d = deliverer(store, settings, {"sms": sms_channel(twilio)}, clock=lambda: later)
+    with pytest.raises(ApplicationError) as absent:
+        await d.deliver(req)
+    assert absent.value.type == "NotAtProvider"
+    assert (await d.deliver(req)).status == "sent"
+    assert twilio.requests == 1 and twilio.accepted == 1
 
 
 async def test_invalid_number_falls_back_to_email_and_suppresses_sms(
