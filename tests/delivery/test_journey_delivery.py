@@ -152,19 +152,48 @@ async def test_permanent_error_is_not_retried_and_falls_back(
     assert failed[0].data["template"] == "cart_coupon"
 
 
+async def sms_sent(store: PostgresEventStore, member: str) -> list[Any]:
+    events = await store.read_stream(f"member-{member}")
+    return [e for e in events if e.type == "message.sent" and e.data["channel"] == "sms"]
+
+
 @pytest.mark.slow
-async def test_ambiguous_provider_error_is_in_doubt_and_never_resent(
+async def test_provider_500_without_storing_is_reconciled_and_delivered_once(
     temporal_env, store, tmp_path, peers
 ) -> None:
     smtp, twilio = peers
     settings = make_settings(tmp_path)
     member = await add_member(store, settings, member_id=cart_member_id())
-    twilio.server_error(times=5)  # 500 after the POST: it may have been taken
+    twilio.server_error(times=2)  # 500 after the POST, nothing stored: it may have been taken
     deliverer = make(store, settings, smtp, twilio)
     async with delivery_workers(temporal_env.client, store, deliverer) as tq:
         result = await run_cart(temporal_env.client, tq, member)
-    assert [(s.template, s.status) for s in result.sends] == [
-        ("cart_reminder", "sent"),
-        ("cart_coupon", "in_doubt"),
+    assert [(s.template, s.status, s.channel) for s in result.sends] == [
+        ("cart_reminder", "sent", "email"),
+        ("cart_coupon", "sent", "sms"),
     ]
-    assert twilio.requests == 1
+    # each 500 was looked up (absent) before the next POST; one message arrived
+    assert twilio.requests == 3 and twilio.lookups == 2 and twilio.accepted == 1
+    [sent] = await sms_sent(store, member)
+    assert sent.data["provider_message_id"] == twilio.messages[0].sid
+
+
+@pytest.mark.slow
+async def test_provider_500_after_storing_is_found_and_never_resent(
+    temporal_env, store, tmp_path, peers
+) -> None:
+    smtp, twilio = peers
+    settings = make_settings(tmp_path)
+    member = await add_member(store, settings, member_id=cart_member_id())
+    twilio.accept_then_fail(times=1)  # Twilio took the message, then answered 500
+    deliverer = make(store, settings, smtp, twilio)
+    async with delivery_workers(temporal_env.client, store, deliverer) as tq:
+        result = await run_cart(temporal_env.client, tq, member)
+    assert [(s.template, s.status, s.channel) for s in result.sends] == [
+        ("cart_reminder", "sent", "email"),
+        ("cart_coupon", "sent", "sms"),
+    ]
+    assert twilio.requests == 1 and twilio.accepted == 1 and twilio.lookups == 1
+    [sent] = await sms_sent(store, member)
+    assert sent.data["provider_message_id"] == twilio.messages[0].sid
+    assert sent.data["reconciled"] is True
