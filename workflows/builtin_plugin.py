@@ -10,9 +10,10 @@ from plugins import hookimpl
 @hookimpl
 def register_journeys(register: Callable[[type], None]) -> None:
     from .cart_recovery import CartRecovery
+    from .double_opt_in import DoubleOptIn
     from .post_purchase import PostPurchaseSurvey
     from .welcome import Welcome
     from .winback import Winback
 
-    for cls in (CartRecovery, Winback, Welcome, PostPurchaseSurvey):
+    for cls in (CartRecovery, Winback, Welcome, PostPurchaseSurvey, DoubleOptIn):
         register(cls)

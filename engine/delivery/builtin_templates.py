@@ -57,6 +57,14 @@ BUILTIN: dict[str, dict[str, str]] = {
         "push.title": "{{ coupon_percent }}% off your cart",
         "push.body": "Use {{ coupon_code }} at checkout.",
     },
+    "consent_confirmation": {
+        "email.subject": "Please confirm your subscription",
+        "email.html": "<html><body><h1>One more step</h1><p>Confirm that you want our news "
+        "and offers by email:</p><p><a href=\"{{ confirm_url }}\">Yes, subscribe me</a></p>"
+        "<p>If you did not ask for this, ignore this message.</p></body></html>",
+        "email.text": "Confirm that you want our news and offers by email: {{ confirm_url }}\n"
+        "If you did not ask for this, ignore this message.\n",
+    },
     "welcome": {
         **_email(
             "Welcome!",
