@@ -1,5 +1,6 @@
 """A delivery worker in its own process, for the crash test: `deliver` (inline: policies,
-render, claim, send, record) on one task queue, sending email to a local SMTP peer.
+render, claim, send, record) on one task queue, sending email to a local SMTP peer or SMS to
+a local Twilio peer (`"channel": "sms"` in the config).
 
     python tests/delivery/crash_worker.py '<json config>'
 """
@@ -16,7 +17,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from channels import Channel
 from channels.email import EmailChannel
+from channels.sms import SmsChannel
 from engine.delivery.config import DeliverySettings
 from engine.delivery.service import Deliverer
 from engine.delivery.workers import deliver_activity
@@ -31,16 +34,20 @@ async def main(config: dict) -> None:
         delivery=DeliverySettings(quiet_hours_start=None, frequency_cap=None),
     )
     store = await PostgresEventStore.connect(config["database_url"], min_size=1, max_size=4)
-    channel = EmailChannel(
-        {
-            "host": "127.0.0.1",
-            "port": config["smtp_port"],
-            "security": "none",
-            "from_address": "Shop <news@shop.test>",
-            "timeout": 600,
-        }
-    )
-    deliverer = Deliverer(store, {"email": channel}, settings=settings)
+    channels: dict[str, Channel] = {}
+    if config.get("channel") == "sms":
+        channels["sms"] = SmsChannel({**config["sms"], "timeout": 600})
+    else:
+        channels["email"] = EmailChannel(
+            {
+                "host": "127.0.0.1",
+                "port": config["smtp_port"],
+                "security": "none",
+                "from_address": "Shop <news@shop.test>",
+                "timeout": 600,
+            }
+        )
+    deliverer = Deliverer(store, channels, settings=settings)
     client = await Client.connect(
         config["temporal"], namespace=config["namespace"], data_converter=pydantic_data_converter
     )
