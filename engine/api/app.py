@@ -20,7 +20,7 @@ from engine.profiles import ProfileProjector
 from engine.settings import Settings, get_settings
 from event_store import PostgresEventStore
 
-from . import dashboard, errors, events, feedback, journeys, members, privacy, segment
+from . import dashboard, errors, events, feedback, journeys, limits, members, privacy, segment
 from .limits import RequestLimits
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def create_app(
             ref_template="#/components/schemas/{model}",
         )
         schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        limits.document(schema)
         app.openapi_schema = schema
         return schema
 

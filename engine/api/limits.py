@@ -154,4 +154,28 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
-__all__ = ["INGEST_PATHS", "RequestLimits", "json_depth"]
+def document(schema: dict[str, Any]) -> None:
+    """Add the answers this middleware can give to an OpenAPI schema: 429 on ingestion
+    operations, 400 and 413 on every operation that takes a body."""
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    answers = {
+        "400": "The body is not valid JSON, or nests too deeply.",
+        "413": "The body is too large.",
+        "429": "Too many ingestion requests for this API key; see Retry-After.",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        for method, op in operations.items():
+            if method.upper() not in _BODY_METHODS or "requestBody" not in op:
+                continue
+            codes = ("400", "413", "429") if path in INGEST_PATHS else ("400", "413")
+            for code in codes:
+                op.setdefault("responses", {}).setdefault(
+                    code,
+                    {
+                        "description": answers[code],
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
+
+
+__all__ = ["INGEST_PATHS", "RequestLimits", "document", "json_depth"]

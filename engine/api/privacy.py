@@ -38,6 +38,10 @@ from .members import MemberPath
 log = logging.getLogger(__name__)
 router = APIRouter()
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No such member."}}
+_HTML_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The link was altered or cut short.", "content": {"text/html": {}}},
+    410: {"description": "The link has expired.", "content": {"text/html": {}}},
+}
 _NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
 
 
@@ -174,6 +178,7 @@ def _verify(request: Request, token: str) -> Any:
     "/v1/consent/confirm/{token}",
     summary="Double opt-in confirmation page",
     response_class=HTMLResponse,
+    responses=_HTML_ERRORS,
     tags=["consent"],
 )
 async def confirm_page(token: str, request: Request) -> HTMLResponse:
@@ -192,6 +197,7 @@ async def confirm_page(token: str, request: Request) -> HTMLResponse:
     "/v1/consent/confirm/{token}",
     summary="Double opt-in: confirm",
     response_class=HTMLResponse,
+    responses=_HTML_ERRORS,
     tags=["consent"],
 )
 async def confirm_post(token: str, request: Request) -> HTMLResponse:
