@@ -60,6 +60,7 @@ from channels import (
     TransientError,
     route,
 )
+from engine import metrics
 from engine.activities.delivery_contract import SendOutcome, SendRequest, delivery_id
 from engine.crypto import Keyring
 from engine.identity import get_contact_points
@@ -416,7 +417,8 @@ class Deliverer:
         channel = chosen.channel
         assert channel is not None
         try:
-            result = await channel.send(message, did)
+            with metrics.timed(metrics.PROVIDER_SECONDS, chosen.name):
+                result = await channel.send(message, did)
         except TransientError as exc:
             await self.store.append(
                 claims.stream_of(did),
