@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ SECRET = "fault-suite-secret-" + "f" * 32
 JOURNEY = "cart_recovery"
 DISABLED = ("welcome", "post_purchase_survey", "winback")
 JOURNEYMAN = str(Path(sys.executable).parent / "journeyman")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "fault-logs"
 
 
 # ------------------------------------------------------------------------------- waiting
@@ -245,11 +247,23 @@ class Rig:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def log_frames(self, name: str) -> str:
+        """The lines of a crashed process's log that name our own code (rich tracebacks
+        are long; these say where it failed)."""
+        path = self.procs[name].log
+        text = path.read_text(errors="replace") if path.exists() else ""
+        marks = ("engine", "event_store", "workflows", "channels", "Error", "error")
+        return "\n".join(line for line in text.splitlines()[-400:] if any(m in line for m in marks))
+
     def assert_alive(self) -> None:
         for proc in self.procs.values():
             if proc.popen is not None and proc.popen.poll() is not None:
+                kept = ARTIFACTS / f"{self.root.parent.name}-{proc.name}.log"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(proc.log, kept)  # the tmp dir does not outlive the session
                 raise AssertionError(
-                    f"{proc.name} exited with {proc.popen.returncode}:\n{self.log_tail(proc.name)}"
+                    f"{proc.name} exited with {proc.popen.returncode} (log {proc.log}):\n"
+                    f"{self.log_frames(proc.name)}\n...\n{self.log_tail(proc.name, 12)}"
                 )
 
     async def start_all(self) -> None:
@@ -266,6 +280,21 @@ class Rig:
                 self.api_port = free_port()
         for name in ("worker", "dispatcher"):
             self.start(name)
+        await self.wait_ready("worker", "worker on ")
+        await self.wait_ready("dispatcher", "dispatching to ")
+
+    async def wait_ready(self, name: str, marker: str, timeout: float = 90.0) -> None:
+        """Until the process has logged `marker` (said once it reached its database and
+        Temporal): a fault must hit a running system, not one still starting."""
+        proc = self.procs[name]
+
+        async def ready() -> bool:
+            self.assert_alive()
+            text = proc.log.read_text(errors="replace") if proc.log.exists() else ""
+            start = text.rfind("--- start ")
+            return marker in text[max(start, 0) :]
+
+        await eventually(ready, timeout=timeout, what=f"the {name} process to be ready")
 
     async def wait_api(self, timeout: float = 90.0) -> None:
         async with httpx.AsyncClient(timeout=2) as http:
