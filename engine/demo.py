@@ -523,7 +523,7 @@ async def _live(
     end: float,
 ) -> None:
     last_note = 0.0
-    hard_stop = end + 90
+    hard_stop = end + 300
     while True:
         await run.respond(peers, conn, http)
         await run.send_due(client, http)
