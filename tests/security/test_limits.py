@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import asyncpg
 import pytest
@@ -52,10 +53,16 @@ async def test_ingestion_rate_limit_per_key(store, tmp_path) -> None:  # type: i
                 headers={"Authorization": f"Bearer {token}"},
             )
 
+        started = time.monotonic()
         answers = [await send(first) for _ in range(8)]
+        elapsed = time.monotonic() - started
         codes = [r.status_code for r in answers]
-        assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}, codes
-        limited = answers[-1]
+        # 5 at once (the burst), then one more per half second at most (a busy machine may
+        # take long enough for a token to refill between requests)
+        allowed = codes.count(200)
+        assert codes[:5] == [200] * 5 and 429 in codes, codes
+        assert allowed <= 5 + int(elapsed * 2) + 1, (codes, elapsed)
+        limited = next(r for r in answers if r.status_code == 429)
         assert int(limited.headers["Retry-After"]) >= 1
         assert limited.json()["error"]["code"] == "rate_limited"
         # another key has its own bucket
@@ -63,9 +70,9 @@ async def test_ingestion_rate_limit_per_key(store, tmp_path) -> None:  # type: i
         # the bucket refills at the configured rate
         await asyncio.sleep(float(limited.headers["Retry-After"]))
         assert (await send(first)).status_code == 200
-        # reads are not ingestion and are not limited by it
+        # only accepted requests stored anything
         stored = await store.pool.fetchval("SELECT count(*) FROM events WHERE type='page.viewed'")
-        assert stored == 7  # 5 + the other key's 1 + the one after the refill
+        assert stored == allowed + 2  # + the other key's one + the one after the refill
 
 
 async def test_body_size_and_nesting_limits(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
