@@ -204,7 +204,10 @@ async def confirm_post(token: str, request: Request) -> HTMLResponse:
     claims = _verify(request, token)
     if isinstance(claims, HTMLResponse):
         return claims
-    await confirm(request.app.state.store, claims, settings=request.app.state.settings)
+    try:
+        await confirm(request.app.state.store, claims, settings=request.app.state.settings)
+    except ExpiredConfirmation:
+        return _page("This link has expired", "<p>Ask for a new confirmation message.</p>", 410)
     return _page(
         "Subscription confirmed",
         f"<p>You will receive {html.escape(claims.purpose)} messages by "

@@ -240,6 +240,10 @@ async def confirm(
     """Record the grant a confirmation link stands for (idempotent: one event per request)."""
     member_id = await resolve_member_id(store.pool, claims.member_id)
     event_id = f"consent-confirmed:{claims.request_id}"
+    if await store.pool.fetchval(
+        "SELECT erased_at IS NOT NULL FROM members WHERE member_id = $1", member_id
+    ):
+        raise ExpiredConfirmation("the member this link was sent to has been erased")
     data = {
         "channel": claims.channel,
         "purpose": claims.purpose,

@@ -167,3 +167,10 @@ async def test_double_opt_in_links_are_signed_and_expire(env: Env) -> None:
     ]
     assert granted == [granted[0]] and granted[0]["granted"] is True
     assert granted[0]["source"] == "double_opt_in"
+    # after erasure the link records nothing
+    async with env.http("admin") as http:
+        assert (await http.delete(f"/v1/members/{member}")).status_code == 200
+        again = signer.token(
+            **{**claims, "request_id": "r2"}, expires_at=now + dt.timedelta(days=1)
+        )
+        assert (await http.post(f"/v1/consent/confirm/{again}")).status_code == 410
