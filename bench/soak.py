@@ -2,7 +2,7 @@
 separate processes (API, worker, dispatcher) with an embedded PostgreSQL, a Temporal dev
 server and local SMTP and Twilio peers.
 
-    python -m bench soak --minutes 10 [--members-per-second 4] [--views-per-member 6]
+    python -m bench soak --minutes 10 [--members-per-second 1] [--views-per-member 6]
 
 Every `--sample-every` seconds it prints ingestion throughput, messages delivered, journeys
 finished, the dispatcher's lag (age of the oldest event it has not passed yet) and the RSS
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench soak")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="two minutes")
-    parser.add_argument("--members-per-second", type=float, default=4.0)
+    parser.add_argument("--members-per-second", type=float, default=1.0)
     parser.add_argument("--views-per-member", type=int, default=6)
     parser.add_argument("--sample-every", type=float, default=10.0)
     parser.add_argument("--database-url", default=None)
