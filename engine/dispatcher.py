@@ -175,8 +175,17 @@ class Dispatcher:
             return
         workflow_id = spec.workflow_id(member_id, key)
         row = await inst.get_instance(self.store.pool, workflow_id)
+        if (
+            row is not None
+            and row.last_trigger_version is not None
+            and event.stream_version <= row.last_trigger_version
+        ):
+            # Already handed to a run (a re-delivery after a restart): never a second start.
+            self.stats["trigger_replayed"] += 1
+            return
         if row is not None and row.running:
             if await self._signal(workflow_id, event):
+                await inst.note_trigger(self.store.pool, workflow_id, event.stream_version)
                 return
             row = await inst.get_instance(self.store.pool, workflow_id)
         if not spec.starts_on(event.type, event.data, settings.activity_types):
@@ -221,6 +230,7 @@ class Dispatcher:
             entry_id=handle.result_run_id if started else None,
             new_run=started,
         )
+        await inst.note_trigger(self.store.pool, workflow_id, event.stream_version)
         if self.on_routed is not None:
             self.on_routed(event, workflow_id, "start" if started else "signal")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -48,6 +49,7 @@ journey_instances = Table(
     Column("exited_at", DateTime(timezone=True)),
     Column("exit_reason", Text),
     Column("converted", Boolean, nullable=False, server_default=text("false")),
+    Column("last_trigger_version", BigInteger),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("journey_instances_member_idx", "member_id", "journey"),
 )
@@ -64,6 +66,7 @@ class Instance:
     entry_id: str | None
     entries: int
     exited_at: dt.datetime | None
+    last_trigger_version: int | None = None
 
 
 def _instance(row: asyncpg.Record) -> Instance:
@@ -77,10 +80,14 @@ def _instance(row: asyncpg.Record) -> Instance:
         entry_id=row["entry_id"],
         entries=row["entries"],
         exited_at=row["exited_at"],
+        last_trigger_version=row["last_trigger_version"],
     )
 
 
-_COLS = "workflow_id, journey, member_id, key, running, pending, entry_id, entries, exited_at"
+_COLS = (
+    "workflow_id, journey, member_id, key, running, pending, entry_id, entries, exited_at, "
+    "last_trigger_version"
+)
 
 
 async def get_instance(
@@ -207,6 +214,22 @@ async def fold_exited(
         at,
         reason,
         converted,
+    )
+
+
+async def note_trigger(
+    conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str, stream_version: int
+) -> None:
+    """Remember that the trigger at `stream_version` of the member's stream reached the run.
+
+    Triggers are compared by stream version (not global position): within one member's
+    stream the version is the order readers see."""
+    await conn.execute(
+        "UPDATE journey_instances SET last_trigger_version = "
+        "greatest(coalesce(last_trigger_version, -1), $2), updated_at = now() "
+        "WHERE workflow_id = $1",
+        workflow_id,
+        stream_version,
     )
 
 
