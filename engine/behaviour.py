@@ -22,7 +22,7 @@ deterministic for (seed, member, journey, delivery), so re-running reproduces th
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_UPLIFT: dict[str, float] = {
@@ -123,5 +123,21 @@ class BehaviourModel:
             self.conversion_probability(m, journey, planned)
             - self.conversion_probability(m, journey, None)
             for m in members
+        ]
+        return sum(diffs) / len(diffs) if diffs else 0.0
+
+    def true_lift_of_received(
+        self,
+        treated: Sequence[str],
+        journey: str,
+        received: Callable[[str], Sequence[str]],
+    ) -> float:
+        """Mean treatment-minus-holdout conversion probability of the messages treatment
+        members actually received: what a randomised holdout comparison estimates when some
+        planned messages were never sent (suppressed, no consent, the member left first)."""
+        diffs = [
+            self.conversion_probability(m, journey, received(m))
+            - self.conversion_probability(m, journey, None)
+            for m in treated
         ]
         return sum(diffs) / len(diffs) if diffs else 0.0

@@ -39,7 +39,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from .behaviour import PLANNED, BehaviourModel
+from .behaviour import BehaviourModel
 from .settings import Settings, get_settings
 from .synthetic import PRODUCTS, Shop
 from .up import Up
@@ -571,15 +571,31 @@ async def _collect(
     ):
         report.ledger[r["channel"]] = r["n"]
     entrants: dict[str, list[str]] = {}
+    treated: dict[str, list[str]] = {}
     for r in await conn.fetch(
-        "SELECT data->>'journey' AS journey, stream_id FROM events WHERE type = 'journey.entered'"
+        "SELECT data->>'journey' AS journey, stream_id, "
+        "coalesce((data->>'holdout')::boolean, false) AS holdout "
+        "FROM events WHERE type = 'journey.entered'"
     ):
-        entrants.setdefault(r["journey"], []).append(r["stream_id"].removeprefix("member-"))
+        member = r["stream_id"].removeprefix("member-")
+        entrants.setdefault(r["journey"], []).append(member)
+        if not r["holdout"]:
+            treated.setdefault(r["journey"], []).append(member)
+    # What each member actually received in each journey: the true effect of the treatment
+    # is the model's effect of *these* messages (not of every message the journey plans).
+    received: dict[tuple[str, str], list[str]] = {}
+    for r in await conn.fetch(
+        "SELECT journey, member_id, template FROM message_ledger WHERE sent_at IS NOT NULL "
+        "ORDER BY sent_at"
+    ):
+        received.setdefault((r["journey"], r["member_id"]), []).append(r["template"])
     for name in JOURNEYS:
         stats = (await http.get(f"/v1/journeys/{name}/stats")).json()
         members = entrants.get(name, [])
         truth = (
-            run.model.true_lift(members, name, PLANNED[name])
+            run.model.true_lift_of_received(
+                treated.get(name, []), name, lambda m, j=name: received.get((j, m), [])
+            )
             if stats["holdout"]["entered"]
             else None
         )
@@ -640,8 +656,8 @@ def print_report(report: DemoReport, console: Console) -> None:
         )
     console.print(
         f"events stored this run: {report.stored:,} ({report.duplicates:,} already stored); "
-        f"true lift = what the behaviour model's known effects imply for the members who "
-        f"entered; the measured lift is computed from the store alone."
+        "true lift = the behaviour model's known effect of the messages treatment members "
+        "actually received; the measured lift is computed from the store alone."
     )
     if report.mail_dir is not None:
         console.print(f"delivered messages as received by the peers: {report.mail_dir}/")
