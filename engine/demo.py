@@ -349,11 +349,11 @@ async def _metric(http: httpx.AsyncClient, name: str) -> dict[str, float]:
 
 
 async def run_demo(
-    members: int = 2000,
-    events: int = 50_000,
+    members: int = 700,
+    events: int = 17_000,
     seed: int = 7,
     *,
-    day_seconds: float = 3.0,
+    day_seconds: float = 5.0,
     live_days: float = 3.0,
     cart_share: float = 0.2,
     settings: Settings | None = None,
