@@ -16,7 +16,13 @@ from engine.ingest import EVENT_ADAPTER
 from engine.ingest_models import EVENT_TYPE_PATTERN, FieldError, field_errors
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
 json_values = st.recursive(
     json_scalars,
     lambda inner: (
