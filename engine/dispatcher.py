@@ -200,6 +200,14 @@ class Dispatcher:
         ):
             self.stats["reentry_blocked"] += 1
             return
+        if (row is None or not row.running) and await inst.trigger_entered(
+            self.store.pool, spec.name, member_id, event.event_id
+        ):
+            # Started before a crash that came before the trigger was noted.
+            if row is not None:
+                await inst.note_trigger(self.store.pool, workflow_id, event.stream_version)
+            self.stats["trigger_replayed"] += 1
+            return
         jev = journey_event(event)
         try:
             handle = await self.client.start_workflow(

@@ -233,6 +233,24 @@ async def note_trigger(
     )
 
 
+async def trigger_entered(
+    conn: asyncpg.Connection | asyncpg.Pool, journey: str, member_id: str, trigger_event_id: str
+) -> bool:
+    """Whether a run of `journey` already recorded `journey.entered` for this trigger.
+
+    Covers a dispatcher that died after Temporal accepted the start but before it noted the
+    trigger: the run's first act is to record its trigger in the member's stream."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = $1 "
+            "AND type = 'journey.entered' AND data->>'trigger' = $2 AND data->>'journey' = $3)",
+            f"member-{member_id}",
+            trigger_event_id,
+            journey,
+        )
+    )
+
+
 async def mark_gone(conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str) -> None:
     """Temporal says no run is open under this id: the row is stale."""
     await conn.execute(

@@ -106,6 +106,13 @@ async def test_restart_mid_stream_loses_and_duplicates_nothing(temporal_dev, sto
         e = Dispatcher(store, client, found, task_queue=tq, journey_settings=slow)
         await e.run(follow=False)
         assert e.stats["started"] == 0 and e.stats["trigger_replayed"] == len(members)
+        # A dispatcher that died after Temporal accepted a start but before it noted the
+        # trigger: the run's own `journey.entered` names its trigger, which is enough.
+        await store.pool.execute("DELETE FROM journey_instances")
+        await store.save_checkpoint(b.name, START)
+        g = Dispatcher(store, client, found, task_queue=tq, journey_settings=slow)
+        await g.run(follow=False)
+        assert g.stats["started"] == 0 and g.stats["trigger_replayed"] == len(members)
         # A new update of the same cart is a new trigger: it does reach the journey.
         await append(store, members[0], "cart.updated", {"cart_id": "c", "items": ["y"]})
         f = Dispatcher(store, client, found, task_queue=tq, journey_settings=slow)
