@@ -44,13 +44,6 @@ _COLUMNS = (
     "global_position, tx_id, stream_id, stream_version, event_id, type, data, metadata, "
     "occurred_at, recorded_at"
 )
-_INSERT = """
-INSERT INTO events (stream_id, stream_version, event_id, type, data, metadata, occurred_at)
-SELECT s, v, e, t, d::jsonb, m::jsonb, coalesce(o, now())
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::timestamptz[]) AS x(s, v, e, t, d, m, o)
-RETURNING event_id, global_position
-"""
 # Everything an append must know, in one round trip: each stream's head (last version and
 # the transaction that wrote it, k=0), which event ids are already stored (k=1), and fresh
 # positions from the identity sequence for a COPY (k=2).
@@ -109,30 +102,8 @@ class _LookUpDuplicates(Exception):
     """Redo the append, this time looking up already-stored event ids first."""
 
 
-class RawJson(str):
-    """Already-encoded JSON text, passed to a jsonb column as is."""
-
-    __slots__ = ()
-
-
-def _encode_jsonb(value: object) -> bytes:
-    text = value if isinstance(value, RawJson) else json.dumps(value)
-    return b"\x01" + text.encode()
-
-
-def _decode_jsonb(data: bytes) -> object:
-    return json.loads(data[1:])
-
-
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # Binary jsonb (a version byte, then the text) so that appends can use binary COPY.
-    await conn.set_type_codec(
-        "jsonb",
-        encoder=_encode_jsonb,
-        decoder=_decode_jsonb,
-        schema="pg_catalog",
-        format="binary",
-    )
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
@@ -224,16 +195,14 @@ class PostgresEventStore:
                     # (or report StaleTransactionError when only a new transaction can).
                     async with conn.transaction():
                         return await self._append_tx(
-                            conn, items, encoded, copy=False, dedupe=look_up_duplicates
+                            conn, items, encoded, dedupe=look_up_duplicates
                         )
                 async with self.pool.acquire() as c, c.transaction():
                     if attempt:
                         # Contended: retries queue behind each other instead of colliding
                         # again (first attempts stay lock-free).
                         await c.execute("SELECT pg_advisory_xact_lock($1)", _RETRY_LOCK)
-                    results = await self._append_tx(
-                        c, items, encoded, copy=True, dedupe=look_up_duplicates
-                    )
+                    results = await self._append_tx(c, items, encoded, dedupe=look_up_duplicates)
                 self._appended.set()
                 self._appended = asyncio.Event()
                 return results
@@ -254,15 +223,12 @@ class PostgresEventStore:
         items: Sequence[StreamAppend],
         encoded: list[list[tuple[str, str]]],
         *,
-        copy: bool,
         dedupe: bool,
     ) -> list[AppendResult]:
         all_ids = [e.event_id for _, events, _ in items for e in events]
         stream_ids = list(dict.fromkeys(s for s, _, _ in items))
-        # One round trip: stream heads, already-stored event ids, and (for COPY) positions.
-        rows = await conn.fetch(
-            _PREPARE, stream_ids, all_ids if dedupe else [], len(all_ids) if copy else 0
-        )
+        # One round trip: stream heads, already-stored event ids, and positions for the COPY.
+        rows = await conn.fetch(_PREPARE, stream_ids, all_ids if dedupe else [], len(all_ids))
         versions: dict[str, int] = {}
         existing: dict[str, AppendResult] = {}
         positions: list[int] = []
@@ -304,16 +270,10 @@ class PostgresEventStore:
         # meet in the same order in the unique index and cannot deadlock.
         records.sort(key=lambda r: (r[0], r[1]))
         placed: dict[str, tuple[int, int]] = {}
-        if records and copy:
+        if records:
             positions.sort()
             await self._copy_rows(conn, records, positions)
             placed = {r[2]: (r[1], pos) for r, pos in zip(records, positions, strict=False)}
-        elif records:
-            inserted = await conn.fetch(_INSERT, *map(list, zip(*records, strict=True)))
-            version_of = {r[2]: r[1] for r in records}
-            placed = {
-                r["event_id"]: (version_of[r["event_id"]], r["global_position"]) for r in inserted
-            }
         results = []
         for stream_id, events, _ in items:
             for e in events:
