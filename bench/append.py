@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import multiprocessing
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
 from event_store import NewEvent, PostgresEventStore
 from event_store.model import AppendResult
+from event_store.validation import to_json
 
 from .common import bench_database, percentile, result_line
 
 BATCH = 1000
-dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Every writer serialises with the store's own JSON encoder (CPython's C encoder called
+# directly), so the figures differ only in what each does beyond serialising.
+dumps = to_json
 
 
 def make_batches(total: int, streams: int, seed: str) -> list[list[tuple[str, NewEvent]]]:
@@ -56,29 +59,58 @@ def as_items(batch: Sequence[tuple[str, NewEvent]]) -> list[tuple[str, list[NewE
     return [(s, evs, ANY) for s, evs in grouped.items()]
 
 
-async def bench_store(store: PostgresEventStore, batches: list) -> float:
+Gate = Callable[[], None]
+
+
+def _no_gate() -> None:
+    return None
+
+
+async def bench_store(
+    store: PostgresEventStore, batches: list, gate: Gate = _no_gate
+) -> tuple[float, float, int]:
+    """(start, end, events): the store appending `batches` one after another."""
     items = [as_items(b) for b in batches]
+    gate()
     start = time.perf_counter()
     for it in items:
         await store.append_batch(it)
-    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+    return start, time.perf_counter(), sum(len(b) for b in batches)
 
 
-async def bench_copy(url: str, batches: list) -> float:
+COPY_COLUMNS = [
+    "stream_id",
+    "stream_version",
+    "event_id",
+    "type",
+    "data",
+    "metadata",
+    "occurred_at",
+]
+
+
+async def create_copy_table(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("DROP TABLE IF EXISTS bench_copy")
         await conn.execute("CREATE TABLE bench_copy (LIKE events INCLUDING ALL)")
         await conn.execute("ANALYZE bench_copy")
-        cols = [
-            "stream_id",
-            "stream_version",
-            "event_id",
-            "type",
-            "data",
-            "metadata",
-            "occurred_at",
-        ]
+    finally:
+        await conn.close()
+
+
+async def drop_copy_table(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS bench_copy")
+    finally:
+        await conn.close()
+
+
+async def bench_copy(url: str, batches: list, gate: Gate = _no_gate) -> tuple[float, float, int]:
+    """(start, end, events): raw binary `COPY` of the same rows into the bare `bench_copy`."""
+    conn = await asyncpg.connect(url)
+    try:
         # COPY is binary: jsonb's binary form is a version byte (1) and the JSON text.
         await conn.set_type_codec(
             "jsonb",
@@ -89,6 +121,7 @@ async def bench_copy(url: str, batches: list) -> float:
         )
         versions: dict[str, int] = {}
         count = 0
+        gate()
         start = time.perf_counter()
         # Timed from the same in-memory events the store gets: serialising them is part of
         # any writer's work, so the limit includes it.
@@ -100,11 +133,10 @@ async def bench_copy(url: str, batches: list) -> float:
                 versions[stream] = v
                 rows.append((stream, v, e.event_id, e.type, dumps(e.data), dumps(e.metadata), now))
             async with conn.transaction():
-                await conn.copy_records_to_table("bench_copy", records=rows, columns=cols)
+                await conn.copy_records_to_table("bench_copy", records=rows, columns=COPY_COLUMNS)
             count += len(rows)
-        return count / (time.perf_counter() - start)
+        return start, time.perf_counter(), count
     finally:
-        await conn.execute("DROP TABLE IF EXISTS bench_copy")
         await conn.close()
 
 
@@ -114,9 +146,7 @@ def time_now():
     return dt.datetime.now(dt.UTC)
 
 
-def bench_eventsourcing(url: str, batches: list, table_suffix: str = "") -> float:
-    """The `eventsourcing` PostgreSQL application recorder (psycopg), its default path."""
-    from eventsourcing.persistence import StoredEvent
+def _es_recorder(url: str, table: str):
     from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
     parts = urlsplit(url)
@@ -130,28 +160,88 @@ def bench_eventsourcing(url: str, batches: list, table_suffix: str = "") -> floa
         password=parts.password or "",
         pool_size=2,
     )
-    recorder = PostgresApplicationRecorder(
-        datastore, events_table_name=f"bench_es_events{table_suffix}"
-    )
+    return datastore, PostgresApplicationRecorder(datastore, events_table_name=table)
+
+
+def create_es_table(url: str, table: str) -> None:
+    datastore, recorder = _es_recorder(url, table)
     recorder.create_table()
+    datastore.close()
+
+
+def bench_eventsourcing(
+    url: str, batches: list, table: str, gate: Gate = _no_gate
+) -> tuple[float, float, int]:
+    """(start, end, events): the `eventsourcing` PostgreSQL application recorder (psycopg),
+    its default path. Like the others it is timed from the same in-memory events, so turning
+    them into its stored events (serialising) is part of its figure."""
+    from eventsourcing.persistence import StoredEvent
+
+    datastore, recorder = _es_recorder(url, table)
     ids: dict[str, uuid.UUID] = {}
     versions: dict[str, int] = {}
-    prepared = []
+    count = 0
+    gate()
+    start = time.perf_counter()
     for batch in batches:
         stored = []
         for stream, e in batch:
-            oid = ids.setdefault(stream, uuid.uuid4())
+            oid = ids.get(stream)
+            if oid is None:
+                oid = ids[stream] = uuid.uuid4()
             v = versions.get(stream, 0) + 1
             versions[stream] = v
-            state = json.dumps({"data": e.data, "metadata": e.metadata}).encode()
+            state = dumps({"data": e.data, "metadata": e.metadata}).encode()
             stored.append(StoredEvent(oid, v, e.type, state))
-        prepared.append(stored)
-    start = time.perf_counter()
-    for stored in prepared:
         recorder.insert_events(stored)
-    rate = sum(len(s) for s in prepared) / (time.perf_counter() - start)
+        count += len(stored)
+    end = time.perf_counter()
     datastore.close()
-    return rate
+    return start, end, count
+
+
+def rate(spans: Sequence[tuple[float, float, int]]) -> float:
+    """Events per second over the wall time from the first writer's start to the last's end."""
+    return sum(n for _, _, n in spans) / (max(e for _, e, _ in spans) - min(s for s, _, _ in spans))
+
+
+def _writer(kind: str, url: str, seed: str, events: int, table: str, barrier, out) -> None:
+    """One writer process: prepare, wait for the others, write, report its span."""
+    batches = make_batches(events, 5000, seed)
+    gate = barrier.wait
+    if kind == "copy":
+        span = asyncio.run(bench_copy(url, batches, gate))
+    elif kind == "eventsourcing":
+        span = bench_eventsourcing(url, batches, table, gate)
+    else:
+
+        async def store_run() -> tuple[float, float, int]:
+            store = await PostgresEventStore.connect(url, min_size=1, max_size=1)
+            try:
+                return await bench_store(store, batches, gate)
+            finally:
+                await store.close()
+
+        span = asyncio.run(store_run())
+    out.put(span)
+
+
+def concurrent(kind: str, url: str, writers: int, events: int, tag: str, table: str = "") -> float:
+    """`writers` processes of one kind writing at once, each to its own 5,000 streams."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(writers), ctx.Queue()
+    procs = [
+        ctx.Process(target=_writer, args=(kind, url, f"{tag}w{w}-", events, table, barrier, out))
+        for w in range(writers)
+    ]
+    for p in procs:
+        p.start()
+    spans = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise RuntimeError(f"{kind} writer exited with {p.exitcode}")
+    return rate(spans)
 
 
 async def single_append_latency(store: PostgresEventStore, n: int) -> tuple[float, float]:
@@ -203,45 +293,70 @@ async def subscription_lag(url: str, seconds: float, rate: int = 5000) -> tuple[
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench append")
     parser.add_argument("--quick", action="store_true", help="smaller run, under a minute")
-    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--events", type=int, default=None, help="events per writer and round")
+    parser.add_argument("--writers", type=int, default=4, help="concurrent writer processes")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args(argv)
-    total = args.events or (30_000 if args.quick else 200_000)
+    per_round = max(BATCH, (args.events or (10_000 if args.quick else 40_000)) // BATCH * BATCH)
     lag_seconds = 4 if args.quick else 15
     with bench_database(args.database_url) as url:
-        asyncio.run(_run(url, total, lag_seconds, args.quick))
+        asyncio.run(_run(url, per_round, args.writers, lag_seconds, args.quick))
 
 
-async def _run(url: str, total: int, lag_seconds: float, quick: bool) -> None:
+async def _run(url: str, per_round: int, writers: int, lag_seconds: float, quick: bool) -> None:
     store = await PostgresEventStore.connect(url, min_size=1, max_size=4)
     print(
-        f"append bench: {total:,} events per writer in batches of {BATCH:,} "
-        "over 5,000 streams, one writer at a time"
+        f"append bench: batches of {BATCH:,} events, {per_round:,} events per writer and round, "
+        f"each writer on its own 5,000 streams; one writer, then {writers} writer processes"
     )
     # Warm up both paths so neither pays first-plan costs inside the measurement.
+    await create_copy_table(url)
     await bench_store(store, make_batches(2 * BATCH, 5000, "warm"))
     await bench_copy(url, make_batches(2 * BATCH, 5000, "warm"))
-    # The three writers take turns in rounds, so a busy moment on the machine hits them
-    # alike; each one's best round is its figure.
-    rounds = 3 if quick else 5
-    per_round = max(BATCH, total // rounds // BATCH * BATCH)
-    copy_rates, store_rates, es_rates = [], [], []
+    # The writers take turns in rounds, so a busy moment on the machine hits them alike;
+    # each one's best round is its figure.
+    rounds = 2 if quick else 4
+    one: dict[str, list[float]] = {"copy": [], "store": [], "eventsourcing": []}
+    many: dict[str, list[float]] = {"copy": [], "store": [], "eventsourcing": []}
     for r in range(rounds):
-        copy_rates.append(await bench_copy(url, make_batches(per_round, 5000, f"c{r}-")))
-        store_rates.append(await bench_store(store, make_batches(per_round, 5000, f"s{r}-")))
-        es_rates.append(
-            await asyncio.to_thread(
-                bench_eventsourcing, url, make_batches(per_round, 5000, f"e{r}-"), f"r{r}"
+        es_one, es_many = f"bench_es_one{r}", f"bench_es_many{r}"
+        await asyncio.to_thread(create_es_table, url, es_one)
+        await asyncio.to_thread(create_es_table, url, es_many)
+        one["copy"].append(rate([await bench_copy(url, make_batches(per_round, 5000, f"c{r}-"))]))
+        one["store"].append(
+            rate([await bench_store(store, make_batches(per_round, 5000, f"s{r}-"))])
+        )
+        one["eventsourcing"].append(
+            rate(
+                [
+                    await asyncio.to_thread(
+                        bench_eventsourcing, url, make_batches(per_round, 5000, f"e{r}-"), es_one
+                    )
+                ]
             )
         )
+        for kind, table in (("copy", ""), ("store", ""), ("eventsourcing", es_many)):
+            many[kind].append(
+                await asyncio.to_thread(
+                    concurrent, kind, url, writers, per_round, f"{kind[0]}{r}m", table
+                )
+            )
         print(
-            f"  round {r + 1}/{rounds}: COPY {copy_rates[-1]:,.0f}  store {store_rates[-1]:,.0f}  "
-            f"eventsourcing {es_rates[-1]:,.0f} events/s"
+            f"  round {r + 1}/{rounds}: one writer: COPY {one['copy'][-1]:,.0f}  "
+            f"store {one['store'][-1]:,.0f}  eventsourcing {one['eventsourcing'][-1]:,.0f}   "
+            f"{writers} writers: COPY {many['copy'][-1]:,.0f}  store {many['store'][-1]:,.0f}  "
+            f"eventsourcing {many['eventsourcing'][-1]:,.0f} events/s"
         )
-    copy_rate, store_rate, es_rate = max(copy_rates), max(store_rates), max(es_rates)
-    print(f"  raw COPY into an identical bare table     {copy_rate:>10,.0f} events/s  (limit)")
-    print(f"  journeyman append_batch                   {store_rate:>10,.0f} events/s")
-    print(f"  eventsourcing PostgresApplicationRecorder {es_rate:>10,.0f} events/s  (peer)")
+    await drop_copy_table(url)
+    best1 = {k: max(v) for k, v in one.items()}
+    best = {k: max(v) for k, v in many.items()}
+    print(f"  {'':44}{'one writer':>14}{f'{writers} writers':>14}")
+    for label, kind, note in (
+        ("raw COPY into an identical bare table", "copy", "(limit)"),
+        ("journeyman append_batch", "store", ""),
+        ("eventsourcing PostgresApplicationRecorder", "eventsourcing", "(peer)"),
+    ):
+        print(f"  {label:44}{best1[kind]:>14,.0f}{best[kind]:>14,.0f}  events/s {note}")
     p50, p99 = await single_append_latency(store, 200 if quick else 1000)
     print(f"  single-event append latency  p50 {p50:.2f} ms  p99 {p99:.2f} ms")
     await store.close()
@@ -251,16 +366,27 @@ async def _run(url: str, total: int, lag_seconds: float, quick: bool) -> None:
         f"p99 {lag99:.1f} ms  (target <= 100 ms)"
     )
     print(
-        f"  ratio to COPY {store_rate / copy_rate:.2f} (target >= 0.7); "
-        f"vs eventsourcing {store_rate / es_rate:.2f}x (target >= 2x)"
+        f"  {writers} writers: ratio to COPY {best['store'] / best['copy']:.2f} (target >= 0.7); "
+        f"vs eventsourcing {best['store'] / best['eventsourcing']:.2f}x (target >= 2x)"
+    )
+    print(
+        f"  one writer: ratio to COPY {best1['store'] / best1['copy']:.2f}; "
+        f"vs eventsourcing {best1['store'] / best1['eventsourcing']:.2f}x"
     )
     print(
         result_line(
             "append",
-            store_rate,
+            best["store"],
             "events/s",
-            copy_rate,
-            peers={"eventsourcing": round(es_rate, 2)},
+            best["copy"],
+            writers=writers,
+            peers={"eventsourcing": round(best["eventsourcing"], 2)},
+            one_writer={
+                "value": round(best1["store"], 2),
+                "limit": round(best1["copy"], 2),
+                "ratio": round(best1["store"] / best1["copy"], 3),
+                "peers": {"eventsourcing": round(best1["eventsourcing"], 2)},
+            },
             single_append_ms={"p50": round(p50, 2), "p99": round(p99, 2)},
             subscription_lag_ms={"p50": round(lag50, 1), "p99": round(lag99, 1)},
         )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
 import json
 import random
 from collections.abc import Iterable, Sequence
@@ -44,24 +43,30 @@ _COLUMNS = (
     "global_position, tx_id, stream_id, stream_version, event_id, type, data, metadata, "
     "occurred_at, recorded_at"
 )
-# Everything an append must know, in one round trip: each stream's head (last version and
-# the transaction that wrote it, k=0), which event ids are already stored (k=1), and fresh
-# positions from the identity sequence for a COPY (k=2).
+# Everything an append must know, in one round trip and one row of arrays (cheap to decode):
+# each stream's last version in input order; the streams whose head was written by a newer
+# transaction than this one (see `StaleTransactionError`); which event ids are already stored;
+# and fresh positions from the identity sequence for the COPY. The sequence is named as a
+# constant: `pg_get_serial_sequence` would be looked up again for every row.
 _PREPARE = """
-SELECT 0 AS k, s AS a, NULL::text AS b, coalesce(h.v, -1) AS v, h.t AS t, NULL::bigint AS p,
-       pg_current_xact_id_if_assigned() AS own
-FROM unnest($1::text[]) AS s
-LEFT JOIN LATERAL (
-    SELECT stream_version AS v, tx_id AS t FROM events WHERE stream_id = s
-    ORDER BY stream_version DESC LIMIT 1
-) h ON true
-UNION ALL
-SELECT 1, event_id, stream_id, stream_version, NULL, global_position, NULL
-FROM events WHERE event_id = ANY($2::text[])
-UNION ALL
-SELECT 2, NULL, NULL, NULL, NULL, nextval(pg_get_serial_sequence('events', 'global_position')),
-       NULL
-FROM generate_series(1, $3::int)
+SELECT h.versions, h.stale, d.ids, d.streams, d.versions AS dup_versions,
+       d.positions AS dup_positions, p.positions
+FROM (
+    SELECT array_agg(coalesce(x.v, -1) ORDER BY s.i) AS versions,
+           array_agg(s.id) FILTER (WHERE x.t > pg_current_xact_id_if_assigned()) AS stale
+    FROM unnest($1::text[]) WITH ORDINALITY AS s(id, i)
+    LEFT JOIN LATERAL (
+        SELECT stream_version AS v, tx_id AS t FROM events WHERE stream_id = s.id
+        ORDER BY stream_version DESC LIMIT 1
+    ) x ON true
+) h, (
+    SELECT array_agg(event_id) AS ids, array_agg(stream_id) AS streams,
+           array_agg(stream_version) AS versions, array_agg(global_position) AS positions
+    FROM events WHERE event_id = ANY($2::text[])
+) d, (
+    SELECT array_agg(nextval('events_global_position_seq'::regclass)) AS positions
+    FROM generate_series(1, $3::int)
+) p
 """
 _PARTITION_SQL = "((hashtextextended(stream_id, 0) & 9223372036854775807) % {n}) = {i}"
 _APPEND_ATTEMPTS = 50
@@ -96,6 +101,13 @@ def _copy_text(value: str) -> str:
     if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
         return value.translate(_COPY_ESCAPES)
     return value
+
+
+def _needs_field_escapes(records: list[tuple[Any, ...]]) -> bool:
+    """Whether a stream id, event id or type holds a character COPY's text format must escape
+    other than a backslash (checked over all of them at once)."""
+    joined = "".join([f"{r[0]}{r[2]}{r[3]}" for r in records])
+    return "\t" in joined or "\n" in joined or "\r" in joined
 
 
 class _LookUpDuplicates(Exception):
@@ -227,33 +239,47 @@ class PostgresEventStore:
     ) -> list[AppendResult]:
         all_ids = [e.event_id for _, events, _ in items for e in events]
         stream_ids = list(dict.fromkeys(s for s, _, _ in items))
-        # One round trip: stream heads, already-stored event ids, and positions for the COPY.
-        rows = await conn.fetch(_PREPARE, stream_ids, all_ids if dedupe else [], len(all_ids))
-        versions: dict[str, int] = {}
+        row = await conn.fetchrow(_PREPARE, stream_ids, all_ids if dedupe else [], len(all_ids))
+        if row["stale"]:
+            # This transaction got its id before reading the stream (the caller's transaction
+            # wrote earlier, or a savepoint retry) and a newer one has appended since: our rows
+            # would sort before that stream's earlier versions, so only a new transaction may.
+            raise StaleTransactionError(row["stale"][0])
+        versions = dict(zip(stream_ids, row["versions"], strict=True))
         existing: dict[str, AppendResult] = {}
-        positions: list[int] = []
-        for r in rows:
-            kind = r["k"]
-            if kind == 0:
-                versions[r["a"]] = r["v"]
-                own_tx = r["own"]
-                if own_tx is not None and r["t"] is not None and r["t"] > own_tx:
-                    # This transaction got its id before reading the stream (the caller's
-                    # transaction wrote earlier, or a savepoint retry) and a newer one has
-                    # appended since: our rows would sort before that stream's earlier
-                    # versions, so only a new transaction may append.
-                    raise StaleTransactionError(r["a"])
-            elif kind == 1:
-                existing[r["a"]] = AppendResult(r["a"], r["b"], r["v"], r["p"], True)
-            else:
-                positions.append(r["p"])
+        if row["ids"]:
+            existing = {
+                i: AppendResult(i, s, v, p, True)
+                for i, s, v, p in zip(
+                    row["ids"],
+                    row["streams"],
+                    row["dup_versions"],
+                    row["dup_positions"],
+                    strict=True,
+                )
+            }
+        # Items are walked in stream order (stable, so a stream's items keep their order):
+        # rows then come out in (stream, version) order, so concurrent batches touching the
+        # same streams meet in the same order in the unique index and cannot deadlock.
+        starts = [0] * len(items)
+        n = 0
+        for k, (_, events, _) in enumerate(items):
+            starts[k] = n
+            n += len(events)
+        results: list[AppendResult | None] = [None] * n
         records: list[tuple[Any, ...]] = []
-        for (stream_id, events, expected), enc in zip(items, encoded, strict=True):
+        for k in sorted(range(len(items)), key=lambda k: items[k][0]):
+            stream_id, events, expected = items[k]
             current = versions[stream_id]
             checked = False
-            for e, (d, m) in zip(events, enc, strict=True):
-                if e.event_id in existing:
-                    continue
+            at = starts[k]
+            for e, (d, m) in zip(events, encoded[k], strict=True):
+                if existing:
+                    found = existing.get(e.event_id)
+                    if found is not None:
+                        results[at] = found
+                        at += 1
+                        continue
                 if not checked:
                     try:
                         _check_expected(stream_id, current, expected)
@@ -264,44 +290,47 @@ class PostgresEventStore:
                         raise
                     checked = True
                 current += 1
-                records.append((stream_id, current, e.event_id, e.type, d, m, e.occurred_at))
+                records.append((stream_id, current, e.event_id, e.type, d, m, e.occurred_at, at))
+                at += 1
             versions[stream_id] = current
-        # Rows in (stream, version) order: concurrent batches touching the same streams then
-        # meet in the same order in the unique index and cannot deadlock.
-        records.sort(key=lambda r: (r[0], r[1]))
-        placed: dict[str, tuple[int, int]] = {}
         if records:
-            positions.sort()
+            positions = row["positions"]
             await self._copy_rows(conn, records, positions)
-            placed = {r[2]: (r[1], pos) for r, pos in zip(records, positions, strict=False)}
-        results = []
-        for stream_id, events, _ in items:
-            for e in events:
-                found = existing.get(e.event_id)
-                if found is None:
-                    version, position = placed[e.event_id]
-                    found = AppendResult(e.event_id, stream_id, version, position)
-                results.append(found)
-        return results
+            for r, pos in zip(records, positions, strict=False):
+                results[r[7]] = AppendResult(r[2], r[0], r[1], pos)
+        return results  # type: ignore[return-value]  # every slot is filled above
 
     @staticmethod
     async def _copy_rows(
-        conn: asyncpg.Connection, records: list[tuple[Any, ...]], positions: list[int]
+        conn: asyncpg.Connection, records: list[tuple[Any, ...]], positions: Sequence[int]
     ) -> None:
         """Insert with COPY (text format, built with C-speed string operations). Positions were
         drawn from the identity sequence first, so the caller knows them without RETURNING."""
         now = dt.datetime.now(dt.UTC).isoformat()
-        lines = [
-            f"{pos}\t{_copy_text(s)}\t{v}\t{_copy_text(eid)}\t{_copy_text(t)}\t"
-            f"{d.replace(_BS, _BS2)}\t{m.replace(_BS, _BS2)}\t"
-            f"{o.isoformat() if o is not None else now}\n"
-            for pos, (s, v, eid, t, d, m, o) in zip(positions, records, strict=False)
-        ]
+        if _needs_field_escapes(records):
+            lines = [
+                f"{pos}\t{_copy_text(s)}\t{v}\t{_copy_text(eid)}\t{_copy_text(t)}\t"
+                f"{d.replace(_BS, _BS2)}\t{m.replace(_BS, _BS2)}\t"
+                f"{o.isoformat() if o is not None else now}\n"
+                for pos, (s, v, eid, t, d, m, o, _) in zip(positions, records, strict=False)
+            ]
+            text = "".join(lines)
+        else:
+            # No tab, newline or carriage return in any text field (JSON text never has one
+            # raw): only backslashes need escaping, and that can be done once for everything.
+            text = "".join(
+                [
+                    f"{pos}\t{s}\t{v}\t{eid}\t{t}\t{d}\t{m}\t"
+                    f"{o.isoformat() if o is not None else now}\n"
+                    for pos, (s, v, eid, t, d, m, o, _) in zip(positions, records, strict=False)
+                ]
+            )
+            if _BS in text:
+                text = text.replace(_BS, _BS2)
+        # A buffer goes straight to the protocol (a file-like source is read in a thread;
+        # plain bytes would be taken for a path).
         await conn.copy_to_table(
-            "events",
-            source=io.BytesIO("".join(lines).encode()),
-            columns=_COPY_COLUMNS,
-            format="text",
+            "events", source=memoryview(text.encode()), columns=_COPY_COLUMNS, format="text"
         )
 
     # ------------------------------------------------------------------ read

@@ -3,18 +3,47 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 
 from .errors import InvalidEventError
 from .model import ExpectedVersion, NewEvent, _Sentinel
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+def _not_serialisable(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+if c_make_encoder is not None:
+    # CPython's C encoder, called directly: `json.dumps` builds a new one on every call.
+    # markers=None skips the circular-reference bookkeeping: a cycle ends in RecursionError.
+    _c_encode = c_make_encoder(
+        None, _not_serialisable, encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def _encode(value: object) -> str:
+        return "".join(_c_encode(value, 0))
+
+else:  # pragma: no cover - other interpreters
+    import json
+
+    _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def to_json(value: object) -> str:
+    """Compact JSON text exactly as the store writes it (raises TypeError/ValueError/
+    RecursionError on what JSON cannot carry)."""
+    return _encode(value)
 
 
 def encode_json(value: object, part: str, event_id: str) -> str:
+    """Compact JSON text (non-ASCII kept, NaN and infinities refused)."""
     try:
-        return _ENCODER.encode(value)
+        return _encode(value)
+    except RecursionError as exc:
+        raise InvalidEventError(
+            f"{part} of event {event_id} is nested too deeply or refers to itself"
+        ) from exc
     except (TypeError, ValueError) as exc:
         raise InvalidEventError(
             f"{part} of event {event_id} is not JSON-serialisable: {exc}"
@@ -56,7 +85,8 @@ def prepare_batch(
             eid = event.event_id
             if type(eid) is not str or not eid:
                 raise InvalidEventError(f"stream {stream_id}: event id must be a non-empty string")
-            if type(event.type) is not str or not event.type:
+            etype = event.type
+            if type(etype) is not str or not etype:
                 raise InvalidEventError(
                     f"event {eid} in stream {stream_id}: type must be a non-empty string"
                 )
@@ -73,19 +103,23 @@ def prepare_batch(
                 raise InvalidEventError(
                     f"event {eid}: occurred_at must be a timezone-aware datetime"
                 )
-            if type(event.data) is not dict:
+            data, metadata = event.data, event.metadata
+            if type(data) is not dict:
                 raise InvalidEventError(f"event {eid}: data must be a JSON object")
-            if type(event.metadata) is not dict:
-                raise InvalidEventError(f"event {eid}: metadata must be a JSON object")
-            data = encode_json(event.data, "data", eid)
+            try:
+                data_text = _encode(data)
+            except Exception:
+                data_text = encode_json(data, "data", eid)  # raises with the reason
             # Batches often share one metadata object: encode it once.
-            if event.metadata is not meta_obj:
-                meta_obj = event.metadata
-                meta_text = encode_json(meta_obj, "metadata", eid)
-            if "\\u0000" in data or "\\u0000" in meta_text:
+            if metadata is not meta_obj:
+                if type(metadata) is not dict:
+                    raise InvalidEventError(f"event {eid}: metadata must be a JSON object")
+                meta_obj = metadata
+                meta_text = encode_json(metadata, "metadata", eid)
+            if "\\u0000" in data_text or "\\u0000" in meta_text:
                 raise InvalidEventError(
                     f"event {eid} in stream {stream_id}: text may not contain NUL"
                 )
-            texts.append((data, meta_text))
+            texts.append((data_text, meta_text))
         encoded.append(texts)
     return encoded
