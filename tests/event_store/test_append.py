@@ -208,6 +208,13 @@ async def test_awkward_text_round_trips(store: PostgresEventStore) -> None:
     assert event.data == data
     assert event.metadata == {"note": "a\\b\tc"}
     assert event.occurred_at == when
+    # Backslashes but no tab or newline in any id: the batch is escaped in one pass.
+    plain = "member-back\\slash"
+    await store.append(plain, [NewEvent("x\\y", data, {"m": "\\"}, "e\\1", when)])
+    (event,) = await store.read_stream(plain)
+    assert (event.stream_id, event.type, event.event_id) == (plain, "x\\y", "e\\1")
+    assert event.data == data
+    assert event.metadata == {"m": "\\"}
 
 
 async def test_concurrent_batches_over_the_same_streams_all_land(
