@@ -63,6 +63,10 @@ C = TypeVar("C", bound=type)
 _RECORD_RETRY = RetryPolicy(maximum_interval=dt.timedelta(seconds=30))
 
 
+_GOAL_BY_STORE_ORDER = "journeyman-goal-credit-by-store-order"
+"""Goal events are credited by store order and decided once in-flight sends are known."""
+
+
 class _Exited(Exception):
     """Unwinds the journey body when an exit event arrives."""
 
@@ -143,6 +147,10 @@ class Journey:
         self._ready = False
         self._exit: _Exited | None = None
         self._pending_goal: JourneyEvent | None = None
+        # A goal that arrived while a send was in flight, outside the window as far as the
+        # messages recorded then go: decided once the send's outcome is known.
+        self._pending_unchecked = False
+        self._sending = False
         self._counter = 0
         self._finished = False
 
@@ -217,9 +225,11 @@ class Journey:
             and event.type == goal.event_type
             and (not goal.same_key or self._same_key(event))
             and (goal.when is None or goal.when(event.data))
-            and self._inside_window(event)
         ):
-            self._pending_goal = event
+            inside = self._inside_window(event)
+            if inside or self._sending:
+                self._pending_goal = event
+                self._pending_unchecked = not inside
         if self._exit is None:
             reason = self._exit_reason(event)
             if reason is not None:
@@ -539,30 +549,46 @@ class Journey:
             variant=self.state.variant,
             holdout=self.state.holdout,
         )
-        if self.state.holdout:
-            outcome = SendOutcome(
-                status="suppressed", delivery_id=delivery_id(request), reason="holdout"
-            )
-            await self._record(
-                "journey.message_withheld",
-                {"step": key, "template": template, "channels": chosen, "variant": self.variant},
-                suffix=key,
-            )
-            self.state.touches.append(
-                Touch(step=key, template=template, at=workflow.now(), withheld=True)
-            )
-        else:
-            outcome = await self._deliver(request, record)
-            if outcome.status == "sent":
+        self._sending = True
+        try:
+            if self.state.holdout:
+                outcome = SendOutcome(
+                    status="suppressed", delivery_id=delivery_id(request), reason="holdout"
+                )
+                position = await self._record(
+                    "journey.message_withheld",
+                    {
+                        "step": key,
+                        "template": template,
+                        "channels": chosen,
+                        "variant": self.variant,
+                    },
+                    suffix=key,
+                )
                 self.state.touches.append(
                     Touch(
                         step=key,
                         template=template,
                         at=workflow.now(),
-                        delivery_id=outcome.delivery_id,
-                        channel=outcome.channel,
+                        withheld=True,
+                        position=position,
                     )
                 )
+            else:
+                outcome = await self._deliver(request, record)
+                if outcome.status == "sent":
+                    self.state.touches.append(
+                        Touch(
+                            step=key,
+                            template=template,
+                            at=workflow.now(),
+                            delivery_id=outcome.delivery_id,
+                            channel=outcome.channel,
+                            position=outcome.position,
+                        )
+                    )
+        finally:
+            self._sending = False
         record.done = True
         record.outcome = {**outcome.model_dump(mode="json"), "template": template}
         await self._settle()
@@ -633,11 +659,12 @@ class Journey:
             retry_policy=_RECORD_RETRY,
         )
 
-    async def _record(self, event_type: str, data: dict[str, Any], *, suffix: str = "") -> None:
+    async def _record(self, event_type: str, data: dict[str, Any], *, suffix: str = "") -> int:
+        """Append a journey event to the member's stream; returns its store position."""
         event_id = f"{event_type}/{self.workflow_id}/{self.state.entry_id}"
         if suffix:
             event_id += f"/{suffix}"
-        await workflow.execute_activity(
+        return await workflow.execute_activity(
             "record_journey_event",
             JourneyRecord(
                 type=event_type,
@@ -653,13 +680,40 @@ class Journey:
             retry_policy=_RECORD_RETRY,
         )
 
+    def _credited(self, event: JourneyEvent) -> tuple[Touch | None, bool]:
+        """The message a goal event is credited to (the last one recorded before it in the
+        store; by time for messages without a position) and whether the event falls inside
+        the attribution window after it (after entry when no message came before it)."""
+        at = self._event_time(event)
+        touch = next(
+            (
+                t
+                for t in reversed(self.state.touches)
+                if (t.position < event.position if t.position is not None else t.at <= at)
+            ),
+            None,
+        )
+        goal = self.spec.goal
+        if goal is None:
+            return touch, False
+        start = self.state.entered_at if touch is None else touch.at
+        return touch, at <= start + (self.settings.attribution_window or goal.within)
+
     async def _record_conversion(self, event: JourneyEvent) -> None:
+        unchecked, self._pending_unchecked = self._pending_unchecked, False
         if self.state.converted:
             return
+        at = self._event_time(event)
+        if self.patched(_GOAL_BY_STORE_ORDER):
+            touch, inside = self._credited(event)
+            if not inside:
+                return
+        else:
+            if unchecked:
+                return
+            touch = next((t for t in reversed(self.state.touches) if t.at <= at), None)
         self.state.converted = True
         self.state.conversion_event_id = event.event_id
-        at = self._event_time(event)
-        touch = next((t for t in reversed(self.state.touches) if t.at <= at), None)
         await self._record(
             "journey.converted",
             {

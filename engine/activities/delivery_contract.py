@@ -56,6 +56,9 @@ class SendOutcome(BaseModel):
     defer_until: dt.datetime | None = None
     reason: str = ""
     task_queue: str | None = None
+    position: int | None = None
+    """Store position of the `message.sent` event (when this call recorded it): journeys
+    order a goal event against the message by it, whatever their own processing lag."""
 
 
 def delivery_id(request: SendRequest) -> str:

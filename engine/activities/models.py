@@ -39,6 +39,8 @@ class Touch(BaseModel):
     delivery_id: str | None = None
     channel: str | None = None
     withheld: bool = False
+    position: int | None = None
+    """Store position of the `message.sent` (or `journey.message_withheld`) event."""
 
 
 class StepRecord(BaseModel):
@@ -137,7 +139,33 @@ class ScanRequest(BaseModel):
     now: dt.datetime | None = None
 
 
+class SegmentRefreshRequest(BaseModel):
+    """Input of `refresh_segments`: every member's segments evaluated as of `now` (the
+    activity's clock when None), `page_size` profiles per transaction."""
+
+    page_size: int = 500
+    now: dt.datetime | None = None
+
+
+class SegmentRefreshResult(BaseModel):
+    examined: int = 0
+    pages: int = 0
+    entered: int = 0
+    exited: int = 0
+    deferred: int = Field(
+        default=0, description="Members left for the profile projection to evaluate."
+    )
+    failed: int = Field(default=0, description="Segment tests that raised.")
+    behind: bool = Field(
+        default=False,
+        description="The profile projection was replaying the store: nothing was evaluated.",
+    )
+
+
 class ScanResult(BaseModel):
     examined: int = 0
     started: int = 0
     pages: int = 0
+    segments: SegmentRefreshResult | None = Field(
+        default=None, description="The segment refresh that ran after the inactivity scan."
+    )

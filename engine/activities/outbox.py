@@ -57,7 +57,7 @@ class OutboxDelivery:
             event_id=f"message.sent/{did}",
         )
         try:
-            await self.store.append_batch(
+            results = await self.store.append_batch(
                 [
                     (f"delivery-{did}", [claim], NO_STREAM),
                     (f"member-{request.member_id}", [sent], ANY),
@@ -65,6 +65,8 @@ class OutboxDelivery:
             )
         except ConcurrencyError:
             pass  # a concurrent attempt recorded it first: its outcome is the outcome
+        else:
+            return outcome.model_copy(update={"position": results[1].global_position})
         found = await self.recorded(did)
         assert found is not None, f"delivery {did} was appended but cannot be read back"
         return found

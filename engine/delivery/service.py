@@ -144,7 +144,7 @@ class Deliverer:
         for _ in range(4 * len(request.channels) + 4):
             state = await claims.load(self.store, did)
             if state.outcome is not None:
-                return state.outcome
+                return await self._with_position(state.outcome)
             if state.claim is not None:
                 return await reconciling.reconcile(self, request, did, state)
             result = await self._attempt(request, did, state, queue)
@@ -461,6 +461,17 @@ class Deliverer:
             )
         return await self._sent(request, did, claim_version, chosen.name, channel.name, result)
 
+    async def _with_position(self, outcome: SendOutcome) -> SendOutcome:
+        """A recorded `sent` outcome, again with the position of its `message.sent` event
+        (the same answer the first call gave)."""
+        if outcome.status != "sent" or outcome.position is not None:
+            return outcome
+        position = await self.store.pool.fetchval(
+            "SELECT global_position FROM events WHERE event_id = $1",
+            f"message.sent/{outcome.delivery_id}",
+        )
+        return outcome.model_copy(update={"position": position})
+
     async def _sent(
         self,
         request: SendRequest,
@@ -480,7 +491,7 @@ class Deliverer:
         }
         if result.detail.get("reconciled"):
             data["reconciled"] = True
-        await self._record_final(
+        stored = await self._record_final(
             request,
             did,
             claim_version,
@@ -489,7 +500,8 @@ class Deliverer:
             provider_message_id=result.provider_message_id,
         )
         log.info("delivery %s sent on %s", did, name)
-        return outcome
+        # The member's events come last in what `record` returns.
+        return outcome.model_copy(update={"position": stored[-1].global_position})
 
     # ------------------------------------------------------------------ permanent errors
     async def _permanent(
@@ -618,11 +630,11 @@ class Deliverer:
         outcome: SendOutcome,
         events: list[Any],
         **extra: Any,
-    ) -> None:
+    ) -> list[Any]:
         done = claims.completed(did, outcome, request.workflow_id, **extra)
         for attempt in range(5):
             try:
-                await record(
+                return await record(
                     self.store,
                     request.member_id,
                     events,
@@ -634,13 +646,13 @@ class Deliverer:
                         )
                     ],
                 )
-                return
             except (ConcurrencyError, StaleTransactionError):
                 raise
             except Exception:
                 if attempt == 4:
                     raise  # the claim stays open: a retry settles it as in doubt
                 await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def _final(
         self,

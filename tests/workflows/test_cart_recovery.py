@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from journey_testkit import event, journey_worker, member_events, member_with, start, types_of
@@ -212,3 +213,47 @@ async def test_continue_as_new_keeps_steps_and_deadlines(temporal_env, store) ->
     assert result.runs > 1
     assert [s.template for s in result.sends] == ["cart_reminder", "cart_coupon"]
     assert (await types_of(store, member)).count("message.sent") == 2
+
+
+async def test_order_placed_while_the_reminder_is_in_flight_is_credited_to_it(
+    temporal_env, store
+) -> None:
+    """The member orders after the provider took the reminder but before the journey has
+    heard back from its send: the store order says the message came first, so it is a
+    conversion credited to the reminder — even though, by the messages the journey knew of
+    when the order arrived, the order fell outside the window after entry."""
+    from temporalio import activity
+
+    from engine.activities.outbox import OutboxDelivery
+
+    outbox = OutboxDelivery(store)
+    member = member_with(CartRecovery, holdout=False)
+
+    async def deliver_then_order(request):  # type: ignore[no-untyped-def]
+        outcome = await outbox.deliver(request)
+        if request.template == "cart_reminder":
+            order = event("order.placed", {"cart_id": "c1", "total": 12})
+            order.occurred_at = activity.info().scheduled_time + dt.timedelta(seconds=1)
+            await temporal_env.client.get_workflow_handle(request.workflow_id).signal(
+                EVENT_SIGNAL, order
+            )
+            await asyncio.sleep(1.0)  # the journey takes the signal while this send runs
+        return outcome
+
+    async with journey_worker(temporal_env.client, store, deliver_impl=deliver_then_order) as tq:
+        handle = await start(
+            temporal_env.client,
+            tq,
+            CartRecovery,
+            member,
+            trigger=event("cart.updated", CART),
+            # the reminder goes out at 1 h; a window of 30 min after entry would be long shut
+            settings={"attribution_window": 1800},
+        )
+        result: JourneyResult = await handle.result()
+    assert (result.status, result.reason) == ("exited", "ordered")
+    assert result.converted
+    converted = [e for e in await member_events(store, member) if e.type == "journey.converted"]
+    assert len(converted) == 1
+    assert converted[0].data["template"] == "cart_reminder"
+    assert converted[0].data["delivery_id"] == result.sends[0].delivery_id
