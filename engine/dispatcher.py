@@ -32,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
 from engine.activities import instances as inst
+from engine.sealing import SEALED
 from event_store import PostgresEventStore, RecordedEvent, Subscription
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,31 @@ MEMBER_PREFIX = "member-"
 
 
 def journey_event(event: RecordedEvent) -> JourneyEvent:
+    """What a journey sees of an event: its properties in clear (the sealed personal ones
+    are left out: journeys read only the clear ones, `JOURNEYMAN_INGEST_CLEAR_PROPERTIES`)."""
+    data = event.data
+    if SEALED in data:
+        data = {k: v for k, v in data.items() if k != SEALED}
     return JourneyEvent(
         position=event.global_position,
         type=event.type,
-        data=event.data,
+        data=data,
         event_id=event.event_id,
         stream_id=event.stream_id,
         occurred_at=event.occurred_at,
     )
+
+
+def sealed_trigger_keys(journeys: Mapping[str, type], clear: Iterable[str]) -> dict[str, str]:
+    """Journeys whose trigger key is not among the clear properties, with that key: ingestion
+    seals it, so the dispatcher never sees it and such a journey never starts."""
+    allowed = set(clear)
+    out = {}
+    for name, cls in journeys.items():
+        key = cls.__journey__.trigger.key
+        if key is not None and key not in allowed:
+            out[name] = key
+    return out
 
 
 class Dispatcher:

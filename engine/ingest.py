@@ -6,9 +6,11 @@ endpoints and bulk import. For a batch it:
 1. applies the rules pydantic cannot know (clock skew, reserved types) and drops repeated
    event ids inside the batch (answered as duplicates of the first);
 2. in one transaction: resolves the members of the batch with one query
-   (`engine.identity`), appends every event to its member's stream `member-<id>` (the
-   store answers event ids it already holds as duplicates and stores them once), and
-   stores the identity decisions (new members, aliases, merges);
+   (`engine.identity`), seals the personal properties of every event under its member's
+   data key (every property outside `JOURNEYMAN_INGEST_CLEAR_PROPERTIES`, and `traits`
+   always: `engine.sealing.seal_event`), appends every event to its member's stream
+   `member-<id>` (the store answers event ids it already holds as duplicates and stores
+   them once), and stores the identity decisions (new members, data keys, aliases, merges);
 3. answers one outcome per event, in request order.
 
 A rejected event stores nothing; accepted events are committed before the answer. Races
@@ -42,6 +44,7 @@ from engine.ingest_models import (
     field_errors,
     storage_errors,
 )
+from engine.sealing import personal_names, seal_event
 from engine.settings import Settings
 from event_store import (
     ANY,
@@ -68,7 +71,7 @@ def stream_of(member_id: str) -> str:
     return f"member-{member_id}"
 
 
-def claim_of(event: EventIn) -> Claim:
+def claim_of(event: EventIn, clear: frozenset[str] = frozenset()) -> Claim:
     m = event.member
     aliases: list[Alias] = []
     if m.email:
@@ -89,6 +92,7 @@ def claim_of(event: EventIn) -> Claim:
         push=push,
         occurred_at=event.occurred_at,
         type=event.type,
+        seal=bool(event.properties) and bool(personal_names(event.properties, clear)),
     )
 
 
@@ -124,6 +128,7 @@ class Ingestor:
         self.settings = settings
         self.keyring = keyring or Keyring(settings.resolved_secret())
         self.resolver = IdentityResolver(self.keyring)
+        self.clear = frozenset(settings.ingest_clear_properties)
 
     # ------------------------------------------------------------------ entry points
     async def ingest_raw(
@@ -266,7 +271,8 @@ class Ingestor:
         is harmless: their aliases and members exist since their first time, so they link
         nothing new (and system events have derived ids, so nothing is appended twice).
         """
-        claims = [claim_of(e) for _, e in fresh]
+        clear = self.clear
+        claims = [claim_of(e, clear) for _, e in fresh]
         resolution = await self.resolver.resolve(conn, claims)
         streams: dict[str, list[NewEvent]] = {}
         metas: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -277,10 +283,17 @@ class Ingestor:
             meta = metas.get(kinds)
             if meta is None:
                 meta = metas[kinds] = {**metadata, "aliases": list(kinds)} if kinds else metadata
-            streams.setdefault(stream_of(resolution.member_ids[j]), []).append(
+            member_id = resolution.member_ids[j]
+            data = e.properties
+            if claims[j].seal:
+                try:
+                    data = seal_event(data, resolution.keys[member_id], e.event_id, clear)
+                except ValueError as exc:
+                    raise InvalidEventError(str(exc)) from exc
+            streams.setdefault(stream_of(member_id), []).append(
                 NewEvent(
                     e.type,
-                    e.properties,
+                    data,
                     meta,
                     event_id=e.event_id,
                     occurred_at=e.occurred_at,

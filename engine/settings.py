@@ -58,6 +58,32 @@ class Settings(BaseSettings):
         default=200.0,
         description="Ingestion requests a key may make at once before the rate applies.",
     )
+    ingest_clear_properties: list[str] = Field(
+        default=[
+            # trigger keys of the built-in journeys (cart_recovery, post_purchase_survey,
+            # double_opt_in); `same_key` exits and goals compare them too
+            "cart_id",
+            "order_id",
+            "request_id",
+            # cart_recovery: its "cart emptied" exit and the reminder's cart lines
+            "items",
+            # order amounts: profile monetary value, conversion value, survey template
+            "total",
+            "revenue",
+            "value",
+            "amount",
+            # consent, unsubscribe and bounce events: channel, purpose, answer, bounce kind
+            "channel",
+            "purpose",
+            "granted",
+            "bounce_type",
+        ],
+        description="Event properties stored in clear: the non-personal keys journeys, "
+        "analytics and the profile read. Every other property (and identify `traits`, "
+        "always) is sealed under the member's data key and becomes unreadable on erasure. "
+        "Add the trigger key of a journey of your own here, e.g. "
+        'JOURNEYMAN_INGEST_CLEAR_PROPERTIES=\'["cart_id", …, "booking_id"]\'.',
+    )
     api_max_json_depth: int = Field(
         default=32, description="Deepest nesting of arrays and objects accepted in a JSON body."
     )

@@ -31,3 +31,13 @@ def register_channels(register: Callable[[Any], None]) -> None:
 @hookspec
 def register_journeys(register: Callable[[type], None]) -> None:
     """Register journey classes (decorated with `@journey`): call `register(cls)` for each."""
+
+
+@hookspec
+def register_segments(register: Callable[[Any], None]) -> None:
+    """Register segments: call `register(segment)` once for each.
+
+    A segment is an `engine.segments.Segment` (also exported by `workflows`): a name and a
+    test of the member profile. Two plugins registering the same segment name is an error
+    that names both.
+    """

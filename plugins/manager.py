@@ -41,6 +41,7 @@ class LoadedPlugin:
     location: str | None = None
     channels: list[str] = field(default_factory=list)
     journeys: list[str] = field(default_factory=list)
+    segments: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -63,6 +64,8 @@ class PluginManager:
         self.failed: list[FailedPlugin] = []
         self.channel_owners: dict[str, str] = {}
         self.journey_owners: dict[str, str] = {}
+        self.segment_owners: dict[str, str] = {}
+        self._segments: dict[str, Any] | None = None
         self._filter = (
             None if load is None else {_normalise(p.strip()) for p in load.split(",") if p.strip()}
         )
@@ -116,6 +119,7 @@ class PluginManager:
         """Register a plugin object or module directly (tests and embedding use this)."""
         name = name or getattr(module, "__name__", repr(module))
         self.pm.register(module, name=name)
+        self._segments = None
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -195,7 +199,16 @@ class PluginManager:
         return found
 
     def journeys(self) -> dict[str, type]:
-        """Journey classes by journey name; a duplicate name is an error naming both plugins."""
+        """Journey classes by journey name; a duplicate name is an error naming both plugins.
+
+        A journey that starts on entry into a segment (`trigger=segment_entry(name)`) that no
+        loaded plugin registers is an error too, whatever `strict` says: nothing would ever
+        append that segment's `segment.entered`, so the journey would never start, silently.
+        The worker and the dispatcher both get their journeys here, so the mistake (a typo,
+        or the plugin that defines the segment not installed or not in
+        `JOURNEYMAN_LOAD_PLUGINS`) stops them at start instead of surfacing weeks later as a
+        journey nobody entered.
+        """
         found: dict[str, type] = {}
         owner: dict[str, str] = {}
         for plugin, cls in self._collect("register_journeys"):
@@ -211,6 +224,55 @@ class PluginManager:
         self.journey_owners = owner
         for loaded in self.loaded:
             loaded.journeys = sorted(n for n, p in owner.items() if p == loaded.name)
+        self._check_segment_triggers(found, owner)
+        return found
+
+    def _check_segment_triggers(
+        self, journeys: Mapping[str, type], owner: Mapping[str, str]
+    ) -> None:
+        wanted: dict[str, str] = {}
+        for name, cls in journeys.items():
+            trigger = getattr(getattr(cls, "__journey__", None), "trigger", None)
+            if getattr(trigger, "kind", None) == "segment":
+                wanted[name] = trigger.segment  # type: ignore[union-attr]
+        if not wanted:
+            return
+        # Collected once: a lenient manager records a failing plugin each time it is asked.
+        segments = self._segments if self._segments is not None else self.segments()
+        for name, segment in sorted(wanted.items()):
+            if segment not in segments:
+                known = ", ".join(sorted(segments)) or "none"
+                raise PluginError(
+                    f"journey {name!r} (plugin {owner[name]!r}) starts on entry into segment "
+                    f"{segment!r}, which no loaded plugin registers (registered: {known}); "
+                    "register it in a register_segments hook, load the plugin that does, "
+                    "or correct the name"
+                )
+
+    def segments(self) -> dict[str, Any]:
+        """Segments (`engine.segments.Segment`) by name, from every plugin's
+        `register_segments`; a duplicate name is an error naming both plugins."""
+        from engine.segments import Segment
+
+        found: dict[str, Any] = {}
+        owner: dict[str, str] = {}
+        for plugin, segment in self._collect("register_segments"):
+            if not isinstance(segment, Segment):
+                raise PluginError(
+                    f"plugin {plugin!r} registered {segment!r}, which is not an "
+                    "engine.segments.Segment"
+                )
+            if segment.name in found:
+                raise PluginError(
+                    f"segment {segment.name!r} is registered by both plugin "
+                    f"{owner[segment.name]!r} and plugin {plugin!r}"
+                )
+            found[segment.name] = segment
+            owner[segment.name] = plugin
+        self.segment_owners = owner
+        for loaded in self.loaded:
+            loaded.segments = sorted(n for n, p in owner.items() if p == loaded.name)
+        self._segments = found
         return found
 
     # -- reporting -----------------------------------------------------------------------
@@ -222,9 +284,18 @@ class PluginManager:
         describe: Callable[[Channel], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Everything `journeyman plugins` shows, JSON-ready: plugins (name, distribution,
-        version, module, location, hooks, channels, journeys), channels (with configured
-        state, secrets masked), journeys, and plugins that failed."""
+        version, module, location, hooks, channels, journeys, segments), channels (with
+        configured state, secrets masked), journeys, segments, and plugins that failed."""
         channels = self.channels(settings)
+        try:
+            found = self.segments()
+            segments = [
+                {"name": n, "description": s.description, "plugin": self.segment_owners[n]}
+                for n, s in sorted(found.items())
+            ]
+        except PluginError as exc:
+            self.failed.append(FailedPlugin("?", "register_segments", str(exc)))
+            segments = []
         try:
             journeys = sorted(self.journeys())
         except PluginError as exc:
@@ -237,6 +308,7 @@ class PluginManager:
                 for n, c in sorted(channels.items())
             ],
             "journeys": journeys,
+            "segments": segments,
             "failed": [asdict(f) for f in self.failed],
         }
 

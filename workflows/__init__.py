@@ -10,8 +10,19 @@
             await self.sleep(hours(1))
             await self.send("email", "cart_reminder")
 
+A journey can also start when a member enters a segment computed from the profile:
+
+    from workflows import Segment, segment_entry
+
+    VIP = Segment("vip", when=lambda p: p.monetary_score == 5)  # via register_segments
+
+    @journey("vip_thanks", trigger=segment_entry("vip"))
+    class VipThanks(Journey): ...
+
 See docs/journeys.md.
 """
+
+from temporalio import workflow
 
 from .kit import Journey, journey
 from .spec import (
@@ -32,6 +43,9 @@ from .spec import (
     segment_entry,
 )
 
+with workflow.unsafe.imports_passed_through():
+    from engine.segments import Segment
+
 __all__ = [
     "ANY_ACTIVITY",
     "DEFAULT_ACTIVITY_TYPES",
@@ -41,6 +55,7 @@ __all__ = [
     "JourneySettings",
     "JourneySpec",
     "Reentry",
+    "Segment",
     "Trigger",
     "days",
     "hours",

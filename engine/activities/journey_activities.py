@@ -1,5 +1,6 @@
 """Activities the journey kit and the inactivity scan call. Journeys reach side effects only
-through these.
+through these. The scan also runs `refresh_segments`, which re-evaluates every member's
+segments for tests that change with time alone.
 
 `JourneyActivities(store, ...)` holds the connections; `.all()` lists the activity callables
 for a worker. Tests register the same object against their own database.
@@ -20,6 +21,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from engine import metrics
 from engine.profile_model import MemberProfile
+from engine.segments.membership import RefreshResult, Segments, refresh, segment_list
+from engine.settings import Settings, get_settings
 from event_store import NewEvent, PostgresEventStore
 
 from . import instances
@@ -30,6 +33,8 @@ from .models import (
     ProfileRequest,
     ScanRequest,
     ScanResult,
+    SegmentRefreshRequest,
+    SegmentRefreshResult,
 )
 from .outbox import OutboxDelivery
 
@@ -40,7 +45,9 @@ DeliverFn = Callable[[SendRequest], Any]
 
 class JourneyActivities:
     """The activities, bound to a store (and, for the scan, a Temporal client and the
-    registered journeys)."""
+    registered journeys). `segments` (for `refresh_segments`): by default every plugin's,
+    looked up on first use; `settings`: by default the environment's (RFM thresholds and
+    lifecycle stages)."""
 
     def __init__(
         self,
@@ -52,6 +59,8 @@ class JourneyActivities:
         journey_settings: Mapping[str, Mapping[str, Any]] | None = None,
         activity_types: list[str] | None = None,
         deliver_impl: DeliverFn | None = None,
+        segments: Segments | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -60,9 +69,17 @@ class JourneyActivities:
         self.journey_settings = dict(journey_settings or {})
         self.activity_types = activity_types
         self._deliver_impl = deliver_impl or OutboxDelivery(store).deliver
+        self._segments = None if segments is None else segment_list(segments)
+        self._settings = settings
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.record_journey_event, self.load_profile, self.deliver, self.scan_inactive]
+        return [
+            self.record_journey_event,
+            self.load_profile,
+            self.deliver,
+            self.scan_inactive,
+            self.refresh_segments,
+        ]
 
     @activity.defn(name="record_journey_event")
     async def record_journey_event(self, record: JourneyRecord) -> int:
@@ -165,6 +182,45 @@ class JourneyActivities:
                     break
             done.append(name)
         return result
+
+    @activity.defn(name="refresh_segments")
+    async def refresh_segments(self, request: SegmentRefreshRequest) -> SegmentRefreshResult:
+        """Evaluate every member's segments as of `request.now` (see
+        `engine.segments.membership.refresh`). The cursor is heartbeated after each page: a
+        retried attempt resumes where the last one stopped."""
+        if self._segments is None:
+            from engine.segments import registered_segments
+
+            self._segments = segment_list(registered_segments())
+        now = request.now or dt.datetime.now(dt.UTC)
+        details = activity.info().heartbeat_details
+        resume: dict[str, Any] = dict(details[0]) if details else {}
+        before = SegmentRefreshResult(**resume.get("result", {}))
+
+        def totals(r: RefreshResult) -> SegmentRefreshResult:
+            return SegmentRefreshResult(
+                examined=before.examined + r.examined,
+                pages=before.pages + r.pages,
+                entered=before.entered + len(r.changes.entered),
+                exited=before.exited + len(r.changes.exited),
+                deferred=before.deferred + len(r.changes.deferred),
+                failed=before.failed + r.changes.failed,
+                behind=r.behind,
+            )
+
+        def page(r: RefreshResult) -> None:
+            activity.heartbeat({"cursor": r.cursor, "result": totals(r).model_dump()})
+
+        result = await refresh(
+            self.store,
+            self._segments,
+            settings=self._settings or get_settings(),
+            now=now,
+            page_size=request.page_size,
+            after=resume.get("cursor"),
+            on_page=page,
+        )
+        return totals(result)
 
     async def _due_page(
         self,

@@ -1,4 +1,8 @@
-"""`GET /v1/members/{id}` (profile) and `GET /v1/members/{id}/events` (timeline, paged)."""
+"""`GET /v1/members/{id}` (profile) and `GET /v1/members/{id}/events` (timeline, paged).
+
+The timeline shows events with their sealed personal properties opened under the member's
+data key; once the member is erased, those properties are absent (sealed fields are null).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from engine.crypto import load_data_keys
 from engine.identity import resolve_member_id
 from engine.ingest_models import ID_PATTERN
 from engine.keys import ApiKey
 from engine.profile_model import MemberProfile
 from engine.profiles import get_profile
+from engine.sealing import has_sealed, open_fields
 
 from .auth import require
 from .errors import READ_ERRORS, ApiError, ErrorBody
@@ -81,6 +87,10 @@ async def member_events(
     if not events and after == -1:
         raise ApiError(404, "not_found", f"member {member_id} has no events")
     page = events[:limit]
+    key = None
+    if any(has_sealed(e.data) for e in page):
+        keyring = request.app.state.ingestor.keyring
+        key = (await load_data_keys(store.pool, keyring, [survivor])).get(survivor)
     return Timeline(
         member_id=survivor,
         events=[
@@ -91,7 +101,7 @@ async def member_events(
                 type=e.type,
                 occurred_at=e.occurred_at,
                 recorded_at=e.recorded_at,
-                data=e.data,
+                data=open_fields(e.data, key, e.event_id) if has_sealed(e.data) else e.data,
                 metadata=e.metadata,
             )
             for e in page

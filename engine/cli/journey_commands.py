@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
 
 async def _dispatch(only: list[int] | None, partitions: int) -> None:
-    from engine.dispatcher import Dispatcher
+    from engine.dispatcher import Dispatcher, sealed_trigger_keys
     from engine.metrics import record_routed
     from engine.worker import connect_temporal, registered_journeys
     from event_store import PostgresEventStore
@@ -88,6 +88,12 @@ async def _dispatch(only: list[int] | None, partitions: int) -> None:
     try:
         client = await connect_temporal(s)
         found = registered_journeys()
+        for name, key in sealed_trigger_keys(found, s.ingest_clear_properties).items():
+            console.print(
+                f"[yellow]warning[/yellow]: journey {name} starts on the property {key!r}, "
+                "which ingestion seals as personal: add it to "
+                "JOURNEYMAN_INGEST_CLEAR_PROPERTIES or the journey never starts"
+            )
         dispatchers = [
             Dispatcher(
                 store,

@@ -82,3 +82,5 @@ class Claim(NamedTuple):
     push: tuple[PushSubscription, ...] = ()
     occurred_at: Any = None
     type: str = ""
+    seal: bool = False
+    """The event carries personal properties: its member needs a data key to seal them."""

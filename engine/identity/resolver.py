@@ -58,6 +58,9 @@ class Resolution:
     created: list[str] = field(default_factory=list)
     merges: list[tuple[str, str]] = field(default_factory=list)
     """`(merged, survivor)` pairs."""
+    keys: dict[str, DataKey] = field(default_factory=dict)
+    """The data keys of the members that need one (new aliases, push subscriptions,
+    merges, claims with `seal`), created by `write` where missing."""
     _plan: _Plan | None = field(default=None, repr=False)
 
 
@@ -178,13 +181,14 @@ class IdentityResolver:
 
         result.member_ids = [members.find(m) for m in result.member_ids]
         need_keys = {members.find(owner[k]) for k in plan.new_aliases}
-        need_keys |= {result.member_ids[i] for i, c in enumerate(claims) if c.push}
+        need_keys |= {result.member_ids[i] for i, c in enumerate(claims) if c.push or c.seal}
         need_keys |= {members.find(loser) for _, loser in plan.merges}
         plan.keys = await load_data_keys(conn, self.keyring, need_keys - set(result.created))
         for m in sorted(need_keys - set(plan.keys)):
             plan.keys[m], wrapped = self.keyring.new_data_key(m)
             plan.new_keys.append((m, wrapped))
         plan.push = self._push_rows(claims, result.member_ids, plan.keys)
+        result.keys = plan.keys
 
         for i, m, kinds in identified:
             c = claims[i]
@@ -271,6 +275,8 @@ class IdentityResolver:
             survivors,
         )
         # Re-encrypt the losers' aliases and push subscriptions under the survivor's key.
+        # The losers keep their data keys: the personal properties sealed in their streams
+        # stay readable (the survivor's erasure shreds them with its own).
         loser_keys = await load_data_keys(conn, self.keyring, losers)
         rows = await conn.fetch(
             "SELECT kind, blind, member_id, value_enc FROM member_aliases "
@@ -308,7 +314,6 @@ class IdentityResolver:
                     value,
                     r["blind"],
                 )
-        await conn.execute("DELETE FROM member_keys WHERE member_id = ANY($1::text[])", losers)
 
     def _push_rows(
         self, claims: Sequence[Claim], member_ids: list[str], keys: dict[str, DataKey]

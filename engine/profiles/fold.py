@@ -31,6 +31,8 @@ _NOT_SEEN = frozenset(
         "message.failed",
         "message.bounced",
         "message.suppressed",
+        "segment.entered",
+        "segment.exited",
     }
 )
 _AMOUNT_KEYS = ("total", "revenue", "value", "amount")

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import replace
 
 import asyncpg
 
+from engine.crypto import Keyring, load_data_keys
+from engine.sealing import has_sealed, open_fields
 from engine.settings import Settings, get_settings
 from event_store import START, Cursor, PostgresEventStore, RecordedEvent
 
@@ -52,6 +55,7 @@ class ProfileProjector:
         self.clock = clock
         self.batch_size = batch_size
         self.activity_types = frozenset(self.settings.activity_types)
+        self._keyring: Keyring | None = None
 
     async def run_once(self) -> int:
         """Apply the next batch, if any; returns how many events it held."""
@@ -93,7 +97,27 @@ class ProfileProjector:
             await conn.execute("DELETE FROM subscription_checkpoints WHERE name = $1", NAME)
         return await self.run_until_caught_up(progress)
 
+    async def _open(
+        self, conn: asyncpg.Connection, events: list[RecordedEvent]
+    ) -> list[RecordedEvent]:
+        """The events with their sealed personal properties opened, with the data keys of
+        the batch's members loaded in one query (an erased member's are None or absent)."""
+        sealed = {e.stream_id.removeprefix("member-") for e in events if has_sealed(e.data)}
+        if not sealed:
+            return events
+        if self._keyring is None:
+            self._keyring = Keyring(self.settings.resolved_secret())
+        keys = await load_data_keys(conn, self._keyring, sealed)
+        opened = []
+        for e in events:
+            if has_sealed(e.data):
+                key = keys.get(e.stream_id.removeprefix("member-"))
+                e = replace(e, data=open_fields(e.data, key, e.event_id))
+            opened.append(e)
+        return opened
+
     async def _apply(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
+        events = await self._open(conn, events)
         rows: dict[str, ProfileRow] = {}
         wanted = {e.stream_id.removeprefix("member-") for e in events}
         wanted |= {

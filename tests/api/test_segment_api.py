@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 
-from engine.crypto import Keyring
+from engine.crypto import Keyring, load_data_keys
 from engine.identity import get_contact_points
+from engine.sealing import SEALED, open_fields
 
 from .conftest import Api
 
@@ -89,11 +90,16 @@ async def test_track_identify_and_batch_map_onto_events(api: Api) -> None:
         ("msg-3", "custom.wishlist_shared"),
         ("msg-4", "page.viewed"),
     ]
-    assert events[0].data == {"traits": {"plan": "pro"}, "timezone": "Europe/Berlin"}
-    assert events[1].data["segment_event"] == "Order Completed"
-    points = await get_contact_points(
-        api.store.pool, "u-42", keyring=Keyring(api.settings.resolved_secret())
-    )
+    # Traits are sealed under the member's key; the order's amount and id stay in clear.
+    assert set(events[0].data) == {SEALED}
+    assert events[1].data["total"] == 99.5 and events[1].data["order_id"] == "o-1"
+    keyring = Keyring(api.settings.resolved_secret())
+    key = (await load_data_keys(api.store.pool, keyring, ["u-42"]))["u-42"]
+    opened = [open_fields(e.data, key, e.event_id) for e in events]
+    assert opened[0] == {"traits": {"plan": "pro"}, "timezone": "Europe/Berlin"}
+    assert opened[1]["segment_event"] == "Order Completed"
+    assert opened[3] == {"url": "https://shop.example/", "name": "Home"}
+    points = await get_contact_points(api.store.pool, "u-42", keyring=keyring)
     assert points["email"] == "peter@example.com"
 
 

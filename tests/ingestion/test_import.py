@@ -10,8 +10,10 @@ import os
 import sys
 from pathlib import Path
 
+from engine.crypto import load_data_keys
 from engine.ingest import Ingestor
 from engine.ingest_file import import_lines, read_lines
+from engine.sealing import SEALED, open_fields
 from event_store import PostgresEventStore
 
 from .helpers import event
@@ -35,8 +37,17 @@ async def test_csv_import_converts_columns_and_rejects_with_reasons(
     assert (summary.lines, summary.accepted, summary.rejected) == (3, 2, 1)
     assert rejected == [(3, "events[1].member.email")]
     async with store.pool.acquire() as c:
-        rows = await c.fetch("SELECT stream_id, data FROM events ORDER BY global_position")
-    assert rows[0]["data"] == {"total": 12.5, "sku": "007"}
+        rows = await c.fetch(
+            "SELECT stream_id, event_id, data FROM events ORDER BY global_position"
+        )
+    # `total` is stored in clear, `sku` sealed under the member's key (still "007" inside).
+    assert rows[0]["data"]["total"] == 12.5 and set(rows[0]["data"]) == {"total", SEALED}
+    member = rows[0]["stream_id"].removeprefix("member-")
+    keys = await load_data_keys(store.pool, ingestor.keyring, [member])
+    assert open_fields(rows[0]["data"], keys[member], rows[0]["event_id"]) == {
+        "total": 12.5,
+        "sku": "007",
+    }
     assert rows[0]["stream_id"] == rows[1]["stream_id"]  # email and shop id are one member
 
 

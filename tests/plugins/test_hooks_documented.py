@@ -21,7 +21,7 @@ HOOKS = sorted(
 
 
 def test_there_are_hooks() -> None:
-    assert HOOKS == ["register_channels", "register_journeys"]
+    assert HOOKS == ["register_channels", "register_journeys", "register_segments"]
 
 
 @pytest.mark.parametrize("hook", HOOKS)
