@@ -5,6 +5,9 @@ Exactly-once: each batch is applied in one transaction that also moves the check
 advisory lock and re-reads the checkpoint under it, so several processes may run the
 projector (every API process does by default) and a batch is still applied once.
 Replaying the store from the start (`rebuild`) yields the same rows, given the same clock.
+
+Segments: in the same transaction, the members a batch changed are evaluated against the
+registered segments (`engine.segments.membership`), so each entry or exit is recorded once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncpg
 
 from engine.crypto import Keyring, load_data_keys
 from engine.sealing import has_sealed, open_fields
+from engine.segments.membership import Segments, SegmentTracker
 from engine.settings import Settings, get_settings
 from event_store import START, Cursor, PostgresEventStore, RecordedEvent
 
@@ -40,7 +44,8 @@ def _utcnow() -> dt.datetime:
 
 class ProfileProjector:
     """Folds member events into profiles. `run_until_caught_up()` for tests and rebuilds,
-    `run_forever()` as a background task."""
+    `run_forever()` as a background task. `segments`: those to evaluate (by default, every
+    plugin's; `()` for none)."""
 
     def __init__(
         self,
@@ -49,12 +54,14 @@ class ProfileProjector:
         *,
         clock: Clock = _utcnow,
         batch_size: int = 1000,
+        segments: Segments | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or get_settings()
         self.clock = clock
         self.batch_size = batch_size
         self.activity_types = frozenset(self.settings.activity_types)
+        self.segments = SegmentTracker(store, segments)
         self._keyring: Keyring | None = None
 
     async def run_once(self) -> int:
@@ -146,6 +153,7 @@ class ProfileProjector:
         for r in rows.values():
             scores(r, now, self.settings)
         await conn.execute(_UPSERT, [r.to_json() for r in rows.values()])
+        await self.segments.after_batch(conn, rows.values(), events[-1].cursor, now)
 
     async def _target(
         self, conn: asyncpg.Connection, rows: dict[str, ProfileRow], member_id: str
