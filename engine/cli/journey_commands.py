@@ -67,7 +67,8 @@ def register(app: typer.Typer) -> None:
         from engine.worker import registered_journeys
 
         s = settings()
-        for name, cls in registered_journeys().items():
+        found = registered_journeys()
+        for name, cls in found.items():
             spec = cls.__journey__
             resolved = spec.resolve_settings(s.journeys.get(name), activity_types=s.activity_types)
             trigger = spec.trigger.event_type or f"inactivity {resolved.inactive_days:g} days"
@@ -75,10 +76,22 @@ def register(app: typer.Typer) -> None:
                 f"[bold]{name}[/bold] ({cls.__module__}.{cls.__qualname__}) trigger: {trigger}; "
                 f"listens: {', '.join(sorted(spec.event_types(resolved.activity_types)))}"
             )
+        _warn_sealed_trigger_keys(found, s.ingest_clear_properties)
+
+
+def _warn_sealed_trigger_keys(found: dict[str, type], clear: list[str]) -> None:
+    from engine.dispatcher import sealed_trigger_keys
+
+    for name, key in sealed_trigger_keys(found, clear).items():
+        console.print(
+            f"[yellow]warning[/yellow]: journey {name} starts on the property {key!r}, "
+            "which ingestion seals as personal: add it to "
+            "JOURNEYMAN_INGEST_CLEAR_PROPERTIES or the journey never starts"
+        )
 
 
 async def _dispatch(only: list[int] | None, partitions: int) -> None:
-    from engine.dispatcher import Dispatcher, sealed_trigger_keys
+    from engine.dispatcher import Dispatcher
     from engine.metrics import record_routed
     from engine.worker import connect_temporal, registered_journeys
     from event_store import PostgresEventStore
@@ -88,12 +101,7 @@ async def _dispatch(only: list[int] | None, partitions: int) -> None:
     try:
         client = await connect_temporal(s)
         found = registered_journeys()
-        for name, key in sealed_trigger_keys(found, s.ingest_clear_properties).items():
-            console.print(
-                f"[yellow]warning[/yellow]: journey {name} starts on the property {key!r}, "
-                "which ingestion seals as personal: add it to "
-                "JOURNEYMAN_INGEST_CLEAR_PROPERTIES or the journey never starts"
-            )
+        _warn_sealed_trigger_keys(found, s.ingest_clear_properties)
         dispatchers = [
             Dispatcher(
                 store,
