@@ -119,6 +119,12 @@ class TemporalDevServer:
             str(self.port),
             "--db-filename",
             str(self.data_dir / "temporal.sqlite"),
+            # Write-ahead log, synced at checkpoints: survives a crash of any process (not a
+            # power cut's last moments) and more than doubles workflow throughput here.
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
             "--namespace",
             self.namespace,
             "--log-level",
