@@ -60,7 +60,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "consent_confirmation": {
         "email.subject": "Please confirm your subscription",
         "email.html": "<html><body><h1>One more step</h1><p>Confirm that you want our news "
-        "and offers by email:</p><p><a href=\"{{ confirm_url }}\">Yes, subscribe me</a></p>"
+        'and offers by email:</p><p><a href="{{ confirm_url }}">Yes, subscribe me</a></p>'
         "<p>If you did not ask for this, ignore this message.</p></body></html>",
         "email.text": "Confirm that you want our news and offers by email: {{ confirm_url }}\n"
         "If you did not ask for this, ignore this message.\n",
