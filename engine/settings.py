@@ -30,6 +30,19 @@ class Settings(BaseSettings):
     )
     temporal_namespace: str = "default"
     task_queue: str = "journeyman"
+    worker_build_id: str | None = Field(
+        default=None,
+        description="Run the worker as this build of a Temporal worker deployment (worker "
+        "versioning): new runs start on the deployment's current build, PINNED journeys stay "
+        "on the build they started on. Make a build current with "
+        "`journeyman deployment set-current <build-id>`. Unset: an unversioned worker.",
+    )
+    worker_deployment: str | None = Field(
+        default=None,
+        pattern=r"^[^.]*$",
+        description="Name of the worker deployment the build belongs to (no '.'); "
+        "empty means the task queue's name. Used only with worker_build_id.",
+    )
     data_dir: Path = Field(default=Path(".journeyman"), description="Where embedded state lives.")
     secret_key: SecretStr | None = Field(
         default=None,

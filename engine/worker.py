@@ -2,6 +2,11 @@
 journey activities, on one task queue.
 
     journeyman worker            # uses JOURNEYMAN_TEMPORAL_ADDRESS / JOURNEYMAN_DATABASE_URL
+
+With `JOURNEYMAN_WORKER_BUILD_ID` set, the worker is one build of a Temporal worker deployment
+(worker versioning): `set_current_build` (`journeyman deployment set-current <build-id>`) makes
+a build the one new runs start on, and runs of PINNED journeys stay on the build they started
+on while it keeps running.
 """
 
 from __future__ import annotations
@@ -9,11 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+from temporalio.api.deployment.v1 import WorkerDeploymentInfo
+from temporalio.api.enums.v1 import RoutingConfigUpdateState, WorkerDeploymentVersionStatus
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkerDeploymentRequest,
+    SetWorkerDeploymentCurrentVersionRequest,
+)
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from engine.activities.journey_activities import JourneyActivities
@@ -57,6 +71,26 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+def deployment_version(settings: Settings) -> WorkerDeploymentVersion | None:
+    """The worker deployment version this worker runs as, or None for an unversioned worker."""
+    if not settings.worker_build_id:
+        return None
+    return WorkerDeploymentVersion(
+        deployment_name=deployment_name(settings), build_id=settings.worker_build_id
+    )
+
+
+def deployment_name(settings: Settings) -> str:
+    """The worker deployment's name: the setting, else the task queue's name."""
+    name = settings.worker_deployment or settings.task_queue
+    if "." in name:
+        raise ValueError(
+            f"worker deployment name {name!r} contains '.': set JOURNEYMAN_WORKER_DEPLOYMENT "
+            "to a name without one"
+        )
+    return name
+
+
 def build_worker(
     client: Client,
     store: PostgresEventStore,
@@ -67,9 +101,21 @@ def build_worker(
     activity_types: list[str] | None = None,
     activities: JourneyActivities | None = None,
     extra_activities: Sequence[Callable[..., Any]] = (),
+    version: WorkerDeploymentVersion | None = None,
     **worker_options: Any,
 ) -> Worker:
+    """The journeys' worker. With `version`, it is that build of a worker deployment: journeys
+    declared `versioning_behavior=PINNED` stay on the build they started on, everything else
+    (journeys that say nothing, the inactivity scan) moves to the current build on its next
+    workflow task."""
     from workflows.scan import InactivityScan
+
+    if version is not None:
+        worker_options["deployment_config"] = WorkerDeploymentConfig(
+            version=version,
+            use_worker_versioning=True,
+            default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
+        )
 
     found = dict(journeys if journeys is not None else registered_journeys())
     acts = activities or JourneyActivities(
@@ -105,7 +151,15 @@ async def run_worker(settings: Settings, database_url: str) -> None:
     try:
         client = await connect_temporal(settings)
         journeys = registered_journeys()
-        log.info("worker on %s with journeys %s", settings.task_queue, ", ".join(journeys))
+        version = deployment_version(settings)
+        log.info(
+            "worker on %s%s with journeys %s",
+            settings.task_queue,
+            f" as build {version.build_id} of deployment {version.deployment_name}"
+            if version
+            else "",
+            ", ".join(journeys),
+        )
         # Delivery: `deliver` on the main queue applies the policies and routes each send to
         # its channel's queue, where one worker per channel enforces the rate limit.
         from engine.delivery.workers import build_deliverer, channel_workers
@@ -127,8 +181,84 @@ async def run_worker(settings: Settings, database_url: str) -> None:
                 deliver_impl=deliverer.deliver,
             ),
             extra_activities=ConsentActivities(settings).all(),
+            version=version,
         )
+        # Channel workers stay unversioned: they run only `deliver`, whose contract does not
+        # change with journey code, so any build's sender may serve any run.
         senders = channel_workers(client, deliverer) if deliverer.channel_queues else []
         await asyncio.gather(worker.run(), *(w.run() for w in senders))
     finally:
         await store.close()
+
+
+# ---------------------------------------------------------------------- worker deployments
+async def describe_deployment(
+    client: Client, deployment: str
+) -> tuple[WorkerDeploymentInfo, bytes] | None:
+    """The deployment as Temporal sees it and its conflict token; None before any build of it
+    has polled."""
+    try:
+        resp = await client.workflow_service.describe_worker_deployment(
+            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment)
+        )
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return resp.worker_deployment_info, resp.conflict_token
+
+
+def build_statuses(info: WorkerDeploymentInfo) -> dict[str, str]:
+    """Each build's status by build id: `current`, `ramping`, `draining` (runs pinned to it
+    are still open), `drained` (safe to stop its workers), `inactive`."""
+    prefix = "WORKER_DEPLOYMENT_VERSION_STATUS_"
+    return {
+        v.deployment_version.build_id: WorkerDeploymentVersionStatus.Name(v.status)
+        .removeprefix(prefix)
+        .lower()
+        for v in info.version_summaries
+    }
+
+
+async def set_current_build(
+    client: Client, deployment: str, build_id: str, *, wait: float = 30.0
+) -> str | None:
+    """Make `build_id` the current build of `deployment` and return the build that was
+    current before (None if none was).
+
+    From then on new runs start on that build; runs of AUTO_UPGRADE workflows move to it on
+    their next workflow task; runs of PINNED journeys stay on the build they started on.
+    Waits up to `wait` seconds for a worker of the build to be seen polling and for the change
+    to reach the deployment's task queues.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        found = await describe_deployment(client, deployment)
+        if found is not None and build_id in build_statuses(found[0]):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"no worker of build {build_id!r} of deployment {deployment!r} has polled "
+                f"{client.namespace!r} in {wait:g} s: start one with "
+                f"JOURNEYMAN_WORKER_BUILD_ID={build_id} `journeyman worker`, then try again"
+            )
+        await asyncio.sleep(0.2)
+    info, token = found
+    previous = info.routing_config.current_deployment_version.build_id or None
+    if previous != build_id:
+        await client.workflow_service.set_worker_deployment_current_version(
+            SetWorkerDeploymentCurrentVersionRequest(
+                namespace=client.namespace,
+                deployment_name=deployment,
+                build_id=build_id,
+                conflict_token=token,
+                identity=client.identity,
+            )
+        )
+    in_progress = RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS
+    while time.monotonic() < deadline:
+        found = await describe_deployment(client, deployment)
+        if found is None or found[0].routing_config_update_state != in_progress:
+            break
+        await asyncio.sleep(0.2)
+    return previous

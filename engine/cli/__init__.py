@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import (
+    deployment_commands,
     ingest_commands,
     journey_commands,
     member_commands,
@@ -25,6 +26,7 @@ for _module in (
     plugin_commands,
     ingest_commands,
     journey_commands,
+    deployment_commands,
     up_commands,
     member_commands,
 ):

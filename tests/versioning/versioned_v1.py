@@ -1,0 +1,33 @@
+"""Build v1 of a PINNED journey for the worker versioning test: hello, a pause, goodbye."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import Field
+from temporalio.common import VersioningBehavior
+
+from workflows.kit import Journey, journey
+from workflows.spec import JourneySettings, on_event, seconds
+
+NAME = "versioned_hello"
+
+
+class HelloSettings(JourneySettings):
+    pause: dt.timedelta = Field(default=seconds(3), description="Between hello and goodbye.")
+    channels: list[str] = Field(default_factory=lambda: ["outbox"])
+
+
+@journey(
+    NAME,
+    trigger=on_event("member.registered"),
+    settings=HelloSettings,
+    versioning_behavior=VersioningBehavior.PINNED,
+)
+class HelloV1(Journey):
+    settings: HelloSettings
+
+    async def steps(self) -> None:
+        await self.send(None, "hello", step="hello")
+        await self.sleep(self.settings.pause, step="pause")
+        await self.send(None, "goodbye", step="goodbye")
