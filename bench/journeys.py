@@ -157,7 +157,7 @@ async def _latency(client, store, n: int) -> tuple[float, float]:
     return percentile(lat, 50), percentile(lat, 99)
 
 
-async def _run(url: str, n: int, latency_n: int) -> None:
+async def _run(url: str, n: int, latency_n: int, rounds: int) -> None:
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
@@ -176,10 +176,20 @@ async def _run(url: str, n: int, latency_n: int) -> None:
             f"cart-recovery journeys on the Temporal dev server ({n} journeys, delays "
             f"{QUIET}s/{COUPON}s/{WINDOW}s, 5 activities and 3 timers each)"
         )
-        await _bare(client, min(n, 20))  # warm-up
-        bare = await _bare(client, n)
+        # Both paths warm up, then take turns in rounds so a busy moment on the machine (or
+        # a server whose history has grown) hits them alike; each one's best round counts.
+        await _bare(client, min(n, 20))
+        await _journeys(client, store, min(n, 20))
+        bares, rates = [], []
+        for r in range(rounds):
+            bares.append(await _bare(client, n))
+            rates.append(await _journeys(client, store, n))
+            print(
+                f"  round {r + 1}/{rounds}: bare {bares[-1]:.1f} workflows/s, "
+                f"journeys {rates[-1]:.1f} journeys/s"
+            )
+        bare, rate = max(bares), max(rates)
         print(f"  bare workflow, same activities and timers {bare:>8.1f} workflows/s  (limit)")
-        rate = await _journeys(client, store, n)
         print(f"  cart-recovery journeys completed          {rate:>8.1f} journeys/s")
         print(f"  ratio {rate / bare:.2f} (target >= 0.8)")
         p50, p99 = await _latency(client, store, latency_n)
@@ -208,6 +218,6 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--journeys", type=int, default=0)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args(argv)
-    n = args.journeys or (60 if args.quick else 300)
+    n = args.journeys or (60 if args.quick else 200)
     with bench_database(args.database_url) as url:
-        asyncio.run(_run(url, n, 50 if args.quick else 200))
+        asyncio.run(_run(url, n, 50 if args.quick else 200, 2 if args.quick else 3))

@@ -260,6 +260,10 @@ class DemoRun:
                 self.pending.append((provider_id, _channel, text, raw))
                 continue
             did, member, template = row["delivery_id"], row["member_id"], row["template"]
+            if _channel == "sms":
+                # The handset got it: the peer posts the delivery receipt to the engine.
+                await twilio.send_status_callback(provider_id, "delivered")
+                self.report.responses["SMS delivery receipt"] += 1
             (self.mail_dir / f"{did}.{'eml' if _channel == 'email' else 'txt'}").write_text(raw)
             delay = self.model.response_delay(did) * self.day
             if self.model.clicks(did, template):
@@ -353,7 +357,7 @@ async def run_demo(
     events: int = 17_000,
     seed: int = 7,
     *,
-    day_seconds: float = 5.0,
+    day_seconds: float = 4.0,
     live_days: float = 3.0,
     cart_share: float = 0.2,
     settings: Settings | None = None,
@@ -401,6 +405,8 @@ async def run_demo(
             "JOURNEYMAN_CHANNELS__SMS__AUTH_TOKEN": twilio.auth_token,
             "JOURNEYMAN_CHANNELS__SMS__FROM_NUMBER": "+15550000000",
             "JOURNEYMAN_CHANNELS__SMS__API_BASE_URL": twilio.url,
+            # The Twilio peer reports delivery back, signed, as Twilio does.
+            "JOURNEYMAN_CHANNELS__SMS__STATUS_CALLBACK_URL": f"{api_url}/webhooks/sms",
             "JOURNEYMAN_DELIVERY__PUBLIC_URL": api_url,
             # Quiet hours follow the wall clock in each member's time zone; the demo's
             # compressed days would make them hold messages for hours, so they are off.

@@ -18,7 +18,7 @@ def demo(
     members: int = typer.Option(700, help="Members of the synthetic shop."),
     events: int = typer.Option(17_000, help="Events of history (about)."),
     seed: int = typer.Option(7, help="Seed of the shop and the behaviour model."),
-    day_seconds: float = typer.Option(5.0, help="Real seconds per simulated day."),
+    day_seconds: float = typer.Option(4.0, help="Real seconds per simulated day."),
     live_days: float = typer.Option(3.0, help="Simulated days of live registrations and carts."),
     keep_running: bool = typer.Option(
         False, help="Keep the engine (and the dashboard) running after the report."

@@ -15,8 +15,10 @@ never moves a message back (a late "sent" after "delivered" changes nothing).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -154,14 +156,25 @@ class Feedback:
             n += await self.apply(event)
         return n
 
+    async def _ledger_row(self, event: DeliveryEvent, wait: float = 5.0) -> Any:
+        """The ledger row the callback is about. A callback carrying one of our delivery ids
+        can overtake the recording of the send it reports on (providers call back within
+        milliseconds): it waits a little for the row rather than dropping the receipt."""
+        deadline = time.monotonic() + wait
+        while True:
+            row = await ledger.find(
+                self.store.pool,
+                delivery_id=event.delivery_id,
+                provider_message_id=event.provider_message_id,
+            )
+            if row is not None or not event.delivery_id or time.monotonic() >= deadline:
+                return row
+            await asyncio.sleep(0.1)
+
     async def apply(self, event: DeliveryEvent) -> int:
         if event.kind in ("unsubscribed", "inbound"):
             return await self._inbound(event)
-        row = await ledger.find(
-            self.store.pool,
-            delivery_id=event.delivery_id,
-            provider_message_id=event.provider_message_id,
-        )
+        row = await self._ledger_row(event)
         if row is None:
             log.info("callback for an unknown message on %s ignored", event.channel)
             return 0

@@ -70,6 +70,13 @@ async def demo():  # type: ignore[no-untyped-def]
                 )
             },
             "running": await conn.fetchval("SELECT count(*) FROM journey_instances WHERE running"),
+            "delivered": {
+                r["channel"]: r["n"]
+                for r in await conn.fetch(
+                    "SELECT data->>'channel' AS channel, count(*) AS n FROM events "
+                    "WHERE type = 'message.delivered' GROUP BY 1"
+                )
+            },
         }
     finally:
         await conn.close()
@@ -88,10 +95,16 @@ async def test_every_message_at_a_peer_is_one_sent_event_and_one_ledger_row(demo
     rows = db["ledger"]
     assert len(rows) == len(ids), "a message at a peer has no ledger row"
     assert {r["delivery_id"] for r in rows} == {r["d"] for r in db["sent"]}
+    # The Twilio peer reported every SMS delivered, signed; each receipt is one event.
+    assert db["delivered"].get("sms") == report.peers["sms"]
+    assert report.responses["SMS delivery receipt"] == report.peers["sms"]
     at_peers_by_journey = Counter(r["journey"] for r in rows)
     for name in JOURNEYS:
         stats = report.journeys[name].stats
         assert sum(c["sent"] for c in stats["channels"].values()) == at_peers_by_journey[name]
+        sms = stats["channels"].get("sms")
+        if sms:
+            assert sms["delivered"] == sms["sent"]
 
 
 async def test_the_reported_funnels_match_the_store(demo) -> None:

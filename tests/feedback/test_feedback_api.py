@@ -4,6 +4,7 @@ links, one-click unsubscribe; events are idempotent and the ledger only moves fo
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -79,6 +80,30 @@ async def test_twilio_status_callbacks_fold_monotonically(env: Env) -> None:
     )
     assert delivered.data["journey"] == "cart_recovery"
     assert delivered.data["delivery_id"] == outcome.delivery_id
+
+
+async def test_a_receipt_that_overtakes_the_recording_of_its_send_is_kept(env: Env) -> None:
+    """Twilio may call back before the engine has recorded the send it reports on: the
+    receipt waits for the ledger row instead of being dropped."""
+    member = await add_member(env.store, env.settings)
+    async with env.store.pool.acquire() as blocker:
+        tx = blocker.transaction()
+        await tx.start()
+        # Recording the send (the ledger insert) waits behind this lock; reads do not.
+        await blocker.execute("LOCK TABLE message_ledger IN EXCLUSIVE MODE")
+        send = asyncio.create_task(env.deliverer.deliver(request(member, ["sms"])))
+        while not env.twilio.messages:
+            await asyncio.sleep(0.01)
+        sid = env.twilio.messages[0].sid
+        receipt = asyncio.create_task(env.twilio.send_status_callback(sid, "delivered"))
+        await asyncio.sleep(0.5)
+        assert not receipt.done()  # waiting for the row, not dropped
+        await tx.rollback()
+        outcome = await send
+        assert (await receipt).status_code == 200
+    row = await ledger_row(env.store, outcome.delivery_id)
+    assert row is not None and row["status"] == "delivered"
+    assert (await types_of(env.store, member)).count("message.delivered") == 1
 
 
 async def test_webhook_with_a_bad_signature_is_refused(env: Env) -> None:
