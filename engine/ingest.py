@@ -172,6 +172,8 @@ class Ingestor:
                 first_index[e.event_id] = i
                 valid.append(i)
         if valid:
+            valid = await self._refuse_erased(events, valid, outcomes)
+        if valid:
             batch: list[tuple[int, EventIn]] = [(i, events[i]) for i in valid]  # type: ignore[misc]
             try:
                 await self._store(batch, outcomes, source, key_id)
@@ -204,6 +206,55 @@ class Ingestor:
         )
 
     # ------------------------------------------------------------------ internals
+    async def _refuse_erased(
+        self,
+        events: Sequence[EventIn | list[FieldError]],
+        valid: list[int],
+        outcomes: list[dict[str, Any] | None],
+    ) -> list[int]:
+        """Reject new events for a member who was erased: storing them would start a new
+        record of a person who asked to be forgotten. (An event stored before the erasure and
+        sent again is still answered `duplicate`.)"""
+        checked = [(i, e) for i in valid if isinstance(e := events[i], EventIn)]
+        ids = {e.member.id for _, e in checked if e.member.id}
+        if not ids:
+            return valid
+        async with self.store.pool.acquire() as conn:
+            erased = {
+                r["member_id"]
+                for r in await conn.fetch(
+                    "SELECT member_id FROM members "
+                    "WHERE member_id = ANY($1::text[]) AND erased_at IS NOT NULL",
+                    list(ids),
+                )
+            }
+            if not erased:
+                return valid
+            suspects = [e.event_id for _, e in checked if e.member.id in erased]
+            stored = {
+                r["event_id"]
+                for r in await conn.fetch(
+                    "SELECT event_id FROM events WHERE event_id = ANY($1::text[])", suspects
+                )
+            }
+        keep = []
+        for i, e in checked:
+            if e.member.id in erased and e.event_id not in stored:
+                outcomes[i] = _outcome(
+                    i,
+                    e.event_id,
+                    "rejected",
+                    errors=[
+                        FieldError(
+                            field=f"events[{i}].member.id",
+                            reason=f"member {e.member.id} was erased: no new events for it",
+                        )
+                    ],
+                )
+            else:
+                keep.append(i)
+        return keep
+
     def _rule_errors(self, i: int, e: EventIn, latest: dt.datetime) -> list[FieldError]:
         errors: list[FieldError] = []
         if e.type in RESERVED_TYPES:

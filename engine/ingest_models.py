@@ -25,7 +25,20 @@ from engine.identity.aliases import EMAIL_PATTERN, normalise_phone, normalise_sy
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 # '#' is kept out of client ids: the system derives its own event ids with it.
 ID_PATTERN = r"^[^#\s\x00-\x1f\x7f]+$"
-RESERVED_TYPES = frozenset({"member.merged", "member.erased"})
+RESERVED_TYPES = frozenset(
+    {
+        "member.merged",
+        "member.erased",
+        # Journey and segment events are the engine's own record: a client posting one could
+        # start a journey or claim a conversion without the engine having decided it.
+        "journey.entered",
+        "journey.exited",
+        "journey.converted",
+        "journey.message_withheld",
+        "segment.entered",
+        "segment.exited",
+    }
+)
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 

@@ -164,3 +164,14 @@ async def test_unique_violation_outside_retry_is_not_swallowed(
     ingestor: Ingestor,
 ) -> None:
     assert issubclass(asyncpg.UniqueViolationError, asyncpg.IntegrityConstraintViolationError)
+
+
+async def test_the_engines_own_event_types_cannot_be_posted(
+    ingestor: Ingestor, store: PostgresEventStore
+) -> None:
+    """A client cannot claim a conversion or a segment entry: only the engine records them."""
+    types = ["journey.converted", "journey.entered", "segment.entered", "member.erased"]
+    result = await ingestor.ingest_raw([event(t, id="m-own") for t in types])
+    assert [o.status for o in result.results] == ["rejected"] * len(types)
+    assert all("reserved" in o.errors[0].reason for o in result.results)
+    assert await store.read_stream("member-m-own") == []

@@ -227,3 +227,29 @@ async def test_erased_member_is_never_sent_to(api: Api) -> None:
     )
     assert outcome.status == "suppressed" and outcome.reason == "member erased"
     assert T0 < dt.datetime.now(dt.UTC)
+
+
+async def test_no_new_events_for_an_erased_member(api: Api) -> None:
+    """After erasure, new events naming the member are refused (storing them would start a
+    new record of the person); an event stored before and sent again is still a duplicate."""
+    before = event("page.viewed", id="m-gone", properties={"url": "/a"})
+    async with api.client("ingest") as c:
+        assert (await c.post("/v1/events", json={"events": [before]})).json()["accepted"] == 1
+    async with api.client("admin") as c:
+        assert (await c.delete("/v1/members/m-gone")).status_code == 200
+    after = event("member.registered", id="m-gone", email="back@example.com")
+    other = event("page.viewed", id="m-still-here")
+    async with api.client("ingest") as c:
+        body = (await c.post("/v1/events", json={"events": [after, before, other]})).json()
+    statuses = [r["status"] for r in body["results"]]
+    assert statuses == ["rejected", "duplicate", "accepted"]
+    assert body["results"][0]["errors"][0]["field"] == "events[0].member.id"
+    assert "erased" in body["results"][0]["errors"][0]["reason"]
+    stream = [e.type for e in await api.store.read_stream("member-m-gone")]
+    assert "member.registered" not in stream
+    assert (
+        await api.store.pool.fetchval(
+            "SELECT count(*) FROM events WHERE data::text LIKE '%back@example.com%'"
+        )
+        == 0
+    )
