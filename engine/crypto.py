@@ -17,6 +17,7 @@ another member's row unnoticed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION = b"\x01"
+_UNWRAPPED_KEYS = 50_000
 _NONCE = 12
 
 
@@ -82,6 +84,7 @@ class Keyring:
             raise ValueError("the server secret must be at least 16 bytes")
         self._blind_key = _derive(secret, b"journeyman blind index v1")
         self._kek = AESGCM(_derive(secret, b"journeyman data key wrapping v1"))
+        self._unwrap = functools.lru_cache(maxsize=_UNWRAPPED_KEYS)(self._unwrap_uncached)
 
     @classmethod
     def from_settings(cls, settings: object | None = None) -> Keyring:
@@ -101,6 +104,12 @@ class Keyring:
         return DataKey(member_id, AESGCM(raw)), wrapped
 
     def unwrap(self, member_id: str, wrapped: bytes) -> DataKey:
+        """The data key stored wrapped as `wrapped`. Recently unwrapped keys are kept (a busy
+        member's events arrive batch after batch); a shredded key cannot be asked for again,
+        since only its stored wrapped form leads to it."""
+        return self._unwrap(member_id, bytes(wrapped))
+
+    def _unwrap_uncached(self, member_id: str, wrapped: bytes) -> DataKey:
         raw = _open(
             self._kek, wrapped, f"data-key\x00{member_id}".encode(), f"data key of {member_id}"
         )

@@ -29,13 +29,12 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from engine.crypto import CryptoError, DataKey
+from event_store.validation import to_json
 
 SEALED = "$sealed"
 ALWAYS_SEALED = frozenset({"traits", SEALED})
 """Fields of an ingested event that are sealed whatever the clear list says."""
 
-# Compact, non-ASCII kept, NaN and infinities refused: what the event store accepts.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _purpose(event_id: str, name: str) -> str:
@@ -82,7 +81,8 @@ def seal_event(
     if not personal:
         return dict(data)
     out = {k: v for k, v in data.items() if k in clear and k not in ALWAYS_SEALED}
-    plain = _ENCODER.encode({k: data[k] for k in personal})
+    # Compact, non-ASCII kept, NaN and infinities refused: what the event store accepts.
+    plain = to_json({k: data[k] for k in personal})
     if "\\u0000" in plain:
         raise ValueError(f"event {event_id}: text may not contain NUL")
     blob = key.encrypt(plain.encode(), _purpose(event_id, SEALED))
