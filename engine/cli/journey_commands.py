@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import signal
+from typing import Any
 
 import typer
 
@@ -71,12 +72,24 @@ def register(app: typer.Typer) -> None:
         for name, cls in found.items():
             spec = cls.__journey__
             resolved = spec.resolve_settings(s.journeys.get(name), activity_types=s.activity_types)
-            trigger = spec.trigger.event_type or f"inactivity {resolved.inactive_days:g} days"
+            trigger = _describe_trigger(spec.trigger, resolved)
             console.print(
                 f"[bold]{name}[/bold] ({cls.__module__}.{cls.__qualname__}) trigger: {trigger}; "
                 f"listens: {', '.join(sorted(spec.event_types(resolved.activity_types)))}"
             )
         _warn_sealed_trigger_keys(found, s.ingest_clear_properties)
+
+
+def _describe_trigger(trigger: Any, resolved: Any) -> str:
+    """How a journey starts, in words: `cart.updated (one run per cart_id)`,
+    `entry into segment vip`, `inactivity 30 days`."""
+    if trigger.kind == "segment":
+        return f"entry into segment {trigger.segment}"
+    if trigger.kind == "inactivity":
+        days = getattr(resolved, "inactive_days", None) or trigger.days
+        return f"inactivity {days:g} days"
+    per = f" (one run per {trigger.key})" if trigger.key else ""
+    return f"{trigger.event_type}{per}"
 
 
 def _warn_sealed_trigger_keys(found: dict[str, type], clear: list[str]) -> None:

@@ -54,3 +54,19 @@ def test_table_output_and_failures(monkeypatch, install_plugin) -> None:
     assert "broken" in result.output and "missing SDK" in result.output
     strict = CliRunner().invoke(app, ["plugins", "--strict"])
     assert strict.exit_code == 1
+
+
+def test_journeys_command_says_how_each_journey_starts() -> None:
+    result = CliRunner().invoke(app, ["journeys"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert "CartRecovery) trigger: cart.updated (one run per cart_id);" in text
+    assert "Winback) trigger: inactivity 30 days;" in text
+    assert "Welcome) trigger: member.registered;" in text
+
+
+def test_a_segment_trigger_is_named() -> None:
+    from engine.cli.journey_commands import _describe_trigger
+    from workflows import segment_entry
+
+    assert _describe_trigger(segment_entry("vip"), None) == "entry into segment vip"
