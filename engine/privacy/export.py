@@ -81,6 +81,11 @@ async def export_member(
         "ORDER BY entered_at NULLS LAST, workflow_id",
         ids,
     )
+    segments = await pool.fetch(
+        "SELECT segment, member_id, entered_at FROM segment_memberships "
+        "WHERE member_id = ANY($1::text[]) ORDER BY entered_at, segment",
+        ids,
+    )
     messages = await pool.fetch(
         "SELECT * FROM message_ledger WHERE member_id = ANY($1::text[]) ORDER BY delivery_id",
         ids,
@@ -98,6 +103,7 @@ async def export_member(
             "aliases": aliases,
             "events": events,
             "journeys": [dict(r) for r in journeys],
+            "segments": [dict(r) for r in segments],
             "messages": [
                 {
                     k: (json.loads(v) if isinstance(v, str) and k == "data" else v)

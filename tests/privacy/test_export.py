@@ -19,6 +19,10 @@ from .test_erasure import EMAIL, IP, PHONE, seed_member
 
 async def test_export_round_trips(api: Api, database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     await seed_member(api, "m-export")
+    await api.store.pool.execute(
+        "INSERT INTO segment_memberships (segment, member_id, entered_at) "
+        "VALUES ('vip', 'm-export', now())"
+    )
     async with api.client("admin") as c:
         r = await c.get("/v1/members/m-export/export")
         assert r.status_code == 200, r.text
@@ -48,6 +52,7 @@ async def test_export_round_trips(api: Api, database_url: str, tmp_path) -> None
     assert exported == expected
     assert exported["consent"] == {"sms:marketing": True}
     assert data["member_id"] == "m-export" and data["erased"] is False
+    assert [m["segment"] for m in data["segments"]] == ["vip"]
     assert json.loads(json.dumps(data)) == data
 
     # The CLI gives the same document.
