@@ -45,7 +45,9 @@ def _print_tables(report: dict) -> None:
     for column in ("name", "distribution", "version", "hooks", "provides", "module"):
         plugins.add_column(column, overflow="fold")
     for p in report["plugins"]:
-        provides = ", ".join(p["channels"] + p["journeys"])
+        provides = ", ".join(
+            p["channels"] + p["journeys"] + [f"segment {s}" for s in p.get("segments", [])]
+        )
         plugins.add_row(
             p["name"],
             p["distribution"] or "-",

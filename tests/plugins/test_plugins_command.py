@@ -70,3 +70,9 @@ def test_a_segment_trigger_is_named() -> None:
     from workflows import segment_entry
 
     assert _describe_trigger(segment_entry("vip"), None) == "entry into segment vip"
+
+
+def test_plugins_table_lists_segments() -> None:
+    result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "200"})
+    text = " ".join(result.output.split())
+    assert "register_segments" in text and "segment vip" in text
