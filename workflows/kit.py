@@ -611,6 +611,9 @@ class Journey:
                     task_queue=queue,
                     result_type=SendOutcome,
                     start_to_close_timeout=dt.timedelta(seconds=60),
+                    # `deliver` heartbeats while it runs: a send lost with its worker is
+                    # retried (safely, through its claim) within seconds.
+                    heartbeat_timeout=dt.timedelta(seconds=10),
                     retry_policy=RetryPolicy(
                         maximum_attempts=self.settings.deliver_attempts,
                         maximum_interval=dt.timedelta(minutes=5),

@@ -27,6 +27,7 @@ from event_store import NewEvent, PostgresEventStore
 
 from . import instances
 from .delivery_contract import DELIVER, SendOutcome, SendRequest
+from .heartbeat import with_heartbeats
 from .models import (
     JourneyInput,
     JourneyRecord,
@@ -126,7 +127,7 @@ class JourneyActivities:
         """Send one message (see `delivery_contract`)."""
         result = self._deliver_impl(request)
         if asyncio.iscoroutine(result):
-            result = await result
+            result = await with_heartbeats(result)
         metrics.record_delivery(result.channel, result.status, result.reason)
         return result
 

@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from channels import Channel
 from engine.activities.delivery_contract import DELIVER, SendOutcome, SendRequest
+from engine.activities.heartbeat import with_heartbeats
 from engine.settings import Settings
 from event_store import PostgresEventStore
 
@@ -29,7 +30,7 @@ def deliver_activity(deliverer: Deliverer) -> Callable[..., Any]:
 
     @activity.defn(name=DELIVER)
     async def deliver(request: SendRequest) -> SendOutcome:
-        return await deliverer.deliver(request)
+        return await with_heartbeats(deliverer.deliver(request))
 
     return deliver
 
