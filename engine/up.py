@@ -164,10 +164,15 @@ class Up:
         )
         worker.url = f"http://127.0.0.1:{worker_metrics}"
         await self._until(worker, self._worker_polling, 60)
+        build = ""
+        if self.settings.worker_build_id:
+            # The one worker here is the build to run: make it current, or new runs would
+            # wait for a worker that is not versioned.
+            build = f"build {await self._make_build_current()} current; "
         self._say(
             "worker",
             "ready",
-            f"task queue {self.settings.task_queue}; health {worker.url}/healthz, "
+            f"task queue {self.settings.task_queue}; {build}health {worker.url}/healthz, "
             f"Temporal SDK metrics http://127.0.0.1:{temporal_metrics}/metrics "
             f"({time.perf_counter() - t:.1f} s)",
         )
@@ -232,6 +237,10 @@ class Up:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.settings.worker_build_id:
+            env["JOURNEYMAN_WORKER_BUILD_ID"] = self.settings.worker_build_id
+            if self.settings.worker_deployment:
+                env["JOURNEYMAN_WORKER_DEPLOYMENT"] = self.settings.worker_deployment
         if self.settings.secret_key is None:
             # Every part must sign and blind-index with the same secret.
             env["JOURNEYMAN_SECRET_KEY"] = self.settings.resolved_secret().decode()
@@ -271,6 +280,19 @@ class Up:
                 pass
             await asyncio.sleep(0.2)
         raise PartFailed(f"{child.name} was not ready within {timeout:.0f} s; see {child.log}")
+
+    async def _make_build_current(self) -> str:
+        from temporalio.client import Client
+
+        from engine.worker import deployment_name, set_current_build
+
+        build_id = self.settings.worker_build_id
+        assert build_id is not None
+        client = await Client.connect(
+            self.temporal_address, namespace=self.settings.temporal_namespace
+        )
+        await set_current_build(client, deployment_name(self.settings), build_id, wait=60)
+        return build_id
 
     async def _worker_polling(self) -> bool:
         return await task_queue_has_poller(
