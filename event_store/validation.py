@@ -106,10 +106,7 @@ def prepare_batch(
             data, metadata = event.data, event.metadata
             if type(data) is not dict:
                 raise InvalidEventError(f"event {eid}: data must be a JSON object")
-            try:
-                data_text = _encode(data)
-            except Exception:
-                data_text = encode_json(data, "data", eid)  # raises with the reason
+            data_text = encode_json(data, "data", eid)
             # Batches often share one metadata object: encode it once.
             if metadata is not meta_obj:
                 if type(metadata) is not dict:

@@ -174,9 +174,8 @@ class PluginManager:
         and is reported as not configured when it needs credentials. A duplicate name is an
         error naming both plugins.
         """
-        found: dict[str, Channel] = {}
-        owner: dict[str, str] = {}
-        for plugin, channel in self._collect("register_channels"):
+
+        def name_of(plugin: str, channel: Any) -> str:
             if not isinstance(channel, Channel):
                 raise PluginError(
                     f"plugin {plugin!r} registered {channel!r}, which is not a channels.Channel"
@@ -184,18 +183,13 @@ class PluginManager:
             name = getattr(channel, "name", None)
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {plugin!r} registered a channel without a name")
-            if name in found:
-                raise PluginError(
-                    f"channel {name!r} is registered by both plugin {owner[name]!r} "
-                    f"and plugin {plugin!r}"
-                )
-            if settings is not None and name in settings:
-                channel.configure(settings[name])
-            found[name] = channel
-            owner[name] = plugin
-        self.channel_owners = owner
-        for loaded in self.loaded:
-            loaded.channels = sorted(n for n, p in owner.items() if p == loaded.name)
+            return name
+
+        found, self.channel_owners = self._by_name("register_channels", "channel", name_of)
+        if settings is not None:
+            for name, channel in found.items():
+                if name in settings:
+                    channel.configure(settings[name])
         return found
 
     def journeys(self) -> dict[str, type]:
@@ -209,21 +203,13 @@ class PluginManager:
         `JOURNEYMAN_LOAD_PLUGINS`) stops them at start instead of surfacing weeks later as a
         journey nobody entered.
         """
-        found: dict[str, type] = {}
-        owner: dict[str, str] = {}
-        for plugin, cls in self._collect("register_journeys"):
+
+        def name_of(plugin: str, cls: Any) -> str:
             spec = getattr(cls, "__journey__", None)
-            name = getattr(spec, "name", None) or getattr(cls, "__name__", None)
-            if name in found:
-                raise PluginError(
-                    f"journey {name!r} is registered by both plugin {owner[name]!r} "
-                    f"and plugin {plugin!r}"
-                )
-            found[name] = cls
-            owner[name] = plugin
+            return getattr(spec, "name", None) or getattr(cls, "__name__", None) or repr(cls)
+
+        found, owner = self._by_name("register_journeys", "journey", name_of)
         self.journey_owners = owner
-        for loaded in self.loaded:
-            loaded.journeys = sorted(n for n, p in owner.items() if p == loaded.name)
         self._check_segment_triggers(found, owner)
         return found
 
@@ -254,26 +240,38 @@ class PluginManager:
         `register_segments`; a duplicate name is an error naming both plugins."""
         from engine.segments import Segment
 
-        found: dict[str, Any] = {}
-        owner: dict[str, str] = {}
-        for plugin, segment in self._collect("register_segments"):
+        def name_of(plugin: str, segment: Any) -> str:
             if not isinstance(segment, Segment):
                 raise PluginError(
                     f"plugin {plugin!r} registered {segment!r}, which is not an "
                     "engine.segments.Segment"
                 )
-            if segment.name in found:
-                raise PluginError(
-                    f"segment {segment.name!r} is registered by both plugin "
-                    f"{owner[segment.name]!r} and plugin {plugin!r}"
-                )
-            found[segment.name] = segment
-            owner[segment.name] = plugin
-        self.segment_owners = owner
-        for loaded in self.loaded:
-            loaded.segments = sorted(n for n, p in owner.items() if p == loaded.name)
+            return segment.name
+
+        found, self.segment_owners = self._by_name("register_segments", "segment", name_of)
         self._segments = found
         return found
+
+    def _by_name(
+        self, hook: str, kind: str, name_of: Callable[[str, Any], str]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """What every plugin registers through `hook`, by name, and the plugin owning each
+        name; a duplicate name is an error naming both plugins. Each loaded plugin's list of
+        `<kind>s` is filled in for the report."""
+        found: dict[str, Any] = {}
+        owner: dict[str, str] = {}
+        for plugin, item in self._collect(hook):
+            name = name_of(plugin, item)
+            if name in found:
+                raise PluginError(
+                    f"{kind} {name!r} is registered by both plugin {owner[name]!r} "
+                    f"and plugin {plugin!r}"
+                )
+            found[name] = item
+            owner[name] = plugin
+        for loaded in self.loaded:
+            setattr(loaded, f"{kind}s", sorted(n for n, p in owner.items() if p == loaded.name))
+        return found, owner
 
     # -- reporting -----------------------------------------------------------------------
 

@@ -264,7 +264,10 @@ class Journey:
         if goal is None:
             return None
         start = self.state.touches[-1].at if self.state.touches else self.state.entered_at
-        return start, start + (self.settings.attribution_window or goal.within)
+        return start, start + self._attribution_window(goal)
+
+    def _attribution_window(self, goal: Goal) -> dt.timedelta:
+        return self.settings.attribution_window or goal.within
 
     def _inside_window(self, event: JourneyEvent) -> bool:
         window = self._window()
@@ -700,7 +703,7 @@ class Journey:
         if goal is None:
             return touch, False
         start = self.state.entered_at if touch is None else touch.at
-        return touch, at <= start + (self.settings.attribution_window or goal.within)
+        return touch, at <= start + self._attribution_window(goal)
 
     async def _record_conversion(self, event: JourneyEvent) -> None:
         unchecked, self._pending_unchecked = self._pending_unchecked, False
