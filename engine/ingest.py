@@ -36,6 +36,7 @@ from engine.crypto import Keyring
 from engine.identity import IdentityResolver
 from engine.identity.aliases import DEVICE_ID, EMAIL, EXTERNAL_PREFIX, PHONE, Alias, Claim
 from engine.identity.aliases import PushSubscription as PushRef
+from engine.identity.resolver import ErasedMembers, IdentityChanged
 from engine.ingest_models import (
     RESERVED_TYPES,
     EventIn,
@@ -63,6 +64,7 @@ _RETRYABLE = (
     asyncpg.UniqueViolationError,
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
+    IdentityChanged,  # a member the batch read was merged or erased before it was locked
 )
 EVENT_ADAPTER: TypeAdapter[EventIn] = TypeAdapter(EventIn)
 
@@ -172,8 +174,6 @@ class Ingestor:
                 first_index[e.event_id] = i
                 valid.append(i)
         if valid:
-            valid = await self._refuse_erased(events, valid, outcomes)
-        if valid:
             batch: list[tuple[int, EventIn]] = [(i, events[i]) for i in valid]  # type: ignore[misc]
             try:
                 await self._store(batch, outcomes, source, key_id)
@@ -206,55 +206,6 @@ class Ingestor:
         )
 
     # ------------------------------------------------------------------ internals
-    async def _refuse_erased(
-        self,
-        events: Sequence[EventIn | list[FieldError]],
-        valid: list[int],
-        outcomes: list[dict[str, Any] | None],
-    ) -> list[int]:
-        """Reject new events for a member who was erased: storing them would start a new
-        record of a person who asked to be forgotten. (An event stored before the erasure and
-        sent again is still answered `duplicate`.)"""
-        checked = [(i, e) for i in valid if isinstance(e := events[i], EventIn)]
-        ids = {e.member.id for _, e in checked if e.member.id}
-        if not ids:
-            return valid
-        async with self.store.pool.acquire() as conn:
-            erased = {
-                r["member_id"]
-                for r in await conn.fetch(
-                    "SELECT member_id FROM members "
-                    "WHERE member_id = ANY($1::text[]) AND erased_at IS NOT NULL",
-                    list(ids),
-                )
-            }
-            if not erased:
-                return valid
-            suspects = [e.event_id for _, e in checked if e.member.id in erased]
-            stored = {
-                r["event_id"]
-                for r in await conn.fetch(
-                    "SELECT event_id FROM events WHERE event_id = ANY($1::text[])", suspects
-                )
-            }
-        keep = []
-        for i, e in checked:
-            if e.member.id in erased and e.event_id not in stored:
-                outcomes[i] = _outcome(
-                    i,
-                    e.event_id,
-                    "rejected",
-                    errors=[
-                        FieldError(
-                            field=f"events[{i}].member.id",
-                            reason=f"member {e.member.id} was erased: no new events for it",
-                        )
-                    ],
-                )
-            else:
-                keep.append(i)
-        return keep
-
     def _rule_errors(self, i: int, e: EventIn, latest: dt.datetime) -> list[FieldError]:
         errors: list[FieldError] = []
         if e.type in RESERVED_TYPES:
@@ -285,7 +236,8 @@ class Ingestor:
         if key_id:
             metadata["api_key"] = key_id
         started = time.perf_counter()
-        for attempt in range(_ATTEMPTS):
+        attempt = 0
+        while True:
             try:
                 async with self.store.pool.acquire() as conn, conn.transaction():
                     if attempt:
@@ -294,10 +246,15 @@ class Ingestor:
                         await conn.execute("SELECT pg_advisory_xact_lock($1)", _RETRY_LOCK)
                     appended = await self._append(conn, batch, metadata)
                 break
+            except ErasedMembers as exc:
+                batch = await self._refuse_erased(batch, exc, outcomes)
+                if not batch:
+                    return
             except _RETRYABLE:
-                if attempt == _ATTEMPTS - 1:
+                attempt += 1
+                if attempt == _ATTEMPTS:
                     raise
-                await asyncio.sleep(0.002 * (attempt + 1))
+                await asyncio.sleep(0.002 * attempt)
         metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
         metrics.record_ingested(e.type for _, e in batch if not appended[e.event_id].duplicate)
         for i, e in batch:
@@ -309,6 +266,53 @@ class Ingestor:
                 member_id=r.stream_id.removeprefix("member-"),
                 global_position=r.global_position,
             )
+
+    async def _refuse_erased(
+        self,
+        batch: list[tuple[int, EventIn]],
+        exc: ErasedMembers,
+        outcomes: list[dict[str, Any] | None],
+    ) -> list[tuple[int, EventIn]]:
+        """Answer the events that name an erased member and return the rest of the batch.
+
+        Storing them would start a new record of a person who asked to be forgotten. An event
+        stored before the erasure and sent again is still answered `duplicate`. The check runs
+        inside the ingest transaction, on the locked members (`IdentityResolver.resolve`), so
+        an erasure committing in between cannot be missed."""
+        hit = [batch[j] for j in exc.claims]
+        stored = {
+            r["event_id"]: r
+            for r in await self.store.pool.fetch(
+                "SELECT event_id, stream_id, global_position FROM events "
+                "WHERE event_id = ANY($1::text[])",
+                [e.event_id for _, e in hit],
+            )
+        }
+        for i, e in hit:
+            row = stored.get(e.event_id)
+            if row is not None:
+                outcomes[i] = _outcome(
+                    i,
+                    e.event_id,
+                    "duplicate",
+                    member_id=row["stream_id"].removeprefix("member-"),
+                    global_position=row["global_position"],
+                )
+                continue
+            field = "member.id" if e.member.id else "member"
+            outcomes[i] = _outcome(
+                i,
+                e.event_id,
+                "rejected",
+                errors=[
+                    FieldError(
+                        field=f"events[{i}].{field}",
+                        reason="this member was erased: no new events for it",
+                    )
+                ],
+            )
+        drop = set(exc.claims)
+        return [b for j, b in enumerate(batch) if j not in drop]
 
     async def _append(
         self,

@@ -13,10 +13,15 @@ batch size. Rules, applied event by event in batch order:
 - aliases not seen before are linked to the chosen member; when that member existed before
   the event, a `member.identified` event records the link.
 
-Every event of the batch goes to the member that survives the batch. `resolve` only reads;
-`write` stores its decisions and runs after the events are appended. Concurrent batches
-that race on the same new alias or member id make one transaction fail with a unique
-violation; the caller retries it, and the retry sees the winner's rows.
+Every event of the batch goes to the member that survives the batch. `resolve` reads, then
+locks the existing members it decided on (`FOR NO KEY UPDATE`, in member id order, so two
+batches never wait on each other in a cycle) and checks they are as it read them: a member
+merged or erased meanwhile raises `IdentityChanged` (retry the transaction; the retry sees
+the winner's rows), and claims naming an erased member raise `ErasedMembers`. While the
+locks are held, no merge or erasure can change those members, so the batch's aliases and
+merges are decided on the state they are written over. `write` stores the decisions and
+runs after the events are appended. Concurrent batches that race on the same new alias or
+member id make one transaction fail with a unique violation; the caller retries it.
 """
 
 from __future__ import annotations
@@ -46,6 +51,26 @@ SELECT NULL, NULL, m.member_id, m.seq, m.merged_into
 FROM (SELECT member_id FROM a UNION SELECT unnest($3::text[])) AS w
 JOIN members m ON m.member_id = w.member_id
 """
+
+
+_LOCK = """
+SELECT member_id, merged_into, erased_at FROM members
+WHERE member_id = ANY($1::text[]) ORDER BY member_id FOR NO KEY UPDATE
+"""
+
+
+class IdentityChanged(Exception):
+    """A member the batch read was merged or erased by a concurrent transaction before the
+    batch locked it: retry the whole transaction."""
+
+
+class ErasedMembers(Exception):
+    """Claims of the batch name an erased member (by id or through an alias)."""
+
+    def __init__(self, claims: list[int], member_ids: set[str]) -> None:
+        super().__init__(f"claims {claims} name erased members")
+        self.claims = claims
+        self.member_ids = member_ids
 
 
 @dataclass
@@ -83,6 +108,8 @@ class _Members:
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
         self.seq: dict[str, int] = {}
+        self.read: dict[str, str | None] = {}
+        """`merged_into` of every member read from the store, as read."""
         self._next_new = _NEW_SEQ_BASE
 
     def known(self, member_id: str) -> bool:
@@ -134,6 +161,7 @@ class IdentityResolver:
                 owner[(r["kind"], bytes(r["blind"]))] = r["member_id"]
             else:
                 members.add(r["member_id"], r["seq"])
+                members.read[r["member_id"]] = r["merged_into"]
                 if r["merged_into"] is not None:
                     members.parent[r["member_id"]] = r["merged_into"]
                     merged.add(r["merged_into"])
@@ -142,8 +170,10 @@ class IdentityResolver:
         result = Resolution(member_ids=[])
         plan = _Plan(members=members, owner=owner)
         identified: list[tuple[int, str, list[str]]] = []
+        named: list[list[str]] = []
         for i, c in enumerate(claims):
             candidates: list[str] = []
+            named.append(candidates)
             created_now: str | None = None
             if c.member_id:
                 if not members.known(c.member_id):
@@ -180,6 +210,9 @@ class IdentityResolver:
             result.member_ids.append(target)
 
         result.member_ids = [members.find(m) for m in result.member_ids]
+        for ms, m in zip(named, result.member_ids, strict=True):
+            ms.append(m)
+        await _lock_and_check(conn, members, named)
         need_keys = {members.find(owner[k]) for k in plan.new_aliases}
         need_keys |= {result.member_ids[i] for i, c in enumerate(claims) if c.push or c.seal}
         need_keys |= {members.find(loser) for _, loser in plan.merges}
@@ -270,7 +303,7 @@ class IdentityResolver:
         survivors = [members.find(loser) for loser in losers]
         await conn.execute(
             "UPDATE members m SET merged_into = x.s FROM unnest($1::text[], $2::text[]) AS x(l, s) "
-            "WHERE m.member_id = x.l OR m.merged_into = x.l",
+            "WHERE (m.member_id = x.l AND m.merged_into IS NULL) OR m.merged_into = x.l",
             losers,
             survivors,
         )
@@ -327,6 +360,29 @@ class IdentityResolver:
         return latest
 
 
+async def _lock_and_check(
+    conn: asyncpg.Connection, members: _Members, named: list[list[str]]
+) -> None:
+    """Lock every stored member the batch read and check nothing changed since the read.
+
+    `named[i]` are the members claim `i` named (by id or alias) and the one it resolved to."""
+    if not members.read:
+        return
+    erased: set[str] = set()
+    rows = await conn.fetch(_LOCK, list(members.read))
+    if len(rows) != len(members.read):
+        raise IdentityChanged("a member the batch read is gone")
+    for r in rows:
+        if r["merged_into"] != members.read[r["member_id"]]:
+            raise IdentityChanged(f"member {r['member_id']} was merged meanwhile")
+        if r["erased_at"] is not None:
+            erased.add(r["member_id"])
+    if erased:
+        hit = [i for i, ms in enumerate(named) if any(m in erased for m in ms)]
+        if hit:
+            raise ErasedMembers(hit, erased)
+
+
 async def _load_members(conn: asyncpg.Connection, members: _Members, wanted: set[str]) -> None:
     """Load members with their creation order, following `merged_into` to the survivor."""
     todo = set(wanted)
@@ -338,6 +394,7 @@ async def _load_members(conn: asyncpg.Connection, members: _Members, wanted: set
         todo = set()
         for r in rows:
             members.add(r["member_id"], r["seq"])
+            members.read[r["member_id"]] = r["merged_into"]
             if r["merged_into"] is not None:
                 members.parent[r["member_id"]] = r["merged_into"]
                 if not members.known(r["merged_into"]):

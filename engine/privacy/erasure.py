@@ -99,17 +99,17 @@ async def erase_member(
 ) -> ErasureResult:
     """Crypto-shred `member_id` (see the module docstring). `UnknownMember` if unknown."""
     pool = store.pool
-    ids = await member_ids_of(pool, member_id)
-    survivor = ids[0]
+    await member_ids_of(pool, member_id)  # UnknownMember before any write
     for attempt in range(20):
         try:
-            erased_before, erased_at = await _shred(store, ids, requested_by, reason)
+            ids, erased_before, erased_at = await _shred(store, member_id, requested_by, reason)
             break
-        except StaleTransactionError:
+        except (StaleTransactionError, asyncpg.DeadlockDetectedError):
             # the member's stream moved on under this transaction: redo all of it
             if attempt == 19:
                 raise
             await asyncio.sleep(0.005 * (attempt + 1))
+    survivor = ids[0]
     result = ErasureResult(survivor, ids, erased_before is not None, erased_at=erased_at)
 
     from engine.profiles import ProfileProjector
@@ -145,10 +145,11 @@ async def erase_member(
 
 
 async def _shred(
-    store: PostgresEventStore, ids: list[str], requested_by: str, reason: str
-) -> tuple[dt.datetime | None, dt.datetime]:
-    survivor = ids[0]
+    store: PostgresEventStore, member_id: str, requested_by: str, reason: str
+) -> tuple[list[str], dt.datetime | None, dt.datetime]:
     async with store.pool.acquire() as conn, conn.transaction():
+        ids = await _lock_members(conn, member_id)
+        survivor = ids[0]
         # One erasure of a member at a time; the second one sees the first one's work.
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('jm-erase:' || $1, 0))", survivor
@@ -169,4 +170,21 @@ async def _shred(
             occurred_at=erased_at,
         )
         await store.append(f"member-{survivor}", [event], ANY, conn=conn)
-    return erased_before, erased_at
+    return ids, erased_before, erased_at
+
+
+async def _lock_members(conn: asyncpg.Connection, member_id: str) -> list[str]:
+    """The ids `member_ids_of` gives, with their `members` rows locked (in id order, as
+    ingestion locks them) so that no batch can link an alias to them, merge one more member
+    into them or use their data key until the erasure commits."""
+    locked: set[str] = set()
+    while True:
+        ids = await member_ids_of(conn, member_id)
+        if set(ids) <= locked:
+            return ids
+        await conn.execute(
+            "SELECT 1 FROM members WHERE member_id = ANY($1::text[]) "
+            "ORDER BY member_id FOR NO KEY UPDATE",
+            sorted(set(ids) - locked),
+        )
+        locked |= set(ids)
