@@ -10,17 +10,17 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from engine.identity.aliases import EMAIL_PATTERN, normalise_phone, normalise_system
+from engine.identity.aliases import normalise_email, normalise_phone, normalise_system
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 # '#' is kept out of client ids: the system derives its own event ids with it.
@@ -75,17 +75,8 @@ class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Identifier | None = None
-    # Normalised (trimmed, lowercased) and checked by pydantic's core, without a Python call
-    # per event: it is the alias most batches carry.
-    email: (
-        Annotated[
-            str,
-            StringConstraints(
-                strip_whitespace=True, to_lower=True, max_length=320, pattern=EMAIL_PATTERN
-            ),
-        ]
-        | None
-    ) = None
+    # Normalised by `normalise_email` (look-alikes never link to another person).
+    email: Annotated[str, Field(max_length=330), AfterValidator(normalise_email)] | None = None
     phone: str | None = Field(default=None, max_length=40, description="E.164, e.g. +14155550123")
     device_id: Identifier | None = None
     external_ids: dict[str, Annotated[str, Field(min_length=1, max_length=256)]] = Field(

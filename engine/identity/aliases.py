@@ -2,14 +2,22 @@
 
 An alias is a value that names a member in a business system: an email address, a phone
 number, a device id, or an external id from a named system (`external:shopify`). Two events
-name the same member when any normalised alias is equal, so normalisation decides identity:
-emails are trimmed and lowercased, phones are reduced to E.164.
+name the same member when any normalised alias is equal, so normalisation decides identity,
+and it must never let a look-alike link to another person:
+
+- emails: see `normalise_email` (ASCII-only case folding in the local part, IDNA for the
+  domain, invisible and compatibility characters refused);
+- phones are reduced to E.164 (ASCII digits only);
+- device ids and external ids are compared exactly, as sent.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, NamedTuple
+
+import idna
 
 EMAIL = "email"
 PHONE = "phone"
@@ -20,19 +28,62 @@ CONTACT_KINDS = frozenset({EMAIL, PHONE})
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
+_ASCII_EMAIL_RE = re.compile(r"^[!-?A-~]+@[!-?A-~]+\.[!-?A-~]+$")  # printable, no space or @
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+"""Control, format (zero-width, bidi, soft hyphen), surrogate, private-use, unassigned and
+space characters: nothing a reader can see."""
 _PHONE_STRIP = re.compile(r"[\s\-.()/]")
 _E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _SYSTEM_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 
 
 def normalise_email(value: str) -> str:
-    """Trimmed and lowercased; raises ValueError naming the problem."""
-    v = value.strip().lower()
+    """The address that identifies a mailbox; raises ValueError naming the problem.
+
+    Surrounding whitespace is trimmed. ASCII letters are lowercased everywhere; no other
+    character is folded, so `\\u212aate@…` (Kelvin sign) never becomes `kate@…`. The
+    local part must not contain invisible characters (zero-width, bidi controls, soft
+    hyphen, controls, spaces) nor characters that Unicode compatibility normalisation
+    (NFKC) would change (full-width letters, ligatures, the Kelvin and Ohm signs): such an
+    address is refused rather than kept as a second, look-alike member. Canonically
+    equivalent spellings (a decomposed `é`) are composed (NFC). Other non-ASCII letters keep
+    their case, so `Ä` and `ä` name two mailboxes (as RFC 6531 allows). The domain is
+    converted to its IDNA A-label (`bücher.example` -> `xn--bcher-kva.example`), which is
+    how mail reaches it, so both spellings of one domain are one domain.
+    """
+    v = value.strip()
     if len(v) > 320:
         raise ValueError("email address is longer than 320 characters")
+    if v.isascii():
+        # The common case, without Unicode tables: printable ASCII, lowercased.
+        if not _ASCII_EMAIL_RE.match(v):
+            raise ValueError(f"{value!r} is not an email address (expected name@domain.tld)")
+        return v.lower()
+    for ch in v:
+        if unicodedata.category(ch) in _INVISIBLE:
+            raise ValueError(
+                f"email address contains an invisible or control character "
+                f"(U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')})"
+            )
     if not _EMAIL_RE.match(v):
         raise ValueError(f"{value!r} is not an email address (expected name@domain.tld)")
-    return v
+    local, _, domain = v.rpartition("@")
+    for ch in local:
+        if not ch.isascii() and unicodedata.normalize("NFKC", ch) != ch:
+            raise ValueError(
+                f"email address contains the look-alike character U+{ord(ch):04X} "
+                f"{unicodedata.name(ch, 'unnamed')} (write "
+                f"{unicodedata.normalize('NFKC', ch)!r} if that is what is meant)"
+            )
+    # What is left composes only canonically equivalent sequences (e + U+0301 -> é): the
+    # singletons NFC would map (Kelvin, Ohm, Angstrom signs) were refused above.
+    local = unicodedata.normalize("NFC", local)
+    try:
+        ascii_domain = idna.encode(domain, uts46=True, std3_rules=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"email domain {domain!r} is not a valid domain name: {exc}") from None
+    return f"{local.translate(_ASCII_LOWER)}@{ascii_domain}"
 
 
 def normalise_phone(value: str) -> str:
