@@ -34,7 +34,15 @@ from pydantic import TypeAdapter, ValidationError
 from engine import metrics
 from engine.crypto import Keyring
 from engine.identity import IdentityResolver
-from engine.identity.aliases import DEVICE_ID, EMAIL, EXTERNAL_PREFIX, PHONE, Alias, Claim
+from engine.identity.aliases import (
+    DEVICE_ID,
+    EMAIL,
+    EXTERNAL_PREFIX,
+    PHONE,
+    USER_ID,
+    Alias,
+    Claim,
+)
 from engine.identity.aliases import PushSubscription as PushRef
 from engine.identity.resolver import ErasedMembers, IdentityChanged
 from engine.ingest_models import (
@@ -76,6 +84,9 @@ def stream_of(member_id: str) -> str:
 def claim_of(event: EventIn, clear: frozenset[str] = frozenset()) -> Claim:
     m = event.member
     aliases: list[Alias] = []
+    if m.id:
+        # The client's id is an alias: the member's id in the store is the engine's own.
+        aliases.append(Alias(USER_ID, m.id))
     if m.email:
         aliases.append(Alias(EMAIL, m.email))
     if m.phone:
@@ -89,7 +100,6 @@ def claim_of(event: EventIn, clear: frozenset[str] = frozenset()) -> Claim:
     )
     return Claim(
         event_id=event.event_id,
-        member_id=m.id,
         aliases=tuple(aliases),
         push=push,
         occurred_at=event.occurred_at,

@@ -264,7 +264,8 @@ async def member_page(
     profile = None
     if id:
         pool = request.app.state.store.pool
-        survivor = await resolve_member_id(pool, id.strip())
+        keyring = request.app.state.ingestor.keyring
+        survivor = await resolve_member_id(pool, id.strip(), keyring)
         trace = await analytics.member_trace(pool, survivor)
         profile = await pool.fetchrow(
             "SELECT * FROM member_profiles WHERE member_id = $1", survivor

@@ -135,7 +135,7 @@ async def member_journeys(
     _key: ApiKey = Depends(require("read")),
 ) -> MemberTrace:
     pool = request.app.state.store.pool
-    survivor = await resolve_member_id(pool, member_id)
+    survivor = await resolve_member_id(pool, member_id, request.app.state.ingestor.keyring)
     trace = await analytics.member_trace(pool, survivor)
     if not trace:
         exists = await pool.fetchval(

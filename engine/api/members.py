@@ -24,7 +24,19 @@ from .auth import require
 from .errors import READ_ERRORS, ApiError, ErrorBody
 
 router = APIRouter()
-MemberPath = Path(min_length=1, max_length=128, pattern=ID_PATTERN, description="A member id.")
+MemberPath = Path(
+    min_length=1,
+    max_length=128,
+    pattern=ID_PATTERN,
+    description="The member's id in your system (`member.id`, Segment's `userId`) or the "
+    "store's own member id (`member_id` in ingest results).",
+)
+
+
+async def survivor_of(request: Request, member_id: str) -> str:
+    """The store's id of the member a path names (client user id or store id), after merges."""
+    keyring = request.app.state.ingestor.keyring
+    return await resolve_member_id(request.app.state.store.pool, member_id, keyring)
 
 
 class TimelineEvent(BaseModel):
@@ -61,7 +73,9 @@ async def member_profile(
     _key: ApiKey = Depends(require("read")),
 ) -> MemberProfile:
     profile = await get_profile(
-        request.app.state.store.pool, member_id, settings=request.app.state.settings
+        request.app.state.store.pool,
+        await survivor_of(request, member_id),
+        settings=request.app.state.settings,
     )
     if profile is None:
         raise ApiError(404, "not_found", f"member {member_id} has no profile (yet)")
@@ -82,7 +96,7 @@ async def member_events(
     _key: ApiKey = Depends(require("read")),
 ) -> Timeline:
     store = request.app.state.store
-    survivor = await resolve_member_id(store.pool, member_id)
+    survivor = await survivor_of(request, member_id)
     events = await store.read_stream(f"member-{survivor}", after + 1, limit=limit + 1)
     if not events and after == -1:
         raise ApiError(404, "not_found", f"member {member_id} has no events")

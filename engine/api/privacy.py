@@ -139,7 +139,8 @@ async def put_consent(
     from engine.privacy.erasure import member_ids_of
 
     try:
-        survivor = (await member_ids_of(store.pool, member_id))[0]
+        keyring = request.app.state.ingestor.keyring
+        survivor = (await member_ids_of(store.pool, member_id, keyring))[0]
     except UnknownMember as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     outcomes = await change_consent(store, survivor, update, settings=request.app.state.settings)

@@ -8,7 +8,7 @@ and it must never let a look-alike link to another person:
 - emails: see `normalise_email` (ASCII-only case folding in the local part, IDNA for the
   domain, invisible and compatibility characters refused);
 - phones are reduced to E.164 (ASCII digits only);
-- device ids and external ids are compared exactly, as sent.
+- user ids, device ids and external ids are compared exactly, as sent.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import idna
 
 EMAIL = "email"
 PHONE = "phone"
+USER_ID = "user_id"
+"""The client's own id of the member (`member.id`, Segment's `userId`): an alias like any
+other, so the store's member ids stay opaque even when a client uses an email as its id."""
 DEVICE_ID = "device_id"
 EXTERNAL_PREFIX = "external:"
 CONTACT_KINDS = frozenset({EMAIL, PHONE})

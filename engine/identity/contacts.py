@@ -10,11 +10,22 @@ import asyncpg
 
 from engine.crypto import Keyring, load_data_keys, shred_member_key
 
-from .aliases import CONTACT_KINDS
+from .aliases import CONTACT_KINDS, USER_ID
 
 
-async def resolve_member_id(conn: asyncpg.Connection | asyncpg.Pool, member_id: str) -> str:
-    """The surviving member id for `member_id` (itself unless it was merged)."""
+async def resolve_member_id(
+    conn: asyncpg.Connection | asyncpg.Pool, member_id: str, keyring: Keyring | None = None
+) -> str:
+    """The surviving member of `member_id`: a client's user id (the `user_id` alias) or the
+    store's own member id, followed through merges. With no `keyring`, only store ids."""
+    if keyring is not None:
+        owner = await conn.fetchval(
+            "SELECT member_id FROM member_aliases WHERE kind = $1 AND blind = $2",
+            USER_ID,
+            keyring.blind(USER_ID, member_id),
+        )
+        if owner is not None:
+            member_id = owner
     for _ in range(16):
         nxt = await conn.fetchval("SELECT merged_into FROM members WHERE member_id = $1", member_id)
         if nxt is None:
@@ -38,7 +49,7 @@ async def get_contact_points(
     An erased member, or one whose key was shredded, has none.
     """
     keyring = keyring or Keyring.from_settings()
-    member_id = await resolve_member_id(pool, member_id)
+    member_id = await resolve_member_id(pool, member_id, keyring)
     out: dict[str, Any] = {
         "member_id": member_id,
         "email": None,
@@ -93,8 +104,20 @@ async def get_aliases(
 
 async def forget_identity(conn: asyncpg.Connection, member_id: str) -> None:
     """Erasure's identity half: delete the member's aliases, push subscriptions and data key,
-    and mark it erased. Call inside the transaction that appends `member.erased`."""
-    await conn.execute("DELETE FROM member_aliases WHERE member_id = $1", member_id)
+    and mark it erased. Call inside the transaction that appends `member.erased`.
+
+    The `user_id` aliases stay as tombstones, blind index only (their encrypted value is
+    emptied): a client sending that user id again is refused instead of starting a new
+    record of the person. The blind index is an HMAC under the server secret; it does not
+    reveal the id."""
+    await conn.execute(
+        "DELETE FROM member_aliases WHERE member_id = $1 AND kind <> $2", member_id, USER_ID
+    )
+    await conn.execute(
+        "UPDATE member_aliases SET value_enc = ''::bytea WHERE member_id = $1 AND kind = $2",
+        member_id,
+        USER_ID,
+    )
     await conn.execute("DELETE FROM push_subscriptions WHERE member_id = $1", member_id)
     await shred_member_key(conn, member_id)
     await conn.execute(

@@ -36,7 +36,7 @@ import asyncpg
 from engine.crypto import DataKey, Keyring, load_data_keys
 from event_store import NewEvent
 
-from .aliases import Alias, Claim
+from .aliases import USER_ID, Alias, Claim
 
 _NEW_SEQ_BASE = 1 << 62
 _LOOKUP = """
@@ -50,6 +50,9 @@ UNION ALL
 SELECT NULL, NULL, m.member_id, m.seq, m.merged_into
 FROM (SELECT member_id FROM a UNION SELECT unnest($3::text[])) AS w
 JOIN members m ON m.member_id = w.member_id
+UNION ALL
+SELECT '$store_id', NULL, m.member_id, m.seq, m.merged_into
+FROM members m WHERE m.member_id = ANY($4::text[])
 """
 
 
@@ -151,15 +154,21 @@ class IdentityResolver:
         members = _Members()
         owner: dict[tuple[str, bytes], str] = {}
         explicit = list({c.member_id for c in claims if c.member_id})
+        user_ids = list({a.value for a in blinds if a.kind == USER_ID})
+        store_ids: set[str] = set()
         merged: set[str] = set()
-        # One round trip: the aliases the batch mentions, and the members they and the
-        # explicit ids name (with creation order and merge pointer).
+        # One round trip: the aliases the batch mentions, the members they and the
+        # explicit ids name (with creation order and merge pointer), and the members whose
+        # store id is one of the batch's user ids (members from before store ids became
+        # opaque, or a client sending back the `member_id` an ingest answered).
         for r in await conn.fetch(
-            _LOOKUP, [a.kind for a in blinds], list(blinds.values()), explicit
+            _LOOKUP, [a.kind for a in blinds], list(blinds.values()), explicit, user_ids
         ):
-            if r["kind"] is not None:
+            if r["kind"] is not None and r["kind"] != "$store_id":
                 owner[(r["kind"], bytes(r["blind"]))] = r["member_id"]
             else:
+                if r["kind"] == "$store_id":
+                    store_ids.add(r["member_id"])
                 members.add(r["member_id"], r["seq"])
                 members.read[r["member_id"]] = r["merged_into"]
                 if r["merged_into"] is not None:
@@ -182,7 +191,13 @@ class IdentityResolver:
                     created_now = c.member_id
                 candidates.append(members.find(c.member_id))
             for a in c.aliases:
-                known = owner.get((a.kind, blinds[a]))
+                key = (a.kind, blinds[a])
+                known = owner.get(key)
+                if known is None and a.kind == USER_ID and a.value in store_ids:
+                    # A user id that is a store member id names that member. Record the
+                    # alias, so the blind index finds it from now on.
+                    known = owner[key] = a.value
+                    plan.new_aliases[key] = a
                 if known is not None:
                     candidates.append(members.find(known))
             if not candidates:

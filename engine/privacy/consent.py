@@ -100,7 +100,7 @@ async def change_consent(
     """Record `update` for `member_id` (following merges). With double opt-in enabled, a
     marketing grant on a double opt-in channel becomes a confirmation request unless
     `confirmed`."""
-    member_id = await resolve_member_id(store.pool, member_id)
+    member_id = await resolve_member_id(store.pool, member_id, Keyring(settings.resolved_secret()))
     at = (update.occurred_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     needs_confirmation = set(double_opt_in_channels(settings))
     key = None

@@ -30,6 +30,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.activities.instances import mark_gone
+from engine.crypto import Keyring
 from engine.identity import forget_identity, resolve_member_id
 from engine.settings import Settings
 from event_store import ANY, NewEvent, PostgresEventStore, StaleTransactionError
@@ -61,10 +62,13 @@ class ErasureResult:
         }
 
 
-async def member_ids_of(conn: asyncpg.Connection | asyncpg.Pool, member_id: str) -> list[str]:
-    """The surviving member of `member_id` first, then every member merged into it
-    (transitively). Raises `UnknownMember` for an unknown id."""
-    survivor = await resolve_member_id(conn, member_id)
+async def member_ids_of(
+    conn: asyncpg.Connection | asyncpg.Pool, member_id: str, keyring: Keyring | None = None
+) -> list[str]:
+    """The surviving member of `member_id` (a client's user id, with `keyring`, or the
+    store's member id) first, then every member merged into it (transitively). Raises
+    `UnknownMember` for an unknown id."""
+    survivor = await resolve_member_id(conn, member_id, keyring)
     rows = await conn.fetch(
         """
         WITH RECURSIVE merged(member_id) AS (
@@ -99,7 +103,8 @@ async def erase_member(
 ) -> ErasureResult:
     """Crypto-shred `member_id` (see the module docstring). `UnknownMember` if unknown."""
     pool = store.pool
-    await member_ids_of(pool, member_id)  # UnknownMember before any write
+    # The store's id of the member (UnknownMember before any write).
+    member_id = (await member_ids_of(pool, member_id, Keyring(settings.resolved_secret())))[0]
     for attempt in range(20):
         try:
             ids, erased_before, erased_at = await _shred(store, member_id, requested_by, reason)

@@ -42,7 +42,7 @@ async def export_member(
     """Everything known about `member_id` (following merges). `UnknownMember` if unknown."""
     pool = store.pool
     keyring = Keyring(settings.resolved_secret())
-    ids = await member_ids_of(pool, member_id)
+    ids = await member_ids_of(pool, member_id, keyring)
     survivor = ids[0]
     profile = await get_profile(pool, survivor, settings=settings)
     contacts = await get_contact_points(pool, survivor, keyring=keyring)

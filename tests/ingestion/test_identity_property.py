@@ -92,18 +92,16 @@ async def resolved(store: PostgresEventStore, keyring: Keyring, prefix: str, t: 
     kind, _ = TOKENS[t]
     member = member_of(prefix, {t})
     async with store.pool.acquire() as c:
-        if kind == "id":
-            mid = member["id"]
-        else:
-            alias_kind = "external:shop" if kind == "shop" else kind
-            value = member["external_ids"]["shop"] if kind == "shop" else member[kind]
-            if kind == "phone":
-                value = value.replace(" ", "")
-            mid = await c.fetchval(
-                "SELECT member_id FROM member_aliases WHERE kind = $1 AND blind = $2",
-                alias_kind,
-                keyring.blind(alias_kind, value),
-            )
+        # The client's member id is an alias too (`user_id`).
+        alias_kind = {"shop": "external:shop", "id": "user_id"}.get(kind, kind)
+        value = member["external_ids"]["shop"] if kind == "shop" else member[kind]
+        if kind == "phone":
+            value = value.replace(" ", "")
+        mid = await c.fetchval(
+            "SELECT member_id FROM member_aliases WHERE kind = $1 AND blind = $2",
+            alias_kind,
+            keyring.blind(alias_kind, value),
+        )
         while True:
             nxt = await c.fetchval("SELECT merged_into FROM members WHERE member_id = $1", mid)
             if nxt is None:

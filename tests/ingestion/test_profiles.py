@@ -27,7 +27,7 @@ async def test_profile_folds_orders_consent_traits_and_suppression(
     ingestor: Ingestor, store: PostgresEventStore, settings: Settings
 ) -> None:
     day = dt.timedelta(days=1)
-    await ingestor.ingest_raw(
+    result = await ingestor.ingest_raw(
         [
             event(
                 "member.registered",
@@ -59,7 +59,9 @@ async def test_profile_folds_orders_consent_traits_and_suppression(
     )
     p = projector(store, settings)
     assert await p.run_until_caught_up() == 9
-    profile = await get_profile(store.pool, "m1", now=NOW, settings=settings)
+    m1 = result.results[0].member_id
+    assert m1 is not None
+    profile = await get_profile(store.pool, m1, now=NOW, settings=settings)
     assert profile is not None
     assert profile.first_seen_at == T0 and profile.last_seen_at == T0 + 8 * day
     assert profile.last_activity_at == T0 + 3 * day
@@ -72,7 +74,7 @@ async def test_profile_folds_orders_consent_traits_and_suppression(
     # 37 days idle: at risk (30) but not lapsed (60); recency 37 days -> 3; 2 orders -> 2.
     assert profile.lifecycle_stage == "at_risk"
     assert (profile.recency_score, profile.frequency_score, profile.monetary_score) == (3, 2, 3)
-    later = await get_profile(store.pool, "m1", now=NOW + dt.timedelta(days=200))
+    later = await get_profile(store.pool, m1, now=NOW + dt.timedelta(days=200))
     assert later is not None and later.lifecycle_stage == "churned"
     assert await get_profile(store.pool, "nobody") is None
 
