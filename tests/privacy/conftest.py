@@ -11,6 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from engine.api import create_app, serve_in_background
+from engine.crypto import Keyring
+from engine.identity import resolve_member_id
 from engine.keys import create_key
 from engine.profiles import ProfileProjector
 from engine.settings import Settings
@@ -33,6 +35,11 @@ class Api:
 
     async def project(self) -> None:
         await ProfileProjector(self.store, self.settings).run_until_caught_up()
+
+    async def store_id(self, user_id: str) -> str:
+        """The store's member id of the member a client names `user_id` (after merges)."""
+        keyring = Keyring(self.settings.resolved_secret())
+        return await resolve_member_id(self.store.pool, user_id, keyring)
 
 
 def make_settings(tmp_path: Any, **overrides: Any) -> Settings:

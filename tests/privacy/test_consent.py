@@ -51,7 +51,9 @@ async def test_consent_changes_are_events_folded_into_the_profile(api: Api) -> N
         )
         assert denied.status_code == 403
     changes = [
-        e for e in await api.store.read_stream("member-m-c") if e.type == "member.consent_changed"
+        e
+        for e in await api.store.read_stream(f"member-{await api.store_id('m-c')}")
+        if e.type == "member.consent_changed"
     ]
     assert [(e.data["channel"], e.data["purpose"], e.data["granted"]) for e in changes] == [
         ("email", "marketing", False),

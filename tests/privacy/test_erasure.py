@@ -28,8 +28,9 @@ PHONE = "+14155550123"
 IP = "203.0.113.77"
 
 
-async def seed_member(api: Api, member_id: str = "m-erase") -> None:
-    """A member with contact points, orders, consent with evidence and a journey funnel."""
+async def seed_member(api: Api, member_id: str = "m-erase") -> str:
+    """A member with contact points, orders, consent with evidence and a journey funnel,
+    named `member_id` by the client; returns the store's id of the member."""
     async with api.client("ingest") as c:
         r = await c.post(
             "/v1/events",
@@ -58,9 +59,10 @@ async def seed_member(api: Api, member_id: str = "m-erase") -> None:
             },
         )
         assert r.status_code == 200, r.text
+    store_id = await api.store_id(member_id)
     entry = uuid.uuid4().hex
     await api.store.append(
-        f"member-{member_id}",
+        f"member-{store_id}",
         [
             NewEvent(
                 "journey.entered",
@@ -74,6 +76,7 @@ async def seed_member(api: Api, member_id: str = "m-erase") -> None:
         ANY,
     )
     await api.project()
+    return store_id
 
 
 async def sealed_evidence(api: Api, member_id: str) -> tuple[str, dict]:
@@ -91,40 +94,42 @@ async def sealed_evidence(api: Api, member_id: str) -> tuple[str, dict]:
 async def test_erasure_shreds_raw_rows_and_keeps_counts(api: Api) -> None:
     pool = api.store.pool
     keyring = Keyring(api.settings.resolved_secret())
-    await seed_member(api)
+    mid = await seed_member(api)
     stats_before = [repr(s) for s in await journey_stats(pool)]
     assert stats_before and "entered=1" in stats_before[0], stats_before
     events_before = await pool.fetchval("SELECT count(*) FROM events")
 
     # Before: the raw rows decrypt with the member's key.
-    event_id, sealed = await sealed_evidence(api, "m-erase")
+    event_id, sealed = await sealed_evidence(api, mid)
     assert set(sealed) == {SEALED} and IP not in str(sealed)
-    keys = await load_data_keys(pool, keyring, ["m-erase"])
-    assert open_field(sealed, keys["m-erase"], event_id, "evidence")["ip"] == IP
+    keys = await load_data_keys(pool, keyring, [mid])
+    assert open_field(sealed, keys[mid], event_id, "evidence")["ip"] == IP
     alias_rows = await pool.fetch(
-        "SELECT kind, value_enc FROM member_aliases WHERE member_id = 'm-erase'"
+        "SELECT kind, value_enc FROM member_aliases WHERE member_id = $1", mid
     )
-    assert {r["kind"] for r in alias_rows} == {"email", "phone"}
-    contacts = await get_contact_points(pool, "m-erase", keyring=keyring)
+    assert {r["kind"] for r in alias_rows} == {"email", "phone", "user_id"}
+    contacts = await get_contact_points(pool, mid, keyring=keyring)
     assert contacts["email"] == EMAIL and contacts["phone"] == PHONE
 
     async with api.client("admin") as c:
         r = await c.delete("/v1/members/m-erase")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["erased_ids"] == ["m-erase"] and body["already_erased"] is False
+    assert body["erased_ids"] == [mid] and body["already_erased"] is False
 
     # After: the key and aliases are gone, the events are all still there (+ member.erased).
-    assert await pool.fetchval("SELECT count(*) FROM member_keys WHERE member_id='m-erase'") == 0
-    assert await pool.fetchval("SELECT count(*) FROM member_aliases WHERE member_id='m-erase'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM member_keys WHERE member_id=$1", mid) == 0
+    # Only the user id's blind index stays, as a tombstone with no value.
+    left = await pool.fetch("SELECT kind, value_enc FROM member_aliases WHERE member_id=$1", mid)
+    assert [(r["kind"], bytes(r["value_enc"])) for r in left] == [("user_id", b"")]
     assert await pool.fetchval("SELECT count(*) FROM events") == events_before + 1
-    assert await load_data_keys(pool, keyring, ["m-erase"]) == {}
-    same_id, still_sealed = await sealed_evidence(api, "m-erase")
+    assert await load_data_keys(pool, keyring, [mid]) == {}
+    same_id, still_sealed = await sealed_evidence(api, mid)
     assert (same_id, still_sealed) == (event_id, sealed)  # the row itself never changed
     with pytest.raises(CryptoError):
         open_field(still_sealed, None, event_id, "evidence")
     # No other key opens it: not the secret-derived keys, not a new key for the same id.
-    new_key, _ = keyring.new_data_key("m-erase")
+    new_key, _ = keyring.new_data_key(mid)
     with pytest.raises(CryptoError):
         open_field(still_sealed, new_key, event_id, "evidence")
     # Nothing in the database holds the plain values any more.
@@ -134,10 +139,10 @@ async def test_erasure_shreds_raw_rows_and_keeps_counts(api: Api) -> None:
     )
     for secret in (EMAIL, PHONE, IP, base64.b64encode(EMAIL.encode()).decode()):
         assert secret not in dump
-    assert (await get_contact_points(pool, "m-erase", keyring=keyring))["email"] is None
+    assert (await get_contact_points(pool, mid, keyring=keyring))["email"] is None
 
     # Counts remain, personal profile fields do not.
-    profile = await get_profile(pool, "m-erase")
+    profile = await get_profile(pool, mid)
     assert profile is not None and profile.erased
     assert profile.order_count == 2 and profile.monetary_value == 50.0
     assert profile.timezone is None and profile.consent == {} and profile.traits == {}
@@ -146,7 +151,7 @@ async def test_erasure_shreds_raw_rows_and_keeps_counts(api: Api) -> None:
     # The same email later is a stranger: nothing links it to the erased member.
     async with api.client("ingest") as c:
         r = await c.post("/v1/events", json={"events": [event("page.viewed", email=EMAIL)]})
-        assert r.json()["results"][0]["member_id"] != "m-erase"
+        assert r.json()["results"][0]["member_id"] != mid
 
     # Erasing again changes nothing and appends nothing.
     async with api.client("admin") as c:
@@ -154,15 +159,15 @@ async def test_erasure_shreds_raw_rows_and_keeps_counts(api: Api) -> None:
     assert again.status_code == 200 and again.json()["already_erased"] is True
     assert (
         await pool.fetchval(
-            "SELECT count(*) FROM events "
-            "WHERE type = 'member.erased' AND stream_id = 'member-m-erase'"
+            "SELECT count(*) FROM events WHERE type = 'member.erased' AND stream_id = $1",
+            f"member-{mid}",
         )
         == 1
     )
 
 
 async def test_erasure_needs_admin_and_a_known_member(api: Api) -> None:
-    await seed_member(api, "m-scope")
+    mid = await seed_member(api, "m-scope")
     for scope, status in (("read", 403), ("ingest", 403), (None, 401)):
         async with api.client(scope) as c:
             assert (await c.delete("/v1/members/m-scope")).status_code == status
@@ -171,15 +176,13 @@ async def test_erasure_needs_admin_and_a_known_member(api: Api) -> None:
         assert r.status_code == 404
         assert r.json()["error"]["code"] == "not_found"
     assert (
-        await api.store.pool.fetchval(
-            "SELECT count(*) FROM member_keys WHERE member_id = 'm-scope'"
-        )
+        await api.store.pool.fetchval("SELECT count(*) FROM member_keys WHERE member_id = $1", mid)
         == 1
     )
 
 
 async def test_erasure_terminates_running_journeys(api: Api, temporal_env) -> None:  # type: ignore[no-untyped-def]
-    await seed_member(api, "m-journey")
+    mid = await seed_member(api, "m-journey")
     queue = f"privacy-{uuid.uuid4().hex[:8]}"
     client = temporal_env.client
     async with Worker(client, task_queue=queue, workflows=[Sleeper]):
@@ -190,7 +193,7 @@ async def test_erasure_terminates_running_journeys(api: Api, temporal_env) -> No
             api.store.pool,
             workflow_id=handle.id,
             journey="sleeper",
-            member_id="m-journey",
+            member_id=mid,
             key=None,
             entry_id=handle.first_execution_run_id,
             new_run=True,
@@ -209,14 +212,14 @@ async def test_erased_member_is_never_sent_to(api: Api) -> None:
     from engine.activities.delivery_contract import SendRequest
     from engine.delivery.workers import build_deliverer
 
-    await seed_member(api, "m-nosend")
+    mid = await seed_member(api, "m-nosend")
     async with api.client("admin") as c:
         assert (await c.delete("/v1/members/m-nosend")).status_code == 200
     deliverer = build_deliverer(api.store, api.settings)
     outcome = await deliverer.deliver(
         SendRequest(
             journey="welcome",
-            member_id="m-nosend",
+            member_id=mid,
             workflow_id="journey/welcome/m-nosend",
             entry_id="e1",
             step="welcome",
@@ -245,7 +248,8 @@ async def test_no_new_events_for_an_erased_member(api: Api) -> None:
     assert statuses == ["rejected", "duplicate", "accepted"]
     assert body["results"][0]["errors"][0]["field"] == "events[0].member.id"
     assert "erased" in body["results"][0]["errors"][0]["reason"]
-    stream = [e.type for e in await api.store.read_stream("member-m-gone")]
+    gone = body["results"][1]["member_id"]
+    stream = [e.type for e in await api.store.read_stream(f"member-{gone}")]
     assert "member.registered" not in stream
     assert (
         await api.store.pool.fetchval(

@@ -18,10 +18,11 @@ from .test_erasure import EMAIL, IP, PHONE, seed_member
 
 
 async def test_export_round_trips(api: Api, database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    await seed_member(api, "m-export")
+    mid = await seed_member(api, "m-export")
     await api.store.pool.execute(
         "INSERT INTO segment_memberships (segment, member_id, entered_at) "
-        "VALUES ('vip', 'm-export', now())"
+        "VALUES ('vip', $1, now())",
+        mid,
     )
     async with api.client("admin") as c:
         r = await c.get("/v1/members/m-export/export")
@@ -32,18 +33,16 @@ async def test_export_round_trips(api: Api, database_url: str, tmp_path) -> None
         assert (await c.get("/v1/members/nobody/export")).status_code == 404
 
     # Everything the engine holds comes back, in plain values that equal the sources.
-    stream = await api.store.read_stream("member-m-export", 0)
+    stream = await api.store.read_stream(f"member-{mid}", 0)
     assert [e["event_id"] for e in data["events"]] == [e.event_id for e in stream]
     assert [e["type"] for e in data["events"]] == [e.type for e in stream]
     consent = next(e for e in data["events"] if e["type"] == "member.consent_changed")
     assert consent["data"]["evidence"] == {"ip": IP, "form": "footer"}  # decrypted
-    contacts = await get_contact_points(
-        api.store.pool, "m-export", keyring=Keyring(SECRET.encode())
-    )
+    contacts = await get_contact_points(api.store.pool, mid, keyring=Keyring(SECRET.encode()))
     assert data["contact_points"] == {k: v for k, v in contacts.items() if k != "member_id"}
     assert data["contact_points"]["email"] == EMAIL and data["contact_points"]["phone"] == PHONE
-    assert data["aliases"] == {"email": [EMAIL], "phone": [PHONE]}
-    profile = await get_profile(api.store.pool, "m-export")
+    assert data["aliases"] == {"email": [EMAIL], "phone": [PHONE], "user_id": ["m-export"]}
+    profile = await get_profile(api.store.pool, mid)
     assert profile is not None
     exported = dict(data["profile"])
     expected = profile.model_dump(mode="json")
@@ -51,7 +50,7 @@ async def test_export_round_trips(api: Api, database_url: str, tmp_path) -> None
         exported.pop(time_dependent), expected.pop(time_dependent)
     assert exported == expected
     assert exported["consent"] == {"sms:marketing": True}
-    assert data["member_id"] == "m-export" and data["erased"] is False
+    assert data["member_id"] == mid and data["erased"] is False
     assert [m["segment"] for m in data["segments"]] == ["vip"]
     assert json.loads(json.dumps(data)) == data
 
@@ -92,7 +91,7 @@ async def test_export_round_trips(api: Api, database_url: str, tmp_path) -> None
         assert (await c.delete("/v1/members/m-export")).status_code == 200
         after = (await c.get("/v1/members/m-export/export")).json()
     text = json.dumps(after)
-    assert EMAIL not in text and PHONE not in text and IP not in text
+    assert EMAIL not in text and PHONE not in text and IP not in text and "m-export" not in text
     assert after["erased"] is True and after["aliases"] == {}
     assert after["profile"]["order_count"] == 2
     consent = next(e for e in after["events"] if e["type"] == "member.consent_changed")

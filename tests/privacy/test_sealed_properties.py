@@ -96,7 +96,7 @@ async def _raw_rows(api: Api) -> list[dict[str, Any]]:
     rows = await api.store.pool.fetch(
         "SELECT event_id, type, data::text AS data, metadata::text AS metadata FROM events "
         "WHERE stream_id = $1 ORDER BY global_position",
-        f"member-{MEMBER}",
+        f"member-{await api.store_id(MEMBER)}",
     )
     return [dict(r) for r in rows]
 
@@ -119,6 +119,7 @@ async def test_personal_properties_are_sealed_and_erasure_makes_them_unreadable(
 ) -> None:
     pool = api.store.pool
     await _ingest(api)
+    mid = await api.store_id(MEMBER)
 
     # The raw rows: personal values nowhere in plain text, allowlisted ones in clear.
     rows = await _raw_rows(api)
@@ -141,12 +142,12 @@ async def test_personal_properties_are_sealed_and_erasure_makes_them_unreadable(
     assert _reveals(await _everything(api)) == []
 
     # Journeys see the clear properties only.
-    [cart] = await api.store.read_stream(f"member-{MEMBER}", 1, limit=1)
+    [cart] = await api.store.read_stream(f"member-{mid}", 1, limit=1)
     assert journey_event(cart).data == {"cart_id": "cart-77", "items": [{"sku": "sku-1", "qty": 2}]}
 
     # Before erasure: profile, timeline and export show the plain values.
     await api.project()
-    profile = await get_profile(pool, MEMBER)
+    profile = await get_profile(pool, mid)
     assert profile is not None
     assert profile.traits == {"name": NAME, "plan": "gold", "address": {"street": STREET}}
     assert profile.timezone == "Europe/Paris"
@@ -177,9 +178,9 @@ async def test_personal_properties_are_sealed_and_erasure_makes_them_unreadable(
     assert await pool.fetchval("SELECT count(*) FROM events") == events_before + 1
     raw_after = await _raw_rows(api)
     assert raw_after[:-1] == raw_before and raw_after[-1]["type"] == "member.erased"
-    assert await load_data_keys(pool, Keyring(api.settings.resolved_secret()), [MEMBER]) == {}
+    assert await load_data_keys(pool, Keyring(api.settings.resolved_secret()), [mid]) == {}
     assert _reveals(await _everything(api)) == []
-    profile = await get_profile(pool, MEMBER)
+    profile = await get_profile(pool, mid)
     assert profile is not None and profile.erased
     assert profile.traits == {} and profile.timezone is None
     assert (profile.order_count, profile.monetary_value) == (2, 52.5)
@@ -197,7 +198,7 @@ async def test_personal_properties_are_sealed_and_erasure_makes_them_unreadable(
 
     # A rebuild replays the sealed rows without the key: counts stay, nothing personal.
     await ProfileProjector(api.store, api.settings).rebuild()
-    profile = await get_profile(pool, MEMBER)
+    profile = await get_profile(pool, mid)
     assert profile is not None and profile.erased and profile.traits == {}
     assert (profile.order_count, profile.monetary_value) == (2, 52.5)
     assert profile.timezone is None
@@ -231,11 +232,16 @@ async def test_a_merged_members_sealed_properties_stay_readable_until_erasure(ap
             "/v1/events",
             json={"events": [event("page.viewed", email=EMAIL, device_id="dev-1")]},
         )
-        assert r.json()["results"][0]["member_id"] == "m-old", r.text
+        old, new = await api.store_id("m-old"), await api.store_id("m-new")
+        assert old == new  # merged
+        assert r.json()["results"][0]["member_id"] == old, r.text
     await api.project()
     await ProfileProjector(api.store, api.settings).rebuild()
-    profile = await get_profile(pool, "m-new")
-    assert profile is not None and profile.member_id == "m-old"
+    new = (
+        await api.store.pool.fetchrow("SELECT member_id FROM members WHERE merged_into = $1", old)
+    )["member_id"]
+    profile = await get_profile(pool, new)
+    assert profile is not None and profile.member_id == old
     assert profile.traits == {"plan": "gold", "name": NAME}
     async with api.client("admin") as c:
         export = (await c.get("/v1/members/m-old/export")).json()
@@ -244,13 +250,13 @@ async def test_a_merged_members_sealed_properties_stay_readable_until_erasure(ap
 
     async with api.client("admin") as c:
         r = await c.delete("/v1/members/m-old")
-        assert r.status_code == 200 and sorted(r.json()["erased_ids"]) == ["m-new", "m-old"]
+        assert r.status_code == 200 and sorted(r.json()["erased_ids"]) == sorted([old, new])
         export = (await c.get("/v1/members/m-old/export")).json()
     assert _reveals(json.dumps(export)) == []
-    keys = await load_data_keys(pool, Keyring(api.settings.resolved_secret()), ["m-old", "m-new"])
+    keys = await load_data_keys(pool, Keyring(api.settings.resolved_secret()), [old, new])
     assert keys == {}
     await ProfileProjector(api.store, api.settings).rebuild()
-    profile = await get_profile(pool, "m-old")
+    profile = await get_profile(pool, old)
     assert profile is not None and profile.erased and profile.traits == {}
 
 
@@ -273,19 +279,23 @@ async def test_the_clear_list_is_a_setting(store: PostgresEventStore, tmp_path) 
         ]
     )
     assert result.accepted == 1
-    [stored] = await store.read_stream("member-m-b")
+    mb = result.results[0].member_id
+    assert mb is not None
+    [stored] = await store.read_stream(f"member-{mb}")
     assert set(stored.data) == {"booking_id", SEALED}
-    keys = await load_data_keys(store.pool, ingestor.keyring, ["m-b"])
-    assert open_fields(stored.data, keys["m-b"], stored.event_id) == {
+    keys = await load_data_keys(store.pool, ingestor.keyring, [mb])
+    assert open_fields(stored.data, keys[mb], stored.event_id) == {
         "booking_id": "b-1",
         "cart_id": "c-1",
         "traits": {"x": 1},
     }
-    # An event with nothing personal stores its properties as sent, and needs no key.
-    await ingestor.ingest_raw([event("booking.made", id="m-c", properties={"booking_id": "b"})])
-    [plain] = await store.read_stream("member-m-c")
+    # An event with nothing personal stores its properties as sent.
+    plain_result = await ingestor.ingest_raw(
+        [event("booking.made", device_id="d-c", properties={"booking_id": "b"})]
+    )
+    mc = plain_result.results[0].member_id
+    [plain] = await store.read_stream(f"member-{mc}")
     assert plain.data == {"booking_id": "b"}
-    assert await load_data_keys(store.pool, ingestor.keyring, ["m-c"]) == {}
 
 
 def test_default_clear_list_holds_every_builtin_trigger_key() -> None:
