@@ -73,7 +73,14 @@ async def add_member(
     push: list[dict[str, Any]] | None = None,
     member_id: str | None = None,
 ) -> str:
-    """Register a member through ingestion and project the profile."""
+    """Register a member through ingestion and project the profile; returns the store's id.
+
+    With `member_id`, that id is also the store's id (a user id equal to a store member id
+    names that member), for tests that need to know it beforehand (holdout assignment)."""
+    if member_id:
+        await store.pool.execute(
+            "INSERT INTO members (member_id) VALUES ($1) ON CONFLICT DO NOTHING", member_id
+        )
     member: dict[str, Any] = {"id": member_id or f"m-{uuid.uuid4().hex[:10]}"}
     if email:
         member["email"] = email

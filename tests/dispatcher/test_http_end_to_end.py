@@ -32,6 +32,8 @@ def ev(type: str, properties: dict) -> dict:
 async def test_http_ingest_drives_a_cart_journey(temporal_dev, store, tmp_path) -> None:
     settings = Settings(secret_key=SecretStr("e2e-secret-" + "z" * 32), data_dir=tmp_path)
     token, _ = await create_key(store.pool, ["ingest"], name="e2e")
+    # "http-1" outside the holdout group: a user id equal to a store member id names it.
+    await store.pool.execute("INSERT INTO members (member_id) VALUES ('http-1')")
     app = create_app(settings, store, run_projector=False)
     client = temporal_dev.client
     found = journeys("cart_recovery")

@@ -418,6 +418,12 @@ class Load:
     ) -> None:
         """Send every event, batch by batch; a batch whose retries all fail is sent again
         (same event ids) until the API acknowledges it, as a careful producer does."""
+        # The members' ids are the store's ids too (a user id equal to a store member id
+        # names that member): workflow ids and holdout groups are known beforehand.
+        await self.rig.pool.execute(
+            "INSERT INTO members (member_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            [m.id for m in self.members],
+        )
         async with self.client() as jm:
             for i in range(0, len(self.events), self.batch):
                 chunk = self.events[i : i + self.batch]
