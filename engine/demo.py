@@ -458,6 +458,14 @@ async def _play(
             # -------------------------------------------------------------- history
             t = time.perf_counter()
             shop = run.shop
+            # The synthetic shop's ids hold nothing personal: make them the store's ids too
+            # (a user id equal to a store member id names that member), so the behaviour
+            # model follows the same member through the ledger and the journeys.
+            await conn.execute(
+                "INSERT INTO members (member_id) SELECT unnest($1::text[]) "
+                "ON CONFLICT DO NOTHING",
+                list(shop.by_id),
+            )
             history = [e.api(shop.by_id[e.member_id]) for e in shop.history()]
             result = await client.send_batch(history, concurrency=2)
             accepted = sum(1 for r in result.results if r.status == "accepted")
