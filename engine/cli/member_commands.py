@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 @members_app.command("erase")
 def members_erase(
-    member_id: str = typer.Argument(..., help="The member id."),
+    member_id: str = typer.Argument(..., help="Your id of the member, or the store's."),
     reason: str = typer.Option("", help="Why (recorded on the member.erased event)."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
 ) -> None:
@@ -58,7 +58,7 @@ def members_erase(
 
 @members_app.command("export")
 def members_export(
-    member_id: str = typer.Argument(..., help="The member id."),
+    member_id: str = typer.Argument(..., help="Your id of the member, or the store's."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
 ) -> None:
     """Everything known about a member, as JSON (to stdout or a file)."""
