@@ -84,7 +84,7 @@ def normalise_email(value: str) -> str:
     local = unicodedata.normalize("NFC", local)
     try:
         ascii_domain = idna.encode(domain, uts46=True, std3_rules=True).decode("ascii")
-    except idna.IDNAError as exc:
+    except UnicodeError as exc:  # idna.IDNAError and the codec errors it wraps
         raise ValueError(f"email domain {domain!r} is not a valid domain name: {exc}") from None
     return f"{local.translate(_ASCII_LOWER)}@{ascii_domain}"
 
