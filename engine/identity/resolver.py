@@ -14,8 +14,8 @@ batch size. Rules, applied event by event in batch order:
   the event, a `member.identified` event records the link.
 
 Every event of the batch goes to the member that survives the batch. `resolve` reads, then
-locks the existing members it decided on (`FOR NO KEY UPDATE`, in member id order, so two
-batches never wait on each other in a cycle) and checks they are as it read them: a member
+locks the existing members it read (the ones it merges away `FOR UPDATE`, then the others
+`FOR KEY SHARE`, each in member id order) and checks they are as it read them: a member
 merged or erased meanwhile raises `IdentityChanged` (retry the transaction; the retry sees
 the winner's rows), and claims naming an erased member raise `ErasedMembers`. While the
 locks are held, no merge or erasure can change those members, so the batch's aliases and
@@ -58,8 +58,13 @@ FROM members m WHERE m.member_id = ANY($4::text[])
 
 _LOCK = """
 SELECT member_id, merged_into, erased_at FROM members
-WHERE member_id = ANY($1::text[]) ORDER BY member_id FOR NO KEY UPDATE
+WHERE member_id = ANY($1::text[]) ORDER BY member_id FOR {mode}
 """
+# Batches share the members they read (FOR KEY SHARE: concurrent batches naming the same
+# member do not wait for each other); a merge and an erasure take FOR UPDATE, which waits
+# for every batch holding the member and makes later ones wait.
+_LOCK_SHARED = _LOCK.format(mode="KEY SHARE")
+_LOCK_EXCLUSIVE = _LOCK.format(mode="UPDATE")
 
 
 class IdentityChanged(Exception):
@@ -227,7 +232,7 @@ class IdentityResolver:
         result.member_ids = [members.find(m) for m in result.member_ids]
         for ms, m in zip(named, result.member_ids, strict=True):
             ms.append(m)
-        await _lock_and_check(conn, members, named)
+        await _lock_and_check(conn, members, named, {loser for _, loser in plan.merges})
         need_keys = {members.find(owner[k]) for k in plan.new_aliases}
         need_keys |= {result.member_ids[i] for i, c in enumerate(claims) if c.push or c.seal}
         need_keys |= {members.find(loser) for _, loser in plan.merges}
@@ -376,15 +381,18 @@ class IdentityResolver:
 
 
 async def _lock_and_check(
-    conn: asyncpg.Connection, members: _Members, named: list[list[str]]
+    conn: asyncpg.Connection, members: _Members, named: list[list[str]], losers: set[str]
 ) -> None:
     """Lock every stored member the batch read and check nothing changed since the read.
 
-    `named[i]` are the members claim `i` named (by id or alias) and the one it resolved to."""
+    `named[i]` are the members claim `i` named (by id or alias) and the one it resolved to;
+    `losers` are the members the batch merges away."""
     if not members.read:
         return
     erased: set[str] = set()
-    rows = await conn.fetch(_LOCK, list(members.read))
+    exclusive = sorted(losers & members.read.keys())
+    rows = await conn.fetch(_LOCK_EXCLUSIVE, exclusive) if exclusive else []
+    rows += await conn.fetch(_LOCK_SHARED, sorted(members.read.keys() - losers))
     if len(rows) != len(members.read):
         raise IdentityChanged("a member the batch read is gone")
     for r in rows:

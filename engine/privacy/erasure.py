@@ -179,17 +179,17 @@ async def _shred(
 
 
 async def _lock_members(conn: asyncpg.Connection, member_id: str) -> list[str]:
-    """The ids `member_ids_of` gives, with their `members` rows locked (in id order, as
-    ingestion locks them) so that no batch can link an alias to them, merge one more member
-    into them or use their data key until the erasure commits."""
+    """The ids `member_ids_of` gives, with their `members` rows locked (`FOR UPDATE`, in id
+    order) so that no batch can link an alias to them, merge one more member into them or
+    use their data key until the erasure commits: ingestion holds the members it resolves
+    `FOR KEY SHARE`, so each waits for the other."""
     locked: set[str] = set()
     while True:
         ids = await member_ids_of(conn, member_id)
         if set(ids) <= locked:
             return ids
         await conn.execute(
-            "SELECT 1 FROM members WHERE member_id = ANY($1::text[]) "
-            "ORDER BY member_id FOR NO KEY UPDATE",
+            "SELECT 1 FROM members WHERE member_id = ANY($1::text[]) ORDER BY member_id FOR UPDATE",
             sorted(set(ids) - locked),
         )
         locked |= set(ids)
