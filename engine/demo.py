@@ -462,8 +462,7 @@ async def _play(
             # (a user id equal to a store member id names that member), so the behaviour
             # model follows the same member through the ledger and the journeys.
             await conn.execute(
-                "INSERT INTO members (member_id) SELECT unnest($1::text[]) "
-                "ON CONFLICT DO NOTHING",
+                "INSERT INTO members (member_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
                 list(shop.by_id),
             )
             history = [e.api(shop.by_id[e.member_id]) for e in shop.history()]
