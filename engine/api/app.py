@@ -65,6 +65,7 @@ def create_app(
         app.state.settings = settings
         app.state.ingestor = Ingestor(s, settings)
         app.state.verifier = KeyVerifier(s.pool)
+        feedback.warn_at_start(settings)
         task = None
         if project:
             task = asyncio.create_task(_project_forever(ProfileProjector(s, settings)))
