@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Server secret for blind indexes, signed links and key encryption. "
         "When unset, one is generated once and kept in the data directory.",
     )
+    log_http_requests: bool = Field(
+        default=False,
+        description="Log each outgoing HTTP request of the HTTP client libraries (httpx, …), "
+        "with its URL cut to the origin. Off by default: some providers put credentials in "
+        "the URL.",
+    )
     db_pool_min: int = 2
     db_pool_max: int = 10
 

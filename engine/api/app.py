@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 from engine.ingest import Ingestor
 from engine.ingest_models import EventBatchIn
 from engine.keys import KeyVerifier
+from engine.logs import quiet_http_clients
 from engine.profiles import ProfileProjector
 from engine.settings import Settings, get_settings
 from event_store import PostgresEventStore
@@ -66,6 +67,7 @@ def create_app(
         app.state.ingestor = Ingestor(s, settings)
         app.state.verifier = KeyVerifier(s.pool)
         feedback.warn_at_start(settings)
+        quiet_http_clients(settings.log_http_requests)
         task = None
         if project:
             task = asyncio.create_task(_project_forever(ProfileProjector(s, settings)))

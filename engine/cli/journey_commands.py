@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import signal
 from typing import Any
 
@@ -18,10 +17,11 @@ def register(app: typer.Typer) -> None:
     def worker() -> None:
         """Run the Temporal worker: every registered journey, the inactivity scan, and the
         journey activities."""
+        from engine.logs import configure_logging
         from engine.metrics import serve_part
         from engine.worker import run_worker
 
-        logging.basicConfig(level=logging.INFO)
+        configure_logging(log_http_requests=settings().log_http_requests)
         serve_part("worker", temporal=True)
         run(run_worker(settings(), db_url()))
 
@@ -36,8 +36,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Route store events to journeys (signal-with-start for triggers, signals for the
         rest), checkpointing after Temporal accepts."""
-        logging.basicConfig(level=logging.INFO)
+        from engine.logs import configure_logging
         from engine.metrics import serve_part
+
+        configure_logging(log_http_requests=settings().log_http_requests)
 
         serve_part("dispatcher")
         run(_dispatch(partition or None, partitions or settings().dispatcher_partitions))
