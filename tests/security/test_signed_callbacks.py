@@ -211,3 +211,29 @@ async def test_the_api_says_at_start_when_callbacks_will_be_refused(
             assert bool(said) is warned, said
             if warned:
                 assert "sms" in said[0]
+
+
+async def test_undecodable_input_to_any_feedback_endpoint_is_a_4xx(env: Env) -> None:
+    """Tokens and bodies that are not UTF-8 (or not tokens at all): never a 5xx."""
+    junk = b"\xff\xfe\x00%ff&List-Unsubscribe=One-Click\x80"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    tokens = ["%ff%fe", "%00", "a.b", "%ED%A0%80", "x" * 5000, "..%2f..%2fetc"]
+    before = await env.event_count()
+    async with env.http() as http:
+        for token in tokens:
+            for method, path in (
+                ("GET", f"/t/c/{token}"),
+                ("GET", f"/t/o/{token}.gif"),
+                ("GET", f"/u/{token}"),
+                ("POST", f"/u/{token}"),
+                ("GET", f"/v1/consent/confirm/{token}"),
+                ("POST", f"/v1/consent/confirm/{token}"),
+            ):
+                r = await http.request(method, path, content=junk, headers=form)
+                assert 400 <= r.status_code < 500, (method, path, r.status_code)
+        for path in ("/webhooks/sms", "/webhooks/email", "/webhooks/%ff", "/dashboard/login"):
+            r = await http.post(
+                path, content=junk, headers={**form, "X-Twilio-Signature": "Zm9yZ2Vk"}
+            )
+            assert 400 <= r.status_code < 500, (path, r.status_code)
+    assert await env.event_count() == before
