@@ -1,7 +1,8 @@
 """Feedback: what providers and members tell us after a send, turned into events.
 
-* Provider callbacks (`webhook`): the channel verifies the signature (`verify_webhook`) and
-  parses the callback (`parse_webhook`) into `DeliveryEvent`s, which become
+* Provider callbacks (`webhook`): the channel verifies the signature (`verify_webhook`, over
+  the configured public URL, never the one the request claims) and parses the callback
+  (`parse_webhook`) into `DeliveryEvent`s, which become
   `message.provider_status`, `message.delivered`, `message.bounced`, `member.unsubscribed`
   (SMS STOP) or `member.consent_changed` (SMS START).
 * Tracking links: a click (`message.clicked`, first click per link), an open
