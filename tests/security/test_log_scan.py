@@ -180,6 +180,7 @@ async def test_a_token_in_a_provider_url_stays_out_of_the_logs(env: Env, http_lo
         configure_logging()
         root.setLevel(logging.INFO)  # basicConfig's level (pytest's handlers make it a no-op)
         await _deliver_through_bot(env, "1:default")
+        assert not any(line.startswith(("httpx:", "httpcore")) for line in handler.lines)
         # every logger at DEBUG, HTTP clients included: URLs are cut to their origin
         for name in [*logging.root.manager.loggerDict, ""]:
             logging.getLogger(name).setLevel(logging.DEBUG)
