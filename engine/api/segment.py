@@ -1,9 +1,13 @@
-"""Segment-compatible endpoints: `POST /v1/track`, `/v1/identify`, `/v1/batch`.
+"""Segment-compatible endpoints: `POST /v1/track`, `/v1/identify`, `/v1/page`,
+`/v1/screen`, `/v1/alias`, `/v1/group` and `/v1/batch` (where Segment's and RudderStack's
+libraries send every call, gzip-compressed or not: `engine.api.limits` inflates it).
 
 A system wired to Segment's (or RudderStack's) HTTP tracking API can point at Journeyman
 unchanged: the write key is a Journeyman API key with the `ingest` scope (HTTP Basic, key
 as user name), and payloads are mapped onto Journeyman events (see docs/ingestion.md,
-"Segment mapping").
+"Segment mapping"). E-commerce events that describe a cart one product at a time are
+folded into cart snapshots (`engine.carts`). Error bodies carry `code` and `message` at
+the top level, where those libraries read them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 from typing import Any
 
@@ -18,6 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine import carts
 from engine.ingest import Ingestor
 from engine.ingest_models import EVENT_TYPE_PATTERN, FieldError, IngestResult
 from engine.keys import ApiKey
@@ -28,6 +34,7 @@ from .errors import ERROR_RESPONSES, ApiError, ErrorBody
 from .events import check_count
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 SEGMENT_EVENTS = {
     "order completed": "order.placed",
@@ -63,10 +70,13 @@ class SegmentCall(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str | None = Field(default=None, description="track, identify, page, screen, alias")
+    type: str | None = Field(
+        default=None, description="track, identify, page, screen, alias, group"
+    )
     userId: str | int | None = None
     anonymousId: str | int | None = None
     previousId: str | int | None = None
+    groupId: str | int | None = None
     event: str | None = None
     name: str | None = None
     properties: dict[str, Any] | None = None
@@ -123,6 +133,10 @@ def to_event(
     """Map one Segment call onto a Journeyman event (a plain dict, validated later)."""
     context = call.get("context") if isinstance(call.get("context"), dict) else {}
     traits = call.get("traits") if isinstance(call.get("traits"), dict) else None
+    group_traits: dict[str, Any] = {}
+    if kind == "group":
+        # A group call's traits describe the group (account), not the member.
+        group_traits, traits = dict(traits or {}), None
     if traits is None and isinstance(context.get("traits"), dict):
         traits = context["traits"]
     traits = dict(traits or {})
@@ -146,6 +160,9 @@ def to_event(
         type_ = event_type(name)
         if type_ != name:
             properties.setdefault("segment_event", name)
+        errors = _ecommerce(name, properties)
+        if errors:
+            return errors
     elif kind == "identify":
         type_ = "member.identified"
         moved = {k: traits.pop(k) for k in ("timezone", "locale") if isinstance(traits.get(k), str)}
@@ -165,6 +182,12 @@ def to_event(
         if not previous:
             return [FieldError(field="previousId", reason="an alias call needs previousId")]
         member["device_id"] = previous
+    elif kind == "group":
+        type_ = "member.grouped"
+        group = _str(call.get("groupId"))
+        if not group:
+            return [FieldError(field="groupId", reason="a group call needs groupId")]
+        properties = {"group_id": group, "traits": group_traits}
     else:
         return [FieldError(field="type", reason=f"{kind!r} calls are not supported")]
     for key in ("timezone", "locale"):
@@ -178,6 +201,23 @@ def to_event(
         "occurred_at": timestamp,
         "properties": properties,
     }
+
+
+def _ecommerce(name: str, properties: dict[str, Any]) -> list[FieldError]:
+    """Spec e-commerce events: a product change must name its product, and an order's
+    `products` become its `items` (the lines a report or a template reads)."""
+    lowered = name.strip().lower()
+    if lowered in ("product added", "product removed") and carts.line_of(properties) is None:
+        return [
+            FieldError(
+                field="properties.product_id",
+                reason=f"{name} needs properties.product_id or properties.sku",
+            )
+        ]
+    if lowered in ("order completed", "cart viewed", "checkout started"):
+        if "products" in properties:
+            properties.setdefault("items", carts.items_of(properties["products"]))
+    return []
 
 
 def _rename(errors: list[FieldError], index_prefix: str) -> list[FieldError]:
@@ -199,6 +239,7 @@ async def _ingest(
     check_count(len(calls), ingestor.settings.ingest_max_batch_events)
     now = dt.datetime.now(dt.UTC)
     items: list[Any] = []
+    changes: dict[str, carts.CartChange] = {}
     for call, kind in zip(calls, kinds, strict=True):
         if not isinstance(call, dict):
             items.append([FieldError(field="body", reason="a call must be a JSON object")])
@@ -207,9 +248,19 @@ async def _ingest(
         if not isinstance(kind, str):
             items.append([FieldError(field="type", reason="each batch item needs a type")])
             continue
-        items.append(to_event(call, kind, now))
+        event = to_event(call, kind, now)
+        items.append(event)
+        if isinstance(event, dict) and kind == "track" and isinstance(call.get("event"), str):
+            change = carts.change_for(call["event"], event["properties"])
+            if change is not None:
+                changes.setdefault(event["event_id"], change)
     raw = [i for i in items if isinstance(i, dict)]
-    result = await ingestor.ingest_raw(raw, source="segment", key_id=key.key_id)
+    result = await ingestor.ingest_raw(
+        raw,
+        source="segment",
+        key_id=key.key_id,
+        amend=carts.CartFolder(changes) if changes else None,
+    )
     outcomes = iter(result.results)
     merged = []
     for i, item in enumerate(items):
@@ -229,6 +280,17 @@ async def _ingest(
                 o.model_copy(update={"index": i, "errors": _rename(o.errors, prefix)}).model_dump()
             )
     rejected = sum(m["status"] == "rejected" for m in merged)
+    if rejected and batch and rejected < len(merged):
+        # Segment's libraries never read a 200 body: say here what was refused.
+        first = next(m for m in merged if m["status"] == "rejected")
+        reason = "; ".join(f"{e.field}: {e.reason}" for e in first["errors"])
+        log.warning(
+            "segment batch from key %s: %d of %d calls refused (first: %s)",
+            key.key_id,
+            rejected,
+            len(merged),
+            reason,
+        )
     return SegmentResult(
         success=rejected == 0,
         accepted=result.accepted,
@@ -302,6 +364,25 @@ async def track(request: Request, key: ApiKey = Depends(require("ingest"))) -> J
 )
 async def identify(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
     return await _single(request, key, "identify")
+
+
+def _single_route(kind: str) -> None:
+    async def endpoint(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
+        return await _single(request, key, kind)
+
+    endpoint.__name__ = f"segment_{kind}"
+    router.post(
+        f"/v1/{kind}",
+        summary=f"Segment {kind}",
+        response_model=SegmentResult,
+        responses=_SINGLE_RESPONSES,
+        openapi_extra=_body_schema("SegmentCall"),
+        tags=["segment"],
+    )(endpoint)
+
+
+for _kind in ("page", "screen", "alias", "group"):
+    _single_route(_kind)
 
 
 @router.post(
