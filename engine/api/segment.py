@@ -95,6 +95,12 @@ class SegmentBatch(BaseModel):
 
 class SegmentResult(IngestResult):
     success: bool = Field(description="Segment's field: true when nothing was rejected.")
+    code: str | None = Field(
+        default=None, description="When every call was rejected: invalid_batch."
+    )
+    message: str | None = Field(
+        default=None, description="When every call was rejected: the first call's errors."
+    )
 
 
 def event_type(name: str) -> str:
@@ -301,11 +307,17 @@ async def _ingest(
 
 
 def _respond(result: SegmentResult, single: bool) -> JSONResponse:
-    body = result.model_dump(mode="json")
+    body = result.model_dump(mode="json", exclude={"code", "message"})
     if result.rejected and not (result.accepted or result.duplicates):
         if single:
             details = [FieldError(**e) for e in body["results"][0]["errors"]]
             raise ApiError(400, "invalid_call", "the call was rejected", details)
+        # `code` and `message` at the top level: what Segment's libraries report.
+        first = body["results"][0]["errors"]
+        body["code"] = "invalid_batch"
+        body["message"] = "every call was rejected; first: " + "; ".join(
+            f"{e['field']}: {e['reason']}" for e in first
+        )
         return JSONResponse(body, status_code=422)
     return JSONResponse(body)
 
