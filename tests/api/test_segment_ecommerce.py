@@ -9,6 +9,8 @@ import asyncio
 import copy
 from typing import Any
 
+import pytest
+
 from event_store import PostgresEventStore
 
 from .conftest import Api
@@ -236,11 +238,15 @@ async def test_a_retried_call_changes_the_cart_once(api: Api) -> None:
     assert [lines(e) for e in events] == [[(MONOPOLY, 1)], [(MONOPOLY, 2)]]
 
 
-async def test_concurrent_adds_to_one_cart_are_not_lost(api: Api) -> None:
-    user, n = "shopper-4", 24
+@pytest.mark.parametrize("shared", [False, True], ids=["one-member", "shared-cart"])
+async def test_concurrent_adds_to_one_cart_are_not_lost(api: Api, shared: bool) -> None:
+    """Many adds at once to one cart, from one member or (a cart shared between devices
+    not yet known to be one person) from several: every product ends up in the cart."""
+    n = 24
 
     async def add(i: int) -> None:
         product = {**PRODUCT_ADDED, "product_id": f"p-{i:02d}", "sku": f"S-{i:02d}"}
+        user = f"shopper-4-{i}" if shared else "shopper-4"
         async with api.client() as c:
             r = await c.post("/v1/track", json=track(user, "Product Added", product, f"c-{i}"))
             assert r.status_code == 200, r.text
@@ -252,3 +258,16 @@ async def test_concurrent_adds_to_one_cart_are_not_lost(api: Api) -> None:
     # and the last is the whole cart: what cart recovery reads.
     seen, _ = await api.store.read_all(types=["cart.updated"])
     assert [len(e.data["items"]) for e in seen] == list(range(1, n + 1))
+
+
+async def test_erasing_a_member_deletes_their_open_carts(api: Api) -> None:
+    async with api.client() as c:
+        r = await c.post(
+            "/v1/track", json=track("shopper-5", "Product Added", PRODUCT_ADDED, "x-1")
+        )
+        assert r.status_code == 200, r.text
+    assert await api.store.pool.fetchval("SELECT count(*) FROM carts") == 1
+    async with api.client("admin") as c:
+        r = await c.delete("/v1/members/shopper-5")
+        assert r.status_code == 200, r.text
+    assert await api.store.pool.fetchval("SELECT count(*) FROM carts") == 0
