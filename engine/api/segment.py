@@ -174,14 +174,11 @@ def to_event(
         moved = {k: traits.pop(k) for k in ("timezone", "locale") if isinstance(traits.get(k), str)}
         properties = {"traits": traits} if traits else {}
         properties.update(moved)
-    elif kind == "page":
-        type_ = "page.viewed"
-        if isinstance(call.get("name"), str):
-            properties.setdefault("name", call["name"])
-    elif kind == "screen":
-        type_ = "screen.viewed"
-        if isinstance(call.get("name"), str):
-            properties.setdefault("name", call["name"])
+    elif kind in ("page", "screen"):
+        type_ = f"{kind}.viewed"
+        for field in ("name", "category"):
+            if isinstance(call.get(field), str):
+                properties.setdefault(field, call[field])
     elif kind == "alias":
         type_ = "member.identified"
         previous = _str(call.get("previousId"))
