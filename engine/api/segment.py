@@ -329,6 +329,22 @@ _BATCH_RESPONSES = {
 }
 
 
+async def _write_key(request: Request) -> str | None:
+    """Segment's `writeKey` body field: older Segment libraries (analytics-python before
+    2.4) send the key only there, with no Authorization header."""
+    if request.headers.get("authorization"):
+        return None
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        return None
+    key = data.get("writeKey") if isinstance(data, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+_INGEST = require("ingest", fallback=_write_key)
+
+
 def _body_schema(name: str) -> dict:
     return {
         "requestBody": {
@@ -359,7 +375,7 @@ async def _single(request: Request, key: ApiKey, kind: str) -> JSONResponse:
     openapi_extra=_body_schema("SegmentCall"),
     tags=["segment"],
 )
-async def track(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
+async def track(request: Request, key: ApiKey = Depends(_INGEST)) -> JSONResponse:
     return await _single(request, key, "track")
 
 
@@ -371,12 +387,12 @@ async def track(request: Request, key: ApiKey = Depends(require("ingest"))) -> J
     openapi_extra=_body_schema("SegmentCall"),
     tags=["segment"],
 )
-async def identify(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
+async def identify(request: Request, key: ApiKey = Depends(_INGEST)) -> JSONResponse:
     return await _single(request, key, "identify")
 
 
 def _single_route(kind: str) -> None:
-    async def endpoint(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
+    async def endpoint(request: Request, key: ApiKey = Depends(_INGEST)) -> JSONResponse:
         return await _single(request, key, kind)
 
     endpoint.__name__ = f"segment_{kind}"
@@ -402,7 +418,7 @@ for _kind in ("page", "screen", "alias", "group"):
     openapi_extra=_body_schema("SegmentBatch"),
     tags=["segment"],
 )
-async def batch(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
+async def batch(request: Request, key: ApiKey = Depends(_INGEST)) -> JSONResponse:
     ingestor: Ingestor = request.app.state.ingestor
     data = parse_json(await read_body(request, ingestor.settings.ingest_max_body_bytes))
     calls = data.get("batch") if isinstance(data, dict) else None

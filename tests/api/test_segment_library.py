@@ -263,3 +263,27 @@ async def test_profile_projection_sees_group_calls(api: Api) -> None:
     async with api.client("read") as c:
         r = await c.get("/v1/members/g-user")
     assert r.json()["traits"]["groups"] == {"initech": {"industry": "software"}}
+
+
+async def test_write_key_in_the_body_as_older_segment_libraries_send_it(api: Api) -> None:
+    """analytics-python before 2.4 posts `/v1/batch` with no Authorization header, the
+    write key only in the body's `writeKey` (gzip or not)."""
+    call = {"type": "track", "userId": "old-lib", "event": "Old Lib", "messageId": "wk-1"}
+    body = {"batch": [call], "writeKey": api.keys["ingest"], "sentAt": "2026-01-01T00:00:00Z"}
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        r = await c.post("/v1/batch", json=body)
+        assert r.status_code == 200, r.text
+        zipped = gzip.compress(
+            json.dumps({**body, "batch": [{**call, "messageId": "wk-2"}]}).encode()
+        )
+        r = await c.post(
+            "/v1/batch",
+            content=zipped,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        assert r.status_code == 200, r.text
+        r = await c.post("/v1/batch", json={**body, "writeKey": "jm_nope"})
+        assert r.status_code == 401 and r.json()["code"] == "invalid_api_key", r.text
+        r = await c.post("/v1/batch", json={"batch": [call]})
+        assert r.status_code == 401 and r.json()["code"] == "unauthenticated", r.text
+    assert await stored(api.store, "wk") == {"wk-1": "custom.old_lib", "wk-2": "custom.old_lib"}
