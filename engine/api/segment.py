@@ -286,9 +286,10 @@ async def _ingest(
     if rejected and batch and rejected < len(merged):
         # Segment's libraries never read a 200 body: say here what was refused.
         first = next(m for m in merged if m["status"] == "rejected")
-        reason = "; ".join(f"{e.field}: {e.reason}" for e in first["errors"])
+        # Field names only: a reason may quote the refused (possibly personal) value.
+        reason = ", ".join(e.field for e in first["errors"])
         log.warning(
-            "segment batch from key %s: %d of %d calls refused (first: %s)",
+            "segment batch from key %s: %d of %d calls refused (first, fields: %s)",
             key.key_id,
             rejected,
             len(merged),
