@@ -25,7 +25,7 @@ import asyncio
 import datetime as dt
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -65,6 +65,12 @@ _RETRYABLE = (
     asyncpg.SerializationError,
 )
 EVENT_ADAPTER: TypeAdapter[EventIn] = TypeAdapter(EventIn)
+
+Amend = Callable[[asyncpg.Connection, list[EventIn], list[str]], Awaitable[dict[int, dict]]]
+"""A caller's step inside the append transaction, after identity resolution: given the
+batch's events and their member ids, it returns new properties for some of them, by
+position (the Segment endpoints fold cart changes this way: `engine.carts`). It runs again
+if the transaction is retried, and may add only properties kept in clear."""
 
 
 def stream_of(member_id: str) -> str:
@@ -132,7 +138,12 @@ class Ingestor:
 
     # ------------------------------------------------------------------ entry points
     async def ingest_raw(
-        self, items: Sequence[Any], *, source: str = "api", key_id: str | None = None
+        self,
+        items: Sequence[Any],
+        *,
+        source: str = "api",
+        key_id: str | None = None,
+        amend: Amend | None = None,
     ) -> IngestResult:
         """Validate plain JSON values one by one, then ingest the valid ones."""
         events: list[EventIn | list[FieldError]] = []
@@ -141,7 +152,7 @@ class Ingestor:
                 events.append(EVENT_ADAPTER.validate_python(item))
             except ValidationError as exc:
                 events.append(field_errors(exc, f"events[{i}]"))
-        return await self.ingest(events, source=source, key_id=key_id)
+        return await self.ingest(events, source=source, key_id=key_id, amend=amend)
 
     async def ingest(
         self,
@@ -149,6 +160,7 @@ class Ingestor:
         *,
         source: str = "api",
         key_id: str | None = None,
+        amend: Amend | None = None,
     ) -> IngestResult:
         """Ingest a batch; items that are already a list of errors are answered as rejected."""
         now = dt.datetime.now(dt.UTC)
@@ -176,7 +188,7 @@ class Ingestor:
         if valid:
             batch: list[tuple[int, EventIn]] = [(i, events[i]) for i in valid]  # type: ignore[misc]
             try:
-                await self._store(batch, outcomes, source, key_id)
+                await self._store(batch, outcomes, source, key_id, amend)
             except InvalidEventError:
                 # The store refused content (NUL, non-finite number): find which events.
                 storable = []
@@ -189,7 +201,7 @@ class Ingestor:
                 if len(storable) == len(batch):
                     raise
                 if storable:
-                    await self._store(storable, outcomes, source, key_id)
+                    await self._store(storable, outcomes, source, key_id, amend)
         for i, first in repeats:
             o = outcomes[first]
             assert o is not None
@@ -280,6 +292,7 @@ class Ingestor:
         outcomes: list[dict[str, Any] | None],
         source: str,
         key_id: str | None,
+        amend: Amend | None = None,
     ) -> None:
         metadata: dict[str, Any] = {"source": source, "schema_version": SCHEMA_VERSION}
         if key_id:
@@ -292,7 +305,7 @@ class Ingestor:
                         # Lost a race: retry serialised behind other retrying batches, so
                         # heavy overlap between concurrent senders still makes progress.
                         await conn.execute("SELECT pg_advisory_xact_lock($1)", _RETRY_LOCK)
-                    appended = await self._append(conn, batch, metadata)
+                    appended = await self._append(conn, batch, metadata, amend)
                 break
             except _RETRYABLE:
                 if attempt == _ATTEMPTS - 1:
@@ -315,6 +328,7 @@ class Ingestor:
         conn: asyncpg.Connection,
         fresh: list[tuple[int, EventIn]],
         metadata: dict[str, Any],
+        amend: Amend | None = None,
     ) -> dict[str, AppendResult]:
         """Resolve, append, then store the identity decisions, in the caller's transaction.
 
@@ -325,6 +339,9 @@ class Ingestor:
         clear = self.clear
         claims = [claim_of(e, clear) for _, e in fresh]
         resolution = await self.resolver.resolve(conn, claims)
+        amended = (
+            await amend(conn, [e for _, e in fresh], list(resolution.member_ids)) if amend else {}
+        )
         streams: dict[str, list[NewEvent]] = {}
         metas: dict[tuple[str, ...], dict[str, Any]] = {}
         for j, (_, e) in enumerate(fresh):
@@ -335,7 +352,7 @@ class Ingestor:
             if meta is None:
                 meta = metas[kinds] = {**metadata, "aliases": list(kinds)} if kinds else metadata
             member_id = resolution.member_ids[j]
-            data = e.properties
+            data = amended.get(j, e.properties)
             if claims[j].seal:
                 try:
                     data = seal_event(data, resolution.keys[member_id], e.event_id, clear)

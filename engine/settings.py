@@ -63,7 +63,9 @@ class Settings(BaseSettings):
         default=1000, description="Most events one POST /v1/events (or import batch) may carry."
     )
     ingest_max_body_bytes: int = Field(
-        default=1_048_576, description="Largest accepted HTTP request body, in bytes."
+        default=1_048_576,
+        description="Largest accepted HTTP request body, in bytes (a gzip body: compressed "
+        "and inflated).",
     )
     ingest_future_skew_seconds: float = Field(
         default=300.0, description="How far in the future an event's occurred_at may be."

@@ -92,10 +92,12 @@ async def get_aliases(
 
 
 async def forget_identity(conn: asyncpg.Connection, member_id: str) -> None:
-    """Erasure's identity half: delete the member's aliases, push subscriptions and data key,
+    """Erasure's identity half: delete the member's aliases, push subscriptions, open carts
+    and data key,
     and mark it erased. Call inside the transaction that appends `member.erased`."""
     await conn.execute("DELETE FROM member_aliases WHERE member_id = $1", member_id)
     await conn.execute("DELETE FROM push_subscriptions WHERE member_id = $1", member_id)
+    await conn.execute("DELETE FROM carts WHERE member_id = $1", member_id)
     await shred_member_key(conn, member_id)
     await conn.execute(
         "UPDATE members SET erased_at = coalesce(erased_at, now()) WHERE member_id = $1",
