@@ -1,13 +1,13 @@
 """Dashboard sessions: the sign-in cookie holds a random session id, stored here hashed with
 its admin key and expiry (`engine.sessions`).
 
-Revision ID: 0007_sessions
+Revision ID: 0010
 """
 
 from alembic import op
 
-revision = "0007_sessions"
-down_revision = "0006"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
