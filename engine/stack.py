@@ -90,12 +90,13 @@ class EmbeddedPostgres:
     def stop_now(self, timeout: float = 3.0) -> None:
         """Stop the server whoever else uses it (`pg_ctl stop -m fast`, `-m immediate` past
         `timeout`). The package's own `stop()` leaves it running while any process it
-        remembers — including one that was killed — still holds a handle."""
+        remembers — including one that was killed — still holds a handle, and may wait a
+        minute for the server to go."""
         from engine.lifeline import postgres_running, stop_postgres
 
-        self.stop()
         if postgres_running(str(self.pgdata)):
             stop_postgres(self.pg_ctl, str(self.pgdata), self.system_user, timeout)
+        self.stop()  # forget this process's handle
 
     @property
     def pgdata(self) -> Path:

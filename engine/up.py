@@ -152,6 +152,7 @@ class Up:
     _start_task: asyncio.Task[Any] | None = None
     _stop_task: asyncio.Task[None] | None = None
     _hurry: bool = False
+    _stopping_children: list[Child] = field(default_factory=list)
     _signals: tuple[int, ...] = ()
 
     @property
@@ -179,6 +180,9 @@ class Up:
     def _on_signal(self) -> None:
         if self._stopping.is_set():
             self._hurry = True
+            for child in self._stopping_children:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
             return
         self.request_stop()
 
@@ -473,6 +477,7 @@ class Up:
 
     async def _stop(self) -> None:
         children, self.children = list(reversed(self.children)), []
+        self._stopping_children = children
 
         async def stop_child(child: Child) -> None:
             grace = 0.0 if self._hurry else self.stop_grace
@@ -481,6 +486,7 @@ class Up:
 
         # Worker, dispatcher and API depend on Temporal and PostgreSQL, not on each other.
         await asyncio.gather(*(stop_child(c) for c in children))
+        self._stopping_children = []
         await asyncio.gather(self._stop_temporal(), self._stop_postgres())
         if self._watchdog is not None:
             _dismiss(self._watchdog)
