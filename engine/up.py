@@ -146,14 +146,14 @@ class Up:
     temporal: TemporalDevServer | None = None
     children: list[Child] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    _lock: DataDirLock | None = None
-    _watchdog: subprocess.Popen[bytes] | None = None
-    _postgres_starting: asyncio.Future[str] | None = None
-    _start_task: asyncio.Task[Any] | None = None
-    _stop_task: asyncio.Task[None] | None = None
-    _hurry: bool = False
-    _stopping_children: list[Child] = field(default_factory=list)
-    _signals: tuple[int, ...] = ()
+    _lock: DataDirLock | None = field(default=None, init=False, repr=False)
+    _watchdog: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _postgres_starting: asyncio.Future[str] | None = field(default=None, init=False, repr=False)
+    _start_task: asyncio.Task[Any] | None = field(default=None, init=False, repr=False)
+    _stop_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _hurry: bool = field(default=False, init=False, repr=False)
+    _stopping_children: list[Child] = field(default_factory=list, init=False, repr=False)
+    _signals: tuple[int, ...] = field(default=(), init=False, repr=False)
 
     @property
     def data_dir(self) -> Path:
