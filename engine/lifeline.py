@@ -6,7 +6,10 @@
   A small watchdog process, started before PostgreSQL, polls its parent `up` twice a second
   and stops PostgreSQL (`pg_ctl stop -m fast`, then `-m immediate`) once `up` is gone.
 
-    python -c "from engine.lifeline import main; main()" <up pid> <pg_ctl> <pgdata> [user]
+    python -c "from engine.lifeline import main; main()" <up pid> <lock fd> <pg_ctl> <pgdata> [user]
+
+The watchdog shares `up`'s data-directory lock (`engine.up_lock`), so the directory stays
+locked until PostgreSQL has stopped.
 """
 
 from __future__ import annotations
@@ -46,9 +49,10 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     return preexec
 
 
-def watchdog_command(pg_ctl: str, pgdata: str, user: str | None) -> list[str]:
-    """The command line of a watchdog over this process and the PostgreSQL in `pgdata`."""
-    args = [str(os.getpid()), pg_ctl, pgdata, *([user] if user else [])]
+def watchdog_command(pg_ctl: str, pgdata: str, user: str | None, lock_fd: int = -1) -> list[str]:
+    """The command line of a watchdog over this process and the PostgreSQL in `pgdata`;
+    pass `lock_fd` to it (`pass_fds`) for it to hold the data-directory lock as well."""
+    args = [str(os.getpid()), str(lock_fd), pg_ctl, pgdata, *([user] if user else [])]
     return [sys.executable, "-c", "from engine.lifeline import main; main()", *args]
 
 
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
     It polls rather than taking a parent-death signal, which could arrive before the
     interpreter has a handler for it. SIGTERM from a living `up` means "not needed"."""
-    parent, pg_ctl, pgdata, *rest = argv if argv is not None else sys.argv[1:]
+    parent, lock_fd, pg_ctl, pgdata, *rest = argv if argv is not None else sys.argv[1:]
     user = rest[0] if rest else None
     dismissed = False
 
@@ -106,4 +110,14 @@ def main(argv: list[str] | None = None) -> None:
         if dismissed:
             return  # `up` lives and stops PostgreSQL itself
         time.sleep(0.5)
+    if int(lock_fd) >= 0:
+        from engine.up_lock import write_holder
+
+        with contextlib.suppress(OSError):
+            write_holder(
+                int(lock_fd),
+                os.getpid(),
+                f"the watchdog of journeyman up pid {parent}, stopping its PostgreSQL",
+            )
     stop_postgres(pg_ctl, pgdata, user)
+    # Exiting closes the lock's descriptor: the data directory is free again.

@@ -417,14 +417,18 @@ class Up:
 
     def _watch_postgres(self, postgres: EmbeddedPostgres) -> None:
         """Start the watchdog that stops PostgreSQL if `up` dies (`engine.lifeline`)."""
-        log = open(self.data_dir / "logs" / "watchdog.log", "ab")
-        with log:
+        lock_fd = self._lock.fileno if self._lock is not None else None
+        command = watchdog_command(
+            postgres.pg_ctl, str(postgres.pgdata), postgres.system_user, lock_fd or -1
+        )
+        with open(self.data_dir / "logs" / "watchdog.log", "ab") as log:
             self._watchdog = subprocess.Popen(
-                watchdog_command(postgres.pg_ctl, str(postgres.pgdata), postgres.system_user),
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                pass_fds=() if lock_fd is None else (lock_fd,),  # it holds the lock too
             )
 
     async def _make_build_current(self) -> str:

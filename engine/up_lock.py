@@ -1,9 +1,11 @@
 """One `journeyman up` per data directory.
 
 The lock is an OS file lock (`flock`) on `<data_dir>/up.lock`, so it goes away with the
-process that holds it however that process ends: a crashed or killed `up` never leaves a
-stale lock behind. The file also holds the holder's pid and command line, which the refusal
-names.
+processes that hold it however they end: a crashed or killed `up` never leaves a stale lock
+behind. `up` shares it with its PostgreSQL watchdog (`engine.lifeline`), so after `up` is
+killed the directory stays locked until the watchdog has stopped PostgreSQL — a new `up`
+cannot attach to a server about to be stopped. The file also holds the holder's pid and
+command line, which the refusal names.
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ class DataDirLock:
                 f"the data directory {self.path.parent.resolve()} is in use by {holder}; "
                 "stop that one first, or give this one another JOURNEYMAN_DATA_DIR"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n{_command_line()}\n".encode())
+        write_holder(fd, os.getpid(), _command_line())
         self._fd = fd
         return self
+
+    @property
+    def fileno(self) -> int | None:
+        """The locked descriptor: a process given it (`pass_fds`) holds the lock too."""
+        return self._fd
 
     def release(self) -> None:
         if self._fd is None:
@@ -66,11 +72,16 @@ class DataDirLock:
         self.release()
 
 
+def write_holder(fd: int, pid: int, command: str) -> None:
+    """Record who holds the lock (at offset 0: the descriptor may be shared)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{pid}\n{command}\n".encode(), 0)
+
+
 def _read_holder(fd: int) -> str:
     """'pid 123 (journeyman up --api-port 9000)' from the lock file, as far as it says."""
     with contextlib.suppress(OSError):
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, 4096).decode(errors="replace")
+        text = os.pread(fd, 4096, 0).decode(errors="replace")
         pid, _, command = text.partition("\n")
         if pid.strip().isdigit():
             command = command.strip()
