@@ -34,4 +34,6 @@ for _module in (
 
 
 def main() -> None:
-    app()
+    from .process_exit import run_command
+
+    run_command(app)
