@@ -61,6 +61,7 @@ COLUMN_TYPES = ("auto", "string", "number", "integer", "boolean")
 # A number as people write one: no sign but `-`, no leading zeros, no exponent. Anything
 # else (`007`, `+1`, `1e3`, `nan`) is text unless the column is declared a number.
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+_DECLARED_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # leading zeros allowed
 
 
 class LineTextError(ValueError):
@@ -90,13 +91,13 @@ class TextLines:
             yield text.removeprefix("\ufeff") if number == 1 else text
 
 
-def _number(text: str) -> int | float | None:
+def _number(text: str, pattern: re.Pattern[str] = _NUMBER) -> int | float | None:
     """`text` as a number that carries exactly the value written, or None.
 
     Decimals become floats only when the float is that very decimal (any decimal of up to 15
     significant digits): `1.50` is stored as the JSON number `1.5`, never as a rounded
     neighbour. Longer ones stay text."""
-    if not _NUMBER.fullmatch(text):
+    if not pattern.fullmatch(text):
         return None
     try:
         if "." not in text:
@@ -120,13 +121,17 @@ def parse_value(text: str, kind: str = "auto") -> Any:
         if text.lower() not in ("true", "false"):
             raise ValueError(f"{text!r} is not true or false")
         return text.lower() == "true"
-    number = _number(text)
     if kind == "auto":
+        number = _number(text)
         return text if number is None else number
-    if number is None:
-        raise ValueError(f"{text!r} is not a number (digits, one optional - and decimal point)")
+    number = _number(text, _DECLARED_NUMBER)
     if kind == "integer" and not isinstance(number, int):
         raise ValueError(f"{text!r} is not an integer")
+    if number is None:
+        raise ValueError(
+            f"{text!r} is not a number (digits with an optional - and decimal point; "
+            "decimals of up to 15 significant digits)"
+        )
     return number
 
 
