@@ -337,7 +337,7 @@ class Deliverer:
     ) -> dt.datetime | None:
         """Count the cap and claim the delivery in one transaction; the time the cap frees
         up when it is full (nothing claimed then)."""
-        event = claims.claimed(did, chosen.name, request.workflow_id, rendered_at)
+        event = claims.claimed(did, chosen.name, request.workflow_id, rendered_at, claimed_at=now)
         stream = claims.stream_of(did)
         async with self.store.pool.acquire() as conn, conn.transaction():
             if marketing:
