@@ -482,7 +482,10 @@ class Deliverer:
         result: DeliveryResult,
     ) -> SendOutcome:
         """Record the provider's acceptance: `delivery.completed` and `message.sent`."""
-        outcome = SendOutcome(status="sent", delivery_id=did, channel=name, reason=result.status)
+        sent_at = self.clock().astimezone(dt.UTC)
+        outcome = SendOutcome(
+            status="sent", delivery_id=did, channel=name, reason=result.status, sent_at=sent_at
+        )
         data = {
             **self._about(request, did),
             "channel": name,
@@ -496,7 +499,7 @@ class Deliverer:
             did,
             claim_version,
             outcome,
-            [message_event("message.sent", f"message.sent/{did}", data)],
+            [message_event("message.sent", f"message.sent/{did}", data, occurred_at=sent_at)],
             provider_message_id=result.provider_message_id,
         )
         log.info("delivery %s sent on %s", did, name)
