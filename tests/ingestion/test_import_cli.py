@@ -160,3 +160,37 @@ def test_text_lines_count_bytes() -> None:
 
     lines = TextLines(io.BytesIO("\ufeffa,b\né\r\n".encode()))
     assert list(lines) == ["a,b\n", "é\r\n"] and lines.position == len("\ufeffa,b\né\r\n".encode())
+
+
+async def test_column_types_from_the_command_line(database_url: str, tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from engine.crypto import load_data_keys
+    from engine.ingest import Ingestor
+    from engine.sealing import open_fields
+    from engine.settings import Settings
+    from event_store import PostgresEventStore
+
+    data = tmp_path / "orders.csv"
+    data.write_text(
+        "type,occurred_at,member_id,properties.zip,properties.total\n"
+        f"order.placed,{T0.isoformat()},m1,12345,1.50\n"
+    )
+    code, _, err = await _cli(database_url, tmp_path, "ingest", str(data), "--type", "zip=text")
+    assert code == 2 and "--type 'zip=text'" in err, err
+    code, out, err = await _cli(database_url, tmp_path, "ingest", str(data), "--type", "zip=string")
+    assert code == 0 and "1 stored" in out, err
+    store = await PostgresEventStore.connect(database_url, min_size=1, max_size=2)
+    try:
+        settings = Settings(
+            secret_key=SecretStr(_env(database_url, tmp_path)["JOURNEYMAN_SECRET_KEY"])
+        )
+        [stored], _ = await store.read_all(types=["order.placed"])
+        member = stored.stream_id.removeprefix("member-")
+        keys = await load_data_keys(store.pool, Ingestor(store, settings).keyring, [member])
+        assert open_fields(stored.data, keys[member], stored.event_id) == {
+            "zip": "12345",
+            "total": 1.5,
+        }
+    finally:
+        await store.close()
