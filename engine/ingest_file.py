@@ -73,6 +73,7 @@ class TextLines:
 
     A text file iterated line by line cannot tell its position (`tell()` raises), and a
     progress bar needs it: counting the bytes of each line as it is read gives it exactly.
+    Lines end as in a file opened with `newline=""`: at LF, CRLF or a lone CR, kept as is.
     """
 
     def __init__(self, raw: IO[bytes]) -> None:
@@ -82,13 +83,21 @@ class TextLines:
     def __iter__(self) -> Iterator[str]:
         number = 0
         for chunk in iter(self.raw.readline, b""):
-            number += 1
             self.position += len(chunk)
             try:
                 text = chunk.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise LineTextError(f"line {number} is not UTF-8 ({exc.reason})") from exc
-            yield text.removeprefix("\ufeff") if number == 1 else text
+                raise LineTextError(f"line {number + 1} is not UTF-8 ({exc.reason})") from exc
+            if number == 0:
+                text = text.removeprefix("\ufeff")
+            parts = _LONE_CR.split(text) if "\r" in text else (text,)
+            for part in parts:
+                if part:
+                    number += 1
+                    yield part
+
+
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # after a CR that no LF follows
 
 
 def _number(text: str, pattern: re.Pattern[str] = _NUMBER) -> int | float | None:

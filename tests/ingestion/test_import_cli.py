@@ -158,8 +158,10 @@ async def test_a_line_that_is_not_utf8_stops_with_its_number(
 def test_text_lines_count_bytes() -> None:
     from engine.ingest_file import TextLines
 
-    lines = TextLines(io.BytesIO("\ufeffa,b\né\r\n".encode()))
-    assert list(lines) == ["a,b\n", "é\r\n"] and lines.position == len("\ufeffa,b\né\r\n".encode())
+    raw = "\ufeffa,b\né\r\nc\rd\re\r".encode()
+    lines = TextLines(io.BytesIO(raw))
+    assert list(lines) == ["a,b\n", "é\r\n", "c\r", "d\r", "e\r"]
+    assert lines.position == len(raw)
 
 
 async def test_column_types_from_the_command_line(database_url: str, tmp_path: Path) -> None:
