@@ -107,6 +107,9 @@ SELECT c.data->>'journey' AS journey,
 FROM events c
 JOIN events s ON s.type = 'message.sent' AND s.data->>'delivery_id' = c.data->>'delivery_id'
 WHERE c.type = 'journey.converted' AND ($1::text IS NULL OR c.data->>'journey' = $1)
+  -- journeys credit only goals that occurred after the send; conversions recorded before
+  -- they did (a late-arriving order credited to a later message) have no time to convert
+  AND (c.data->>'at')::timestamptz >= s.occurred_at
 GROUP BY 1
 """
 

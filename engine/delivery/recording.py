@@ -100,6 +100,14 @@ async def _record_once(
 
 
 def message_event(
-    event_type: str, event_id: str, data: dict[str, Any], *, source: str = "delivery", **meta: Any
+    event_type: str,
+    event_id: str,
+    data: dict[str, Any],
+    *,
+    source: str = "delivery",
+    occurred_at: dt.datetime | None = None,
+    **meta: Any,
 ) -> NewEvent:
-    return NewEvent(event_type, data, {"source": source, **meta}, event_id=event_id)
+    return NewEvent(
+        event_type, data, {"source": source, **meta}, event_id=event_id, occurred_at=occurred_at
+    )
