@@ -41,9 +41,15 @@ class ApiError(Exception):
         self.details = details or []
 
 
+_INPUT_ERRORS = frozenset({400, 413, 422})
+
+
 def error_response(
     status: int, code: str, message: str, details: list[FieldError] | None = None
 ) -> JSONResponse:
+    if not details and status in _INPUT_ERRORS:
+        # Every refusal of input names what was refused: here the body as a whole.
+        details = [FieldError(field="body", reason=message)]
     body = ErrorBody(error=ErrorInfo(code=code, message=message, details=details or []))
     headers = {"WWW-Authenticate": 'Bearer realm="journeyman"'} if status == 401 else None
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
