@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.parse
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ SECRET = "fuzz-secret-" + "f" * 40
 JOURNEY = "cart_recovery"
 FAST = {JOURNEY: {"quiet_period": 0.3, "coupon_delay": 0.3, "attribution_window": 1}}
 INPUT_REFUSALS = frozenset({400, 413, 415, 422})
+INGESTION = frozenset({"/v1/events", "/v1/track", "/v1/identify", "/v1/batch", "/v1/page"})
 
 
 # ------------------------------------------------------------------------ raw JSON text
@@ -121,66 +123,79 @@ numbers = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from(RAW_NUMBERS).map(Raw),
 )
-deep = st.integers(min_value=30, max_value=120).map(lambda n: Raw("[" * n + "]" * n))
+deep = st.integers(min_value=20, max_value=120).map(lambda n: Raw("[" * n + "]" * n))
 scalars = st.one_of(st.none(), st.booleans(), numbers, texts)
 json_values = st.recursive(
     scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(texts, inner, max_size=4), deep
-    ),
-    max_leaves=12,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(texts, inner, max_size=4)),
+    max_leaves=10,
 )
-objects = st.dictionaries(texts, json_values, max_size=5)
-timestamps = st.one_of(
-    st.sampled_from(TIMESTAMPS),
-    st.integers(min_value=-(2**40), max_value=2**45),
-    st.datetimes(
-        min_value=dt.datetime(1, 1, 2),
-        max_value=dt.datetime(9999, 12, 30),
-        timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=14))]),
-    ).map(dt.datetime.isoformat),
-    st.builds(lambda: dt.datetime.now(dt.UTC).isoformat()),
+
+
+def mostly(valid: st.SearchStrategy[Any], odd: st.SearchStrategy[Any], share: int = 8) -> Any:
+    """`valid` in `share` of 10 draws (to get deep into the pipeline), else `odd`."""
+    return st.integers(0, 9).flatmap(lambda i: valid if i < share else odd)
+
+
+objects = st.dictionaries(texts, mostly(json_values, deep, 9), max_size=5)
+now_iso = st.builds(lambda: dt.datetime.now(dt.UTC).isoformat())
+timestamps = mostly(
+    now_iso,
+    st.one_of(
+        st.sampled_from(TIMESTAMPS),
+        st.integers(min_value=-(2**40), max_value=2**45),
+        st.datetimes(
+            min_value=dt.datetime(1, 1, 2),
+            max_value=dt.datetime(9999, 12, 30),
+            timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=14))]),
+        ).map(dt.datetime.isoformat),
+    ),
+    5,
 )
 
 
 def maybe(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """Mostly a valid value (to get deep into the pipeline), sometimes anything at all."""
-    return st.one_of(valid, valid, valid, json_values)
+    """Mostly a valid value, sometimes anything at all."""
+    return mostly(valid, json_values)
 
 
-members = st.fixed_dictionaries(
-    {},
-    optional={
-        "id": maybe(st.sampled_from(["fz-1", "fz-2", "fz-3"])),
-        "email": maybe(st.sampled_from(["fz1@example.com", "FZ1@Example.com"])),
-        "phone": maybe(st.just("+14155550123")),
-        "device_id": maybe(st.sampled_from(["dev-1", "dev-2"])),
-        "external_ids": maybe(st.dictionaries(texts, texts, max_size=2)),
-        "push_subscriptions": json_values,
-    },
+ids = st.one_of(st.sampled_from(["fz-1", "fz-2"]), st.uuids().map(lambda u: f"fz-{u.hex[:8]}"))
+members = mostly(
+    st.fixed_dictionaries({"id": ids}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": maybe(ids),
+            "email": maybe(st.sampled_from(["fz1@example.com", "FZ1@Example.com"])),
+            "phone": maybe(st.just("+14155550123")),
+            "device_id": maybe(st.sampled_from(["dev-1", "dev-2"])),
+            "external_ids": maybe(st.dictionaries(texts, texts, max_size=2)),
+            "push_subscriptions": json_values,
+        },
+    ),
+    5,
 )
 events = st.fixed_dictionaries(
     {
         "event_id": maybe(st.uuids().map(str)),
         "type": maybe(st.sampled_from(["cart.updated", "page.viewed", "order.placed"])),
-        "member": maybe(members),
+        "member": members,
         "occurred_at": timestamps,
-        "properties": maybe(objects),
+        "properties": mostly(objects, json_values, 9),
     },
 )
 segment_calls = st.fixed_dictionaries(
-    {},
+    {"userId": maybe(ids)},
     optional={
         "type": maybe(st.sampled_from(["track", "identify", "page", "screen", "alias", "group"])),
-        "userId": maybe(st.sampled_from(["fz-1", "fz-4"])),
         "anonymousId": maybe(st.just("anon-1")),
         "previousId": json_values,
-        "event": maybe(st.sampled_from(["Product Added", "Order Completed"])),
+        "event": maybe(st.sampled_from(["Product Added", "Order Completed"])) | texts,
         "name": texts,
         "groupId": json_values,
-        "properties": maybe(objects),
-        "traits": maybe(objects),
-        "context": maybe(objects),
+        "properties": mostly(objects, json_values, 9),
+        "traits": mostly(objects, json_values, 9),
+        "context": mostly(objects, json_values, 9),
         "timestamp": timestamps,
         "messageId": maybe(st.uuids().map(str)),
     },
@@ -189,16 +204,16 @@ consent = st.fixed_dictionaries(
     {"changes": maybe(st.just([{"channel": "email", "granted": False}]))},
     optional={"evidence": maybe(objects), "occurred_at": timestamps, "source": json_values},
 )
-path_ids = st.one_of(st.sampled_from(["fz-1", "fz-2", "nobody"]), texts)
+path_ids = mostly(ids, texts, 6)
 
 
 def body_for(path: str) -> st.SearchStrategy[Any]:
     if path == "/v1/events":
-        return st.one_of(st.fixed_dictionaries({"events": st.lists(events, max_size=3)}), objects)
+        batch = st.lists(events, min_size=1, max_size=3)
+        return mostly(st.fixed_dictionaries({"events": batch}), objects)
     if path == "/v1/batch":
-        return st.one_of(
-            st.fixed_dictionaries({"batch": st.lists(segment_calls, max_size=3)}), objects
-        )
+        calls = st.lists(segment_calls, min_size=1, max_size=3)
+        return mostly(st.fixed_dictionaries({"batch": calls}), objects)
     if path.startswith("/v1/") and "{" not in path:
         return segment_calls
     if path.endswith("/consent"):
@@ -227,17 +242,20 @@ def fill(path: str, value: str) -> str:
     return re.sub(r"\{[^}]+\}", lambda _: quoted, path)
 
 
-def check(method: str, path: str, r: httpx.Response) -> None:
+def check(method: str, path: str, r: httpx.Response, tally: Counter[str]) -> None:
     where = f"{method} {path} -> {r.status_code}: {r.text[:500]}"
     assert r.status_code < 500, where
+    tally[str(r.status_code)] += 1
     if "json" not in r.headers.get("content-type", ""):
         return  # pages for people (unsubscribe, confirmation) and provider answers
     body = r.json()
     if r.status_code in INPUT_REFUSALS and isinstance(body, dict) and "error" in body:
+        tally[f"{r.status_code} {body['error']['code']}"] += 1
         details = body["error"]["details"]
         assert details and all(d["field"] for d in details), where
     results = body.get("results") if isinstance(body, dict) else None
     for result in results or []:
+        tally[str(result.get("status"))] += 1
         if result.get("status") == "rejected":
             assert result["errors"] and all(e["field"] for e in result["errors"]), where
 
@@ -272,6 +290,7 @@ async def pipeline(store: PostgresEventStore, client: Any) -> AsyncIterator[str]
 
 
 def fuzz_http(
+    tally: Counter[str],
     url: str,
     tokens: dict[str, str],
     operations: list[tuple[str, str]],
@@ -282,6 +301,7 @@ def fuzz_http(
     """Run hypothesis in this (worker) thread against the API served by the test's loop."""
     sent = 0
     http = httpx.Client(base_url=url, timeout=30)
+    ingestion = st.sampled_from([op for op in operations if op[1] in INGESTION])
 
     @settings(
         max_examples=n,
@@ -293,22 +313,22 @@ def fuzz_http(
     @given(data=st.data())
     def one_request(data: st.DataObject) -> None:
         nonlocal sent
-        method, path = data.draw(st.sampled_from(operations), label="operation")
+        method, path = data.draw(mostly(ingestion, st.sampled_from(operations), 6), "operation")
         target = fill(path, data.draw(path_ids, label="path id")) if "{" in path else path
-        scope = data.draw(st.sampled_from(["admin", "ingest"]), label="key")
+        scope = data.draw(mostly(st.just("admin"), st.just("ingest")), label="key")
         headers = {"Authorization": f"Bearer {tokens[scope]}"}
         content = None
         if method in ("POST", "PUT"):
             body = data.draw(body_for(path), label="body")
             content = dumps(body).encode()
             headers["Content-Type"] = data.draw(
-                st.sampled_from(["application/json", "application/json", "text/plain"])
+                mostly(st.just("application/json"), st.just("text/plain"), 9)
             )
             if path == "/v1/events" and isinstance(body, dict):
                 lines.extend(dumps(e) for e in body.get("events") or [])
         r = http.request(method, target, content=content, headers=headers)
         sent += 1
-        check(method, path, r)
+        check(method, path, r, tally)
 
     try:
         one_request()
@@ -373,13 +393,14 @@ async def test_fuzzed_input_never_halts_the_pipeline(
     assert ("POST", "/v1/events") in operations and ("POST", "/v1/batch") in operations
     lines: list[str] = []
     async with serve_in_background(app) as url, pipeline(store, temporal_dev.client):
+        tally: Counter[str] = Counter()
         sent = await asyncio.to_thread(
-            fuzz_http, url, tokens, operations, 3000 if long else 300, long, lines
+            fuzz_http, tally, url, tokens, operations, 3000 if long else 300, long, lines
         )
         imported, rejected = await asyncio.to_thread(run_cli_import, database_url, tmp_path, lines)
         print(
-            f"fuzz: {sent} requests over {len(operations)} operations; "
-            f"{imported} import lines, {rejected} rejected"
+            f"fuzz: {sent} requests over {len(operations)} operations, answers and outcomes "
+            f"{dict(sorted(tally.items()))}; {imported} import lines, {rejected} rejected"
         )
 
         # An ordinary event still builds a profile and starts a journey.
