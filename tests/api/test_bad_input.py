@@ -4,6 +4,7 @@ characters in identifiers, integers past Python's digit limit, non-string Segmen
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import uuid
@@ -260,3 +261,15 @@ async def test_import_lines_with_bad_input_are_rejected_not_fatal(api: Api, tmp_
         3: ["events[2].properties.s"],
         4: ["line 4"],
     }
+
+
+@pytest.mark.parametrize("token", ["jm_a\x00b_secret", "jm_\x00", "jm_ab_\x00"])
+async def test_an_api_key_with_a_nul_is_unauthenticated_not_an_error(api: Api, token: str) -> None:
+    basic = base64.b64encode(f"{token}:".encode()).decode()
+    async with api.client(None) as c:
+        r = await c.post(
+            "/v1/track",
+            json={"userId": "u1", "event": "E"},
+            headers={"Authorization": f"Basic {basic}"},
+        )
+    assert r.status_code == 401, r.text

@@ -15,6 +15,7 @@ The bounded run (derandomised, 200 requests) is part of `make test`; the long ru
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -319,8 +320,12 @@ def fuzz_http(
         nonlocal sent
         method, path = data.draw(mostly(ingestion, st.sampled_from(operations), 6), "operation")
         target = fill(path, data.draw(path_ids, label="path id")) if "{" in path else path
-        scope = data.draw(mostly(st.just("admin"), st.just("ingest")), label="key")
-        headers = {"Authorization": f"Bearer {tokens[scope]}"}
+        scope = data.draw(mostly(st.just("admin"), st.sampled_from(["ingest", "odd"])), "key")
+        if scope == "odd":  # a forged key: odd text as HTTP Basic user name
+            user = data.draw(texts, label="basic user").encode("utf-8", "surrogatepass")
+            headers = {"Authorization": "Basic " + base64.b64encode(b"jm_" + user).decode()}
+        else:
+            headers = {"Authorization": f"Bearer {tokens[scope]}"}
         content = None
         if method in ("POST", "PUT"):
             body = data.draw(body_for(path), label="body")
