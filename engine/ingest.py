@@ -46,6 +46,7 @@ from engine.ingest_models import (
 )
 from engine.sealing import personal_names, seal_event
 from engine.settings import Settings
+from engine.storable import time_problem
 from event_store import (
     ANY,
     AppendResult,
@@ -135,6 +136,7 @@ class Ingestor:
         self.keyring = keyring or Keyring(settings.resolved_secret())
         self.resolver = IdentityResolver(self.keyring)
         self.clear = frozenset(settings.ingest_clear_properties)
+        self.earliest = settings.ingest_earliest_occurred_at
 
     # ------------------------------------------------------------------ entry points
     async def ingest_raw(
@@ -276,7 +278,14 @@ class Ingestor:
                     reason=f"{e.type} is reserved: only the engine appends it",
                 )
             )
-        if e.occurred_at > latest:
+        if e.occurred_at < self.earliest:
+            errors.append(
+                FieldError(
+                    field=f"events[{i}].occurred_at",
+                    reason=str(time_problem(e.occurred_at, self.earliest, latest)),
+                )
+            )
+        elif e.occurred_at > latest:
             errors.append(
                 FieldError(
                     field=f"events[{i}].occurred_at",
@@ -356,7 +365,7 @@ class Ingestor:
             if claims[j].seal:
                 try:
                     data = seal_event(data, resolution.keys[member_id], e.event_id, clear)
-                except ValueError as exc:
+                except (TypeError, ValueError) as exc:
                     raise InvalidEventError(str(exc)) from exc
             streams.setdefault(stream_of(member_id), []).append(
                 NewEvent(

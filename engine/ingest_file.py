@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from engine.ingest import Ingestor
 from engine.ingest_models import FieldError
+from engine.storable import deeper_than, loads
 
 _MEMBER_COLUMNS = {
     "member_id": "id",
@@ -32,6 +33,10 @@ _MEMBER_COLUMNS = {
     "phone": "phone",
     "device_id": "device_id",
 }
+
+
+MAX_LINE_DEPTH = 32
+"""Deepest nesting of arrays and objects in one line (as the API's default limit)."""
 
 
 @dataclass
@@ -252,8 +257,8 @@ def read_lines(
         if not text.strip():
             continue
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
+            value = loads(text)
+        except (ValueError, RecursionError) as exc:
             yield Line(
                 number, text, None, [FieldError(field=f"line {number}", reason=f"not JSON: {exc}")]
             )
@@ -262,6 +267,10 @@ def read_lines(
             yield Line(
                 number, text, None, [FieldError(field=f"line {number}", reason="not an object")]
             )
+            continue
+        if deeper_than(value, MAX_LINE_DEPTH):
+            reason = f"nests deeper than {MAX_LINE_DEPTH} levels"
+            yield Line(number, text, None, [FieldError(field=f"line {number}", reason=reason)])
             continue
         yield _with_id(Line(number, text, value))
 

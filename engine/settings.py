@@ -6,11 +6,12 @@ with no `JOURNEYMAN_TEMPORAL_ADDRESS`, the embedded Temporal dev server is.
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.delivery.config import DeliverySettings
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
     )
     ingest_future_skew_seconds: float = Field(
         default=300.0, description="How far in the future an event's occurred_at may be."
+    )
+    ingest_earliest_occurred_at: AwareDatetime = Field(
+        default=dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        ge=dt.datetime(1, 1, 2, tzinfo=dt.UTC),
+        description="The earliest occurred_at ingestion accepts (ISO 8601 with a time zone); "
+        "older events, and timestamps the store could not read back, are refused with 422.",
     )
     ingest_rate_per_second: float = Field(
         default=100.0,

@@ -63,6 +63,9 @@ class ApiError(Exception):
         self.details = details or []
 
 
+_INPUT_ERRORS = frozenset({400, 413, 422})
+
+
 def error_response(
     status: int,
     code: str,
@@ -72,6 +75,9 @@ def error_response(
     flat: bool = False,
 ) -> JSONResponse:
     """The error body; `flat` adds the top-level `code`/`message` Segment clients read."""
+    if not details and status in _INPUT_ERRORS:
+        # Every refusal of input names what was refused: here the body as a whole.
+        details = [FieldError(field="body", reason=message)]
     body = ErrorBody(error=ErrorInfo(code=code, message=message, details=details or []))
     if flat:
         body.code, body.message = code, message

@@ -54,6 +54,8 @@ _TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
 _CONTACT_TRAITS = ("email", "phone")
 # Journeyman field -> the Segment field a client should look at.
 _FIELD_NAMES = {
+    "properties.segment_event": "event",
+    "properties.traits": "traits",
     "event_id": "messageId",
     "type": "event",
     "occurred_at": "timestamp",
@@ -137,6 +139,10 @@ def to_event(
     call: dict[str, Any], kind: str, now: dt.datetime
 ) -> dict[str, Any] | list[FieldError]:
     """Map one Segment call onto a Journeyman event (a plain dict, validated later)."""
+    for name in ("userId", "anonymousId", "previousId"):
+        value = call.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            return [FieldError(field=name, reason="must be a string or an integer")]
     context = call.get("context") if isinstance(call.get("context"), dict) else {}
     traits = call.get("traits") if isinstance(call.get("traits"), dict) else None
     group_traits: dict[str, Any] = {}
