@@ -31,16 +31,27 @@ def register(app: typer.Typer) -> None:
             None, "--partition", "-p", help="Partition(s) to run; default: all of them."
         ),
         partitions: int = typer.Option(
-            0, help="Number of member-hash partitions (default: the setting)."
+            0,
+            help="Number of member-hash partitions (default: JOURNEYMAN_DISPATCHER_PARTITIONS). "
+            "Every dispatcher must use the same count.",
         ),
     ) -> None:
         """Route store events to journeys (signal-with-start for triggers, signals for the
         rest), checkpointing after Temporal accepts."""
+        from engine.dispatcher import check_partition
+
+        count = partitions or settings().dispatcher_partitions
+        try:
+            check_partition(0, count)
+            for p in partition or ():
+                check_partition(p, count)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--partition") from None
         logging.basicConfig(level=logging.INFO)
         from engine.metrics import serve_part
 
         serve_part("dispatcher")
-        run(_dispatch(partition or None, partitions or settings().dispatcher_partitions))
+        run(_dispatch(partition or None, count))
 
     @app.command()
     def scheduler(
@@ -127,6 +138,7 @@ async def _dispatch(only: list[int] | None, partitions: int) -> None:
                 partitions=partitions,
                 batch_size=s.dispatcher_batch_size,
                 on_routed=record_routed,
+                dead_letter_attempts=s.dead_letter_attempts,
             )
             for p in (only if only is not None else range(partitions))
         ]
