@@ -3,7 +3,7 @@ reported as an `UndecodableEvent`, and the reader moves past it."""
 
 from __future__ import annotations
 
-from helpers import BC_TIMESTAMP, huge_integer_sql, insert_raw
+from deadletter_testkit import BC_TIMESTAMP, huge_integer_sql, insert_raw
 
 from event_store import START, NewEvent, UndecodableEvent
 

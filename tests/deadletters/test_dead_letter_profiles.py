@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from helpers import BC_TIMESTAMP, huge_integer_sql, insert_raw
+from deadletter_testkit import BC_TIMESTAMP, huge_integer_sql, insert_raw
 from pydantic import SecretStr
 
 from engine import deadletters

@@ -1,0 +1,56 @@
+"""The dispatcher never halts on one event: a row it cannot decode and an event Temporal
+keeps refusing are parked; other members' journeys start."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from deadletter_testkit import BC_TIMESTAMP, insert_raw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dispatcher"))
+
+from dispatch_testkit import FAST, append, eventually, journeys, running, worker_for  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+
+from engine import deadletters  # noqa: E402
+from engine.dispatcher import SUBSCRIPTION, Dispatcher  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+from event_store.deadletters import list_dead_letters  # noqa: E402
+
+pytestmark = pytest.mark.devserver
+
+
+async def test_dispatcher_parks_what_it_cannot_route_and_goes_on(
+    temporal_dev, store, tmp_path
+) -> None:
+    client = temporal_dev.client
+    found = journeys("cart_recovery")
+    settings = {**FAST, "cart_recovery": {**FAST["cart_recovery"], "quiet_period": 30}}
+    async with worker_for(client, store, found, settings) as tq:
+        d = Dispatcher(
+            store, client, found, task_queue=tq, journey_settings=settings, dead_letter_attempts=2
+        )
+        # A workflow id past Temporal's length limit: refused on every attempt.
+        poison = await append(store, "m1", "cart.updated", {"cart_id": "c" * 5000, "items": [1]})
+        bc = await insert_raw(store, "bc", "cart.updated", occurred_at=BC_TIMESTAMP)
+        async with running(d):
+            await append(store, "m2", "cart.updated", {"cart_id": "c2", "items": ["a"]})
+            await eventually(
+                lambda: _entered(store, "m2"), what="m2's cart journey entered", timeout=30
+            )
+    parked = await list_dead_letters(store.pool, consumer=SUBSCRIPTION)
+    assert [d.global_position for d in parked] == [poison, bc]
+    assert parked[0].attempts == 2 and parked[0].error.startswith("RPCError")
+    assert "date value out of range" in parked[1].error
+    assert d.stats["dead_letters"] == 2
+
+    # A retry goes through the dispatcher again (and, unfixed, fails again).
+    s = Settings(secret_key=SecretStr("s" * 40), data_dir=tmp_path, task_queue=tq)
+    outcome = await deadletters.retry(store, s, parked[0].id, temporal=client, journeys=found)
+    assert not outcome.ok and (await list_dead_letters(store.pool))[0].attempts == 3
+
+
+async def _entered(store, member: str) -> bool:
+    return any(e.type == "journey.entered" for e in await store.read_stream(f"member-{member}"))
