@@ -10,7 +10,7 @@ from .conftest import Api
 from .test_events_api import ev
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "deadletters"))
-from deadletter_testkit import BC_TIMESTAMP, insert_raw  # noqa: E402
+from deadletter_testkit import BC_TIMESTAMP, insert_raw
 
 
 async def test_undecodable_event_of_a_member(api: Api) -> None:
@@ -66,3 +66,21 @@ async def test_undecodable_event_of_a_member(api: Api) -> None:
     async with api.client("read") as c:
         other = (await c.get("/v1/members/m-2")).json()
         assert other.get("member_id"), other
+
+
+async def test_journey_trace_answers_with_an_undecodable_consent_event(api: Api) -> None:
+    async with api.client() as c:
+        r = await c.post("/v1/events", json={"events": [ev(id="m-3")]})
+    member = r.json()["results"][0]["member_id"]
+    await insert_raw(
+        api.store,
+        member,
+        "member.consent_changed",
+        occurred_at=BC_TIMESTAMP,
+        data_sql='\'{"channel": "email", "granted": false}\'::jsonb',
+    )
+    async with api.client("read") as c:
+        r = await c.get(f"/v1/members/{member}/journeys")
+    assert r.status_code == 200, r.text
+    (step,) = r.json()["trace"]
+    assert step["type"] == "member.consent_changed" and step["at"].endswith("BC")

@@ -11,13 +11,13 @@ from deadletter_testkit import BC_TIMESTAMP, insert_raw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dispatcher"))
 
-from dispatch_testkit import FAST, append, eventually, journeys, running, worker_for  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
+from dispatch_testkit import FAST, append, eventually, journeys, running, worker_for
+from pydantic import SecretStr
 
-from engine import deadletters  # noqa: E402
-from engine.dispatcher import SUBSCRIPTION, Dispatcher  # noqa: E402
-from engine.settings import Settings  # noqa: E402
-from event_store.deadletters import list_dead_letters  # noqa: E402
+from engine import deadletters
+from engine.dispatcher import SUBSCRIPTION, Dispatcher
+from engine.settings import Settings
+from event_store.deadletters import list_dead_letters
 
 pytestmark = pytest.mark.devserver
 
