@@ -60,6 +60,16 @@ async def test_undecodable_event_of_a_member(api: Api) -> None:
         assert r.json()["dead_letters"] == []
         r = await c.post("/v1/admin/dead-letters/999/drop")
         assert r.status_code == 404
+        for bad_request in (
+            c.get("/v1/admin/dead-letters", params={"status": "lost"}),
+            c.get("/v1/admin/dead-letters", params={"limit": 0}),
+            c.get("/v1/admin/dead-letters/x"),
+            c.post("/v1/admin/dead-letters/0/retry"),
+            c.post(f"/v1/admin/dead-letters/{dl['id']}/drop", json={"reason": 5}),
+        ):
+            r = await bad_request
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["details"][0]["field"], r.text
 
         r = await c.delete(f"/v1/members/{member}")
         assert r.status_code == 200, r.text
