@@ -18,6 +18,7 @@ async def insert_raw(
     *,
     occurred_at: str = "2026-01-01T00:00:00+00:00",
     data_sql: str = "'{}'::jsonb",
+    metadata_sql: str = "'{}'::jsonb",
     event_id: str | None = None,
 ) -> int:
     """Insert one event row with raw SQL; returns its global position."""
@@ -27,7 +28,7 @@ async def insert_raw(
         return await c.fetchval(
             "INSERT INTO events (stream_id, stream_version, event_id, type, data, metadata, "
             f"occurred_at) VALUES ($1, (SELECT coalesce(max(stream_version), -1) + 1 FROM events "
-            f"WHERE stream_id = $1), $2, $3, {data_sql}, '{{}}'::jsonb, $4::text::timestamptz) "
+            f"WHERE stream_id = $1), $2, $3, {data_sql}, {metadata_sql}, $4::text::timestamptz) "
             "RETURNING global_position",
             stream,
             event_id,
