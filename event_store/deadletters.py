@@ -6,8 +6,8 @@ that moves its checkpoint past the event, when it has one — and reads on. A pa
 never lost: an operator lists it (`list_dead_letters`), and after a fix hands it back to its
 consumer (the engine's `retry`) or drops it (`resolve(..., "dropped")`).
 
-One row per (consumer, event). Parking the same event again (after a failed retry) counts
-the attempts and keeps the first failure's time.
+One row per (consumer, event). Parking the same event again (a replay of the store) counts
+the attempts and keeps the first failure's time; a dropped event stays dropped.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ INSERT INTO dead_letters (consumer, partition, partitions, global_position, tx_i
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11, now()), now())
 ON CONFLICT (consumer, global_position) DO UPDATE SET
     error = excluded.error, attempts = dead_letters.attempts + excluded.attempts,
-    last_failed_at = now(), status = 'parked', resolved_at = NULL, resolution = NULL
+    last_failed_at = now(),
+    status = CASE WHEN dead_letters.status = 'dropped' THEN 'dropped' ELSE 'parked' END,
+    resolved_at = CASE WHEN dead_letters.status = 'dropped' THEN dead_letters.resolved_at END,
+    resolution = CASE WHEN dead_letters.status = 'dropped' THEN dead_letters.resolution END
 RETURNING id
 """
 

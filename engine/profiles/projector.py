@@ -121,23 +121,26 @@ class ProfileProjector:
         """One event in its own transaction, tried up to the attempt limit, then parked."""
         upto = self._narrow_until
         error = ""
+        first: dt.datetime | None = None
         for attempt in range(self.attempts.limit):
+            if attempt:
+                await self.attempts.pause(attempt)
             try:
                 n = await self._run(1)
             except Exception as exc:
                 if is_transient(exc):
                     raise
                 error = describe(exc)
-                await self.attempts.pause(attempt)
+                first = first or dt.datetime.now(dt.UTC)
                 continue
             if n == 0 or (
                 self._reading_upto is not None and upto is not None and self._reading_upto >= upto
             ):
                 self._narrow_until = None
             return n
-        return await self._park_next(error)
+        return await self._park_next(error, first)
 
-    async def _park_next(self, error: str) -> int:
+    async def _park_next(self, error: str, first_failed_at: dt.datetime | None) -> int:
         """Park the event after the checkpoint and move the checkpoint past it."""
         undecodable: list[UndecodableEvent] = []
         async with self.store.pool.acquire() as conn, conn.transaction():
@@ -150,7 +153,14 @@ class ProfileProjector:
             if not parked:
                 self._narrow_until = None
                 return 0
-            await park(conn, NAME, parked[0], error, attempts=self.attempts.limit)
+            await park(
+                conn,
+                NAME,
+                parked[0],
+                error,
+                attempts=self.attempts.limit,
+                first_failed_at=first_failed_at,
+            )
             await self.store.save_checkpoint(NAME, nxt, conn=conn)
         announce(NAME, parked[0], error)
         if self._narrow_until is not None and nxt >= self._narrow_until:

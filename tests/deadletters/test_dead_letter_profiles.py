@@ -101,6 +101,15 @@ async def test_undecodable_rows_are_parked_and_others_carry_on(
     code, out = await _cli(database_url, "show", str(parked[0].id))
     assert code == 0 and '"undecodable"' in out and "BC" in out, out
 
+    # A rebuild replays the store: the dropped event stays dropped; this process still
+    # cannot read the other one, so it is parked again.
+    await ProfileProjector(store, settings, segments=()).rebuild()
+    statuses = {
+        d.id: (d.status, d.attempts) for d in await list_dead_letters(store.pool, status=None)
+    }
+    assert statuses == {parked[0].id: ("dropped", 2), parked[1].id: ("parked", 3)}
+    assert await get_profile(store.pool, "m3", settings=settings) is not None
+
 
 async def test_an_event_whose_folding_keeps_failing_is_parked(store, tmp_path) -> None:
     """Two orders of 1e308 make the monetary value infinite, which the profile row cannot
