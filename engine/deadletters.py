@@ -144,6 +144,11 @@ class UnknownDeadLetter(LookupError):
     pass
 
 
+class AlreadyRetried(RuntimeError):
+    """The dead letter's event was handled by a retry already: a second one would apply it
+    twice (an order counted twice in a profile)."""
+
+
 async def retry(
     store: PostgresEventStore,
     settings: Settings,
@@ -157,6 +162,11 @@ async def retry(
     dl = await store_dl.get_dead_letter(store.pool, id)
     if dl is None:
         raise UnknownDeadLetter(f"no dead letter {id}")
+    if dl.status == "retried":
+        raise AlreadyRetried(
+            f"dead letter {id} was processed by {dl.consumer} at {dl.resolved_at:%Y-%m-%d %H:%M:%S}"
+            "; it is not retried twice"
+        )
     event = await store.read_event(dl.global_position)
     try:
         if event is None:

@@ -75,7 +75,11 @@ async def show(
 @router.post(
     "/{dead_letter_id}/retry",
     summary="Hand a dead letter back to its consumer",
-    responses={**READ_ERRORS, **NOT_FOUND},
+    responses={
+        **READ_ERRORS,
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "Already processed by a retry."},
+    },
 )
 async def retry(
     request: Request,
@@ -92,6 +96,8 @@ async def retry(
         )
     except deadletters.UnknownDeadLetter as exc:
         raise ApiError(404, "not_found", str(exc)) from None
+    except deadletters.AlreadyRetried as exc:
+        raise ApiError(409, "already_retried", str(exc)) from None
     return {
         "ok": outcome.ok,
         "message": outcome.message,

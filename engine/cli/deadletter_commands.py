@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Hand parked events back to their consumers (after a fix). Exits 1 if any fails
         again; it then stays parked with the new error."""
-        from engine.deadletters import UnknownDeadLetter
+        from engine.deadletters import AlreadyRetried, UnknownDeadLetter
         from engine.deadletters import retry as do_retry
         from engine.dispatcher import SUBSCRIPTION
         from event_store.deadletters import get_dead_letter
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
                         temporal = await connect_temporal(s)
                     try:
                         outcome = await do_retry(store, s, i, temporal=temporal)
-                    except UnknownDeadLetter as exc:
+                    except (UnknownDeadLetter, AlreadyRetried) as exc:
                         err_console.print(str(exc))
                         ok = False
                         continue

@@ -90,6 +90,10 @@ async def test_undecodable_rows_are_parked_and_others_carry_on(
     )
     assert code == 0, out
     assert (await get_profile(store.pool, "big", settings=settings)) is not None
+    code, out = await _cli(
+        database_url, "retry", str(parked[1].id), env={"PYTHONINTMAXSTRDIGITS": "0"}
+    )
+    assert code == 1 and "not retried twice" in out, out
 
     code, out = await _cli(database_url, "drop", str(parked[0].id), "--reason", "bad clock")
     assert code == 0, out
