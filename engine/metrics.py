@@ -315,6 +315,28 @@ def exposition(registry: CollectorRegistry = REGISTRY) -> bytes:
     return generate_latest(registry)
 
 
+async def watch_long_transactions(
+    pool: Any, health: Health, limit: float, every: float = 10.0, *, once: bool = False
+) -> None:
+    """Keep `health.details["warnings"]["long_transaction"]` current (a warning, not a
+    problem: the part itself is fine, it is waiting)."""
+    while True:
+        warnings = health.details.setdefault("warnings", {})
+        try:
+            warning = long_transaction_warning(await oldest_transaction(pool), limit)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            warning = f"cannot read pg_stat_activity: {exc}"
+        if warning:
+            warnings["long_transaction"] = warning
+        else:
+            warnings.pop("long_transaction", None)
+        if once:
+            return
+        await asyncio.sleep(every)
+
+
 # ------------------------------------------------------------------ health
 @dataclass
 class Health:

@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO)
         from engine.metrics import serve_part
 
-        serve_part("dispatcher")
-        run(_dispatch(partition or None, count))
+        health = serve_part("dispatcher")
+        run(_dispatch(partition or None, count, health))
 
     @app.command()
     def scheduler(
@@ -114,7 +114,7 @@ def _warn_sealed_trigger_keys(found: dict[str, type], clear: list[str]) -> None:
         )
 
 
-async def _dispatch(only: list[int] | None, partitions: int) -> None:
+async def _dispatch(only: list[int] | None, partitions: int, health: Any = None) -> None:
     from engine.dispatcher import Dispatcher
     from engine.metrics import record_routed
     from engine.worker import connect_temporal, registered_journeys
@@ -149,6 +149,17 @@ async def _dispatch(only: list[int] | None, partitions: int) -> None:
             f"dispatching to {', '.join(found)} on partitions "
             f"{[d.partition for d in dispatchers]} of {partitions}"
         )
-        await asyncio.gather(*(d.run() for d in dispatchers))
+        watch = None
+        if health is not None:
+            from engine.metrics import watch_long_transactions
+
+            watch = asyncio.create_task(
+                watch_long_transactions(store.pool, health, s.long_transaction_warn_seconds)
+            )
+        try:
+            await asyncio.gather(*(d.run() for d in dispatchers))
+        finally:
+            if watch is not None:
+                watch.cancel()
     finally:
         await store.close()

@@ -56,3 +56,26 @@ async def test_oldest_transaction_age_is_a_metric_and_a_health_warning(
     async with api.client(None) as c:
         assert (await c.get("/healthz")).json()["warnings"] == {}
     assert await _oldest_seconds(api) < 1.0
+
+
+async def test_a_part_health_carries_the_warning(store, database_url: str) -> None:
+    """The dispatcher's `/healthz` (a `Health`) warns too, and stays healthy."""
+    health = metrics.Health("dispatcher", status="ok")
+    await metrics.watch_long_transactions(store.pool, health, 0.5, once=True)
+    assert health.report()[1]["warnings"] == {}
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            await conn.fetchval("SELECT pg_current_xact_id()")
+            await asyncio.sleep(0.7)
+            await metrics.watch_long_transactions(store.pool, health, 0.5, once=True)
+            ok, report = health.report()
+            assert (
+                ok
+                and "every subscriber of the store waits"
+                in (report["warnings"]["long_transaction"])
+            )
+    finally:
+        await conn.close()
+    await metrics.watch_long_transactions(store.pool, health, 0.5, once=True)
+    assert health.report()[1]["warnings"] == {}
