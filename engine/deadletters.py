@@ -35,7 +35,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT_RPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"}
+# Temporal answers that say the server is unavailable or overloaded, not that the request is
+# wrong (INVALID_ARGUMENT, FAILED_PRECONDITION, … are the event's).
+_TRANSIENT_RPC = {
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+    "RESOURCE_EXHAUSTED",
+    "ABORTED",
+    "CANCELLED",
+    "INTERNAL",
+    "UNKNOWN",
+}
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -45,10 +55,8 @@ def is_transient(exc: BaseException) -> bool:
         asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
         | asyncpg.TransactionRollbackError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.TooManyConnectionsError
-        | asyncpg.QueryCanceledError
-        | asyncpg.AdminShutdownError
+        | asyncpg.OperatorInterventionError
+        | asyncpg.InsufficientResourcesError
         | ConnectionError
         | TimeoutError
         | socket.gaierror,
