@@ -185,6 +185,21 @@ class Settings(BaseSettings):
         default=3600.0, description="How often the inactivity scan schedule runs."
     )
 
+    # --- readers of the store: dead letters and liveness (engine/deadletters.py) ---
+    dead_letter_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="How many times a subscriber (profile projection, dispatcher) tries an "
+        "event whose processing fails before parking it as a dead letter and going on. "
+        "An event that cannot be decoded is parked at once; an outage (database or Temporal "
+        "unreachable) never counts.",
+    )
+    long_transaction_warn_seconds: float = Field(
+        default=60.0,
+        description="Health warns when a transaction on the PostgreSQL server has been open "
+        "this long: it holds back every subscriber of the store (see docs/operations.md).",
+    )
+
     def resolved_secret(self) -> bytes:
         """The server secret: configured, or generated once into `<data_dir>/secret.key`."""
         if self.secret_key is not None:

@@ -21,7 +21,18 @@ from engine.profiles import ProfileProjector
 from engine.settings import Settings, get_settings
 from event_store import PostgresEventStore
 
-from . import dashboard, errors, events, feedback, journeys, limits, members, privacy, segment
+from . import (
+    dashboard,
+    deadletters,
+    errors,
+    events,
+    feedback,
+    journeys,
+    limits,
+    members,
+    privacy,
+    segment,
+)
 from .limits import RequestLimits
 
 log = logging.getLogger(__name__)
@@ -95,6 +106,7 @@ def create_app(
     app.include_router(privacy.router, tags=["privacy"])
     app.include_router(feedback.router)
     app.include_router(journeys.router)
+    app.include_router(deadletters.router)
     dashboard.install(app)
     app.add_middleware(RequestLimits)
 

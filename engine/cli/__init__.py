@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import (
+    deadletter_commands,
     deployment_commands,
     ingest_commands,
     journey_commands,
@@ -29,6 +30,7 @@ for _module in (
     deployment_commands,
     up_commands,
     member_commands,
+    deadletter_commands,
 ):
     _module.register(app)
 
