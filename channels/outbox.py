@@ -6,8 +6,9 @@ two concurrent sends with one key write it once. The file name is
 derived from the idempotency key: a second send with the same key finds the file and returns
 the first result marked `duplicate=True` without writing again.
 
-With no settings it writes under `.journeyman/outbox`; `JOURNEYMAN_CHANNELS__OUTBOX__DIRECTORY`
-moves it. The engine routes a channel that has no credentials here in development.
+The engine sets its directory to `<data directory>/outbox` unless
+`JOURNEYMAN_CHANNELS__OUTBOX__DIRECTORY` moves it (`.journeyman/outbox` when used alone), and
+routes a channel that has no credentials here when `JOURNEYMAN_DELIVERY__OUTBOX_FALLBACK` is on.
 """
 
 from __future__ import annotations

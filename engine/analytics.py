@@ -12,6 +12,7 @@ crediting send to the conversion is summarised.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -107,6 +108,9 @@ SELECT c.data->>'journey' AS journey,
 FROM events c
 JOIN events s ON s.type = 'message.sent' AND s.data->>'delivery_id' = c.data->>'delivery_id'
 WHERE c.type = 'journey.converted' AND ($1::text IS NULL OR c.data->>'journey' = $1)
+  -- journeys credit only goals that occurred after the send; conversions recorded before
+  -- they did (a late-arriving order credited to a later message) have no time to convert
+  AND (c.data->>'at')::timestamptz >= s.occurred_at
 GROUP BY 1
 """
 
@@ -265,19 +269,33 @@ _TRACE_TYPES = (
 
 async def member_trace(pool: asyncpg.Pool | asyncpg.Connection, member_id: str) -> list[dict]:
     """What happened to a member in journeys, in order: why they did or did not get a message."""
-    rows = await pool.fetch(
-        "SELECT global_position, type, data, occurred_at, recorded_at FROM events "
-        "WHERE stream_id = $1 AND type = ANY($2::text[]) ORDER BY stream_version",
-        f"member-{member_id}",
-        list(_TRACE_TYPES),
+    sql = (
+        "SELECT global_position, type, data, occurred_at FROM events "
+        "WHERE stream_id = $1 AND type = ANY($2::text[]) ORDER BY stream_version"
     )
+    args = (f"member-{member_id}", list(_TRACE_TYPES))
+    try:
+        rows: list[Any] = [dict(r) for r in await pool.fetch(sql, *args)]
+    except (OverflowError, ValueError):
+        # An event the driver cannot decode (a date before year 1, an integer past Python's
+        # digit limit): read those columns as text, so the trace still answers.
+        rows = [
+            {**r, "data": _loads(r["data"])}
+            for r in map(
+                dict,
+                await pool.fetch(
+                    sql.replace("data, occurred_at", "data::text, occurred_at::text"), *args
+                ),
+            )
+        ]
     trace = []
     for r in rows:
         data = r["data"] or {}
+        at = r["occurred_at"]
         trace.append(
             {
                 "position": r["global_position"],
-                "at": r["occurred_at"].isoformat(),
+                "at": at if isinstance(at, str) else at.isoformat(),
                 "type": r["type"],
                 "journey": data.get("journey"),
                 "entry_id": data.get("entry_id"),
@@ -290,6 +308,14 @@ async def member_trace(pool: asyncpg.Pool | asyncpg.Connection, member_id: str) 
             }
         )
     return trace
+
+
+def _loads(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _explain(kind: str, data: dict) -> str:

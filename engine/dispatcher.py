@@ -15,6 +15,9 @@ the event types some journey declared, plus the journeys' own `journey.entered` 
   at-least-once and journeys drop events whose store position they have seen.
 * Partitions (`partition`/`partitions`, member-hash like the store's consumer groups) scale
   it out; each partition has its own checkpoint and keeps each member's events in order.
+  Every dispatcher must be started with the same partition count.
+* No event halts it: one that cannot be decoded, or whose routing keeps failing (other than
+  by an outage), is parked as a dead letter (`engine.deadletters`) and the rest go on.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
 from engine.activities import instances as inst
+from engine.deadletters import Attempts, announce, describe, is_transient, park
 from engine.sealing import SEALED
-from event_store import PostgresEventStore, RecordedEvent, Subscription
+from event_store import PostgresEventStore, RecordedEvent, Subscription, UndecodableEvent
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,22 @@ def sealed_trigger_keys(journeys: Mapping[str, type], clear: Iterable[str]) -> d
     return out
 
 
+def check_partition(partition: int, partitions: int) -> None:
+    """Refuse a partition outside `0..partitions-1` (it would route every member under a
+    checkpoint of its own, replaying the whole store)."""
+    if partitions < 1:
+        raise ValueError(
+            f"the dispatcher partition count must be at least 1, not {partitions} "
+            "(JOURNEYMAN_DISPATCHER_PARTITIONS or --partitions)"
+        )
+    if not 0 <= partition < partitions:
+        raise ValueError(
+            f"dispatcher partition {partition} is outside 0..{partitions - 1}: the partition "
+            f"count is {partitions} (JOURNEYMAN_DISPATCHER_PARTITIONS or --partitions); every "
+            "dispatcher must use the same count"
+        )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -86,7 +106,9 @@ class Dispatcher:
         concurrency: int = 32,
         clock: Callable[[], dt.datetime] | None = None,
         on_routed: Callable[[RecordedEvent, str, str], None] | None = None,
+        dead_letter_attempts: int = 3,
     ) -> None:
+        check_partition(partition, partitions)
         self.store = store
         self.client = client
         self.task_queue = task_queue
@@ -113,6 +135,7 @@ class Dispatcher:
                 self.routes[event_type].append(spec)
         self.types = sorted(set(self.routes) | {"journey.entered", "journey.exited"})
         self.stats: Counter[str] = Counter()
+        self.attempts = Attempts(dead_letter_attempts)
         self._subscription: Subscription | None = None
         self._stopped = False
 
@@ -138,6 +161,8 @@ class Dispatcher:
             try:
                 async for events, cursor in self._subscription.batches():
                     await self.handle(events)
+                    for u in self._subscription.undecodable:
+                        await self._park(u, u.error)
                     await self._subscription.save_checkpoint(cursor)
                     self.stats["batches"] += 1
                     if self._stopped:
@@ -167,9 +192,61 @@ class Dispatcher:
         async def one_member(member_id: str, evs: list[RecordedEvent]) -> None:
             async with sem:
                 for e in evs:
-                    await self.route(member_id, e)
+                    await self._route_or_park(member_id, e)
 
         await asyncio.gather(*(one_member(m, evs) for m, evs in by_member.items()))
+
+    async def _route_or_park(self, member_id: str, event: RecordedEvent) -> None:
+        """Route one event, trying again on failure; after the attempt limit, park it. An
+        outage is raised (the batch is retried from the checkpoint), never counted."""
+        while True:
+            try:
+                await self.route(member_id, event)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                n, first = self.attempts.fail(event.global_position)
+                if n < self.attempts.limit:
+                    log.warning(
+                        "dispatcher %s: routing event %s failed (attempt %d of %d): %s",
+                        self.name,
+                        event.event_id,
+                        n,
+                        self.attempts.limit,
+                        describe(exc),
+                    )
+                    await self.attempts.pause(n)
+                    continue
+                await self._park(event, describe(exc), attempts=n, first_failed_at=first)
+            self.attempts.clear(event.global_position)
+            return
+
+    async def _park(
+        self,
+        event: RecordedEvent | UndecodableEvent,
+        error: str,
+        *,
+        attempts: int = 1,
+        first_failed_at: dt.datetime | None = None,
+    ) -> None:
+        await park(
+            self.store.pool,
+            self.name,
+            event,
+            error,
+            attempts=attempts,
+            first_failed_at=first_failed_at,
+            partition=self.partition,
+            partitions=self.partitions,
+        )
+        announce(self.name, event, error)
+        self.stats["dead_letters"] += 1
+
+    async def reprocess(self, event: RecordedEvent) -> None:
+        """Route one (parked) event again, as the dispatcher would have."""
+        if not event.stream_id.startswith(MEMBER_PREFIX):
+            raise ValueError(f"event {event.event_id} is not on a member stream")
+        await self.route(event.stream_id[len(MEMBER_PREFIX) :], event)
 
     async def route(self, member_id: str, event: RecordedEvent) -> None:
         self.stats["events"] += 1

@@ -25,7 +25,7 @@ import asyncio
 import datetime as dt
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -55,6 +55,7 @@ from engine.ingest_models import (
 )
 from engine.sealing import personal_names, seal_event
 from engine.settings import Settings
+from engine.storable import time_problem
 from event_store import (
     ANY,
     AppendResult,
@@ -75,6 +76,12 @@ _RETRYABLE = (
     IdentityChanged,  # a member the batch read was merged or erased before it was locked
 )
 EVENT_ADAPTER: TypeAdapter[EventIn] = TypeAdapter(EventIn)
+
+Amend = Callable[[asyncpg.Connection, list[EventIn], list[str]], Awaitable[dict[int, dict]]]
+"""A caller's step inside the append transaction, after identity resolution: given the
+batch's events and their member ids, it returns new properties for some of them, by
+position (the Segment endpoints fold cart changes this way: `engine.carts`). It runs again
+if the transaction is retried, and may add only properties kept in clear."""
 
 
 def stream_of(member_id: str) -> str:
@@ -141,10 +148,16 @@ class Ingestor:
         self.keyring = keyring or Keyring(settings.resolved_secret())
         self.resolver = IdentityResolver(self.keyring)
         self.clear = frozenset(settings.ingest_clear_properties)
+        self.earliest = settings.ingest_earliest_occurred_at
 
     # ------------------------------------------------------------------ entry points
     async def ingest_raw(
-        self, items: Sequence[Any], *, source: str = "api", key_id: str | None = None
+        self,
+        items: Sequence[Any],
+        *,
+        source: str = "api",
+        key_id: str | None = None,
+        amend: Amend | None = None,
     ) -> IngestResult:
         """Validate plain JSON values one by one, then ingest the valid ones."""
         events: list[EventIn | list[FieldError]] = []
@@ -153,7 +166,7 @@ class Ingestor:
                 events.append(EVENT_ADAPTER.validate_python(item))
             except ValidationError as exc:
                 events.append(field_errors(exc, f"events[{i}]"))
-        return await self.ingest(events, source=source, key_id=key_id)
+        return await self.ingest(events, source=source, key_id=key_id, amend=amend)
 
     async def ingest(
         self,
@@ -161,6 +174,7 @@ class Ingestor:
         *,
         source: str = "api",
         key_id: str | None = None,
+        amend: Amend | None = None,
     ) -> IngestResult:
         """Ingest a batch; items that are already a list of errors are answered as rejected."""
         now = dt.datetime.now(dt.UTC)
@@ -186,7 +200,7 @@ class Ingestor:
         if valid:
             batch: list[tuple[int, EventIn]] = [(i, events[i]) for i in valid]  # type: ignore[misc]
             try:
-                await self._store(batch, outcomes, source, key_id)
+                await self._store(batch, outcomes, source, key_id, amend)
             except InvalidEventError:
                 # The store refused content (NUL, non-finite number): find which events.
                 storable = []
@@ -199,7 +213,7 @@ class Ingestor:
                 if len(storable) == len(batch):
                     raise
                 if storable:
-                    await self._store(storable, outcomes, source, key_id)
+                    await self._store(storable, outcomes, source, key_id, amend)
         for i, first in repeats:
             o = outcomes[first]
             assert o is not None
@@ -225,7 +239,14 @@ class Ingestor:
                     reason=f"{e.type} is reserved: only the engine appends it",
                 )
             )
-        if e.occurred_at > latest:
+        if e.occurred_at < self.earliest:
+            errors.append(
+                FieldError(
+                    field=f"events[{i}].occurred_at",
+                    reason=str(time_problem(e.occurred_at, self.earliest, latest)),
+                )
+            )
+        elif e.occurred_at > latest:
             errors.append(
                 FieldError(
                     field=f"events[{i}].occurred_at",
@@ -241,6 +262,7 @@ class Ingestor:
         outcomes: list[dict[str, Any] | None],
         source: str,
         key_id: str | None,
+        amend: Amend | None = None,
     ) -> None:
         metadata: dict[str, Any] = {"source": source, "schema_version": SCHEMA_VERSION}
         if key_id:
@@ -254,7 +276,7 @@ class Ingestor:
                         # Lost a race: retry serialised behind other retrying batches, so
                         # heavy overlap between concurrent senders still makes progress.
                         await conn.execute("SELECT pg_advisory_xact_lock($1)", _RETRY_LOCK)
-                    appended = await self._append(conn, batch, metadata)
+                    appended = await self._append(conn, batch, metadata, amend)
                 break
             except ErasedMembers as exc:
                 batch = await self._refuse_erased(batch, exc, outcomes)
@@ -329,6 +351,7 @@ class Ingestor:
         conn: asyncpg.Connection,
         fresh: list[tuple[int, EventIn]],
         metadata: dict[str, Any],
+        amend: Amend | None = None,
     ) -> dict[str, AppendResult]:
         """Resolve, append, then store the identity decisions, in the caller's transaction.
 
@@ -339,6 +362,9 @@ class Ingestor:
         clear = self.clear
         claims = [claim_of(e, clear) for _, e in fresh]
         resolution = await self.resolver.resolve(conn, claims)
+        amended = (
+            await amend(conn, [e for _, e in fresh], list(resolution.member_ids)) if amend else {}
+        )
         streams: dict[str, list[NewEvent]] = {}
         metas: dict[tuple[str, ...], dict[str, Any]] = {}
         for j, (_, e) in enumerate(fresh):
@@ -349,11 +375,11 @@ class Ingestor:
             if meta is None:
                 meta = metas[kinds] = {**metadata, "aliases": list(kinds)} if kinds else metadata
             member_id = resolution.member_ids[j]
-            data = e.properties
+            data = amended.get(j, e.properties)
             if claims[j].seal:
                 try:
                     data = seal_event(data, resolution.keys[member_id], e.event_id, clear)
-                except ValueError as exc:
+                except (TypeError, ValueError) as exc:
                     raise InvalidEventError(str(exc)) from exc
             streams.setdefault(stream_of(member_id), []).append(
                 NewEvent(

@@ -7,7 +7,8 @@ interrupted import stores only what is missing and reports the rest as duplicate
 JSONL: one event per line, in the `POST /v1/events` shape. CSV: a header row; columns
 `event_id`, `type`, `occurred_at`, `member_id` (or `id`), `email`, `phone`, `device_id`,
 `external_id.<system>`, `properties` (a JSON object) and `properties.<name>` (one property
-per column; integers, decimals and true/false are converted).
+per column, typed by `parse_value`; a `:<type>` suffix on the header or a `types` entry
+declares the type).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import IO, Any
 
 from engine.ingest import Ingestor
 from engine.ingest_models import FieldError
+from engine.storable import deeper_than, loads
 
 _MEMBER_COLUMNS = {
     "member_id": "id",
@@ -29,6 +33,10 @@ _MEMBER_COLUMNS = {
     "phone": "phone",
     "device_id": "device_id",
 }
+
+
+MAX_LINE_DEPTH = 32
+"""Deepest nesting of arrays and objects in one line (as the API's default limit)."""
 
 
 @dataclass
@@ -52,7 +60,98 @@ def derived_event_id(content: dict[str, Any]) -> str:
     return "import-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
 
 
-def _scalar(value: str) -> Any:
+COLUMN_TYPES = ("auto", "string", "number", "integer", "boolean")
+"""How a `properties.<name>` value is read; `auto` unless declared."""
+
+# A number as people write one: no sign but `-`, no leading zeros, no exponent. Anything
+# else (`007`, `+1`, `1e3`, `nan`) is text unless the column is declared a number.
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+_DECLARED_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")  # leading zeros allowed
+
+
+class LineTextError(ValueError):
+    """A line of the file is not UTF-8 text."""
+
+
+class TextLines:
+    """The lines of a UTF-8 byte stream, decoded one by one, and how many bytes were read.
+
+    A text file iterated line by line cannot tell its position (`tell()` raises), and a
+    progress bar needs it: counting the bytes of each line as it is read gives it exactly.
+    Lines end as in a file opened with `newline=""`: at LF, CRLF or a lone CR, kept as is.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.position = 0
+
+    def __iter__(self) -> Iterator[str]:
+        number = 0
+        for chunk in iter(self.raw.readline, b""):
+            self.position += len(chunk)
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise LineTextError(f"line {number + 1} is not UTF-8 ({exc.reason})") from exc
+            if number == 0:
+                text = text.removeprefix("\ufeff")
+            parts = _LONE_CR.split(text) if "\r" in text else (text,)
+            for part in parts:
+                if part:
+                    number += 1
+                    yield part
+
+
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # after a CR that no LF follows
+
+
+def _number(text: str, pattern: re.Pattern[str] = _NUMBER) -> int | float | None:
+    """`text` as a number that carries exactly the value written, or None.
+
+    Decimals become floats only when the float is that very decimal (any decimal of up to 15
+    significant digits): `1.50` is stored as the JSON number `1.5`, never as a rounded
+    neighbour. Longer ones stay text."""
+    if not pattern.fullmatch(text):
+        return None
+    try:
+        if "." not in text:
+            return int(text)
+        value = float(text)
+    except ValueError:  # more digits than Python converts (4,300)
+        return None
+    return value if Decimal(repr(value)) == Decimal(text) else None
+
+
+def parse_value(text: str, kind: str = "auto") -> Any:
+    """A CSV cell as a property value.
+
+    `auto`: `true`/`false` are booleans; a plain decimal number (`12`, `-3`, `1.50`) is a
+    number; everything else, including numbers with leading zeros such as zip codes and
+    phone numbers (`00123`), stays text. `string` keeps the text; `number`, `integer` and
+    `boolean` refuse a value that is not one (ValueError)."""
+    if kind == "string":
+        return text
+    if kind == "boolean" or (kind == "auto" and text in ("true", "false")):
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"{text!r} is not true or false")
+        return text.lower() == "true"
+    if kind == "auto":
+        number = _number(text)
+        return text if number is None else number
+    number = _number(text, _DECLARED_NUMBER)
+    if kind == "integer" and not isinstance(number, int):
+        raise ValueError(f"{text!r} is not an integer")
+    if number is None:
+        raise ValueError(
+            f"{text!r} is not a number (digits with an optional - and decimal point; "
+            "decimals of up to 15 significant digits)"
+        )
+    return number
+
+
+def _legacy_scalar(value: str) -> Any:
+    """The value earlier versions read: event ids derived from a line stay the same, so a
+    file imported before is not stored twice when imported again."""
     if value in ("true", "false"):
         return value == "true"
     for kind in (int, float):
@@ -65,14 +164,26 @@ def _scalar(value: str) -> Any:
     return value
 
 
-def _csv_event(row: dict[str, str]) -> dict[str, Any]:
+def split_type(column: str) -> tuple[str, str | None]:
+    """`properties.zip:string` -> (`properties.zip`, `string`); no known suffix -> None."""
+    base, sep, kind = column.rpartition(":")
+    if sep and kind in COLUMN_TYPES:
+        return base, kind
+    return column, None
+
+
+def _csv_event(
+    row: dict[str, str], types: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The event of one CSV row, and its properties as the id derivation reads them."""
     member: dict[str, Any] = {}
     properties: dict[str, Any] = {}
+    legacy: dict[str, Any] = {}
     event: dict[str, Any] = {}
-    for column, value in row.items():
-        if column is None or value is None or value == "":
+    for header, value in row.items():
+        if header is None or value is None or value == "":
             continue
-        column = column.strip()
+        column, kind = split_type(header.strip())
         if column in _MEMBER_COLUMNS:
             member[_MEMBER_COLUMNS[column]] = value
         elif column.startswith("external_id."):
@@ -82,17 +193,33 @@ def _csv_event(row: dict[str, str]) -> dict[str, Any]:
             if not isinstance(parsed, dict):
                 raise ValueError("the properties column must hold a JSON object")
             properties.update(parsed)
+            legacy.update(parsed)
         elif column.startswith("properties."):
-            properties[column.split(".", 1)[1]] = _scalar(value)
+            name = column.split(".", 1)[1]
+            kind = kind or (types or {}).get(name, "auto")
+            try:
+                properties[name] = parse_value(value, kind)
+            except ValueError as exc:
+                raise ValueError(f"column {header.strip()}: {exc}") from None
+            legacy[name] = _legacy_scalar(value)
         elif column in ("event_id", "type", "occurred_at"):
             event[column] = value
         else:
             raise ValueError(f"unknown column {column!r}")
-    return {**event, "member": member, "properties": properties}
+    return {**event, "member": member, "properties": properties}, {
+        **event,
+        "member": member,
+        "properties": legacy,
+    }
 
 
-def read_lines(stream: IO[str], fmt: str) -> Iterator[Line]:
-    """Parse a JSONL or CSV stream into events, line by line (errors stay per line)."""
+def read_lines(
+    stream: Iterable[str], fmt: str, types: Mapping[str, str] | None = None
+) -> Iterator[Line]:
+    """Parse a JSONL or CSV stream into events, line by line (errors stay per line).
+
+    `types` declares the type of CSV property columns by property name (see `parse_value`);
+    a `:<type>` suffix in the header wins over it."""
     if fmt == "csv":
         reader = csv.reader(stream)
         try:
@@ -118,8 +245,10 @@ def read_lines(stream: IO[str], fmt: str) -> Iterator[Line]:
             try:
                 if len(values) != len(columns):
                     raise ValueError(f"{len(values)} values for {len(columns)} columns")
-                event = _csv_event(dict(zip(columns, values, strict=True)))
-                yield _with_id(Line(number, text, event))
+                event, basis = _csv_event(dict(zip(columns, values, strict=True)), types)
+                if not event.get("event_id"):
+                    event["event_id"] = derived_event_id(basis)
+                yield Line(number, text, event)
             except ValueError as exc:
                 yield Line(
                     number, text, None, [FieldError(field=f"line {number}", reason=str(exc))]
@@ -128,8 +257,8 @@ def read_lines(stream: IO[str], fmt: str) -> Iterator[Line]:
         if not text.strip():
             continue
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
+            value = loads(text)
+        except (ValueError, RecursionError) as exc:
             yield Line(
                 number, text, None, [FieldError(field=f"line {number}", reason=f"not JSON: {exc}")]
             )
@@ -138,6 +267,10 @@ def read_lines(stream: IO[str], fmt: str) -> Iterator[Line]:
             yield Line(
                 number, text, None, [FieldError(field=f"line {number}", reason="not an object")]
             )
+            continue
+        if deeper_than(value, MAX_LINE_DEPTH):
+            reason = f"nests deeper than {MAX_LINE_DEPTH} levels"
+            yield Line(number, text, None, [FieldError(field=f"line {number}", reason=reason)])
             continue
         yield _with_id(Line(number, text, value))
 

@@ -6,12 +6,10 @@ import. Validation errors name the field (`events[3].member.phone`) and the reas
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +19,7 @@ from pydantic import (
 )
 
 from engine.identity.aliases import normalise_email, normalise_phone, normalise_system
+from engine.storable import Timestamp, json_problem
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 # '#' is kept out of client ids: the system derives its own event ids with it.
@@ -39,6 +38,8 @@ RESERVED_TYPES = frozenset(
         "segment.exited",
     }
 )
+# Text without control characters (NUL included), for ids of other systems.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
 
@@ -48,9 +49,19 @@ class PushSubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["webpush", "fcm", "apns"]
-    endpoint: str | None = Field(default=None, max_length=2048, pattern=r"^https://\S+$")
-    keys: dict[str, Annotated[str, Field(max_length=512)]] | None = None
-    token: str | None = Field(default=None, min_length=1, max_length=4096, pattern=r"^\S+$")
+    endpoint: str | None = Field(
+        default=None, max_length=2048, pattern=r"^https://[^\s\x00-\x1f\x7f]+$"
+    )
+    keys: (
+        dict[
+            Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")],
+            Annotated[str, Field(max_length=512, pattern=TEXT_PATTERN)],
+        ]
+        | None
+    ) = None
+    token: str | None = Field(
+        default=None, min_length=1, max_length=4096, pattern=r"^[^\s\x00-\x1f\x7f]+$"
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> PushSubscriptionIn:
@@ -79,7 +90,9 @@ class MemberIn(BaseModel):
     email: Annotated[str, Field(max_length=330), AfterValidator(normalise_email)] | None = None
     phone: str | None = Field(default=None, max_length=40, description="E.164, e.g. +14155550123")
     device_id: Identifier | None = None
-    external_ids: dict[str, Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+    external_ids: dict[
+        str, Annotated[str, Field(min_length=1, max_length=256, pattern=TEXT_PATTERN)]
+    ] = Field(
         default_factory=dict,
         max_length=16,
         description="Ids in other systems, by system name, e.g. {'shopify': '8123'}.",
@@ -117,60 +130,24 @@ class EventIn(BaseModel):
         description="Lowercase dotted name, e.g. cart.updated.",
     )
     member: MemberIn
-    occurred_at: AwareDatetime = Field(description="When it happened, with a time zone.")
+    occurred_at: Timestamp = Field(
+        description="When it happened: ISO 8601 with a time zone (Z or an offset). Accepted "
+        "from JOURNEYMAN_INGEST_EARLIEST_OCCURRED_AT (default 1970-01-01T00:00:00Z) to now "
+        "plus JOURNEYMAN_INGEST_FUTURE_SKEW_SECONDS; naive times and Unix numbers are refused."
+    )
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
-def _storable(value: Any) -> bool:
-    """True when PostgreSQL's jsonb can hold `value`: no NUL characters, finite numbers."""
-    t = type(value)
-    if t is str:
-        return "\x00" not in value
-    if t is dict:
-        for k, v in value.items():
-            if "\x00" in k:
-                return False
-            tv = type(v)
-            if tv is str:
-                if "\x00" in v:
-                    return False
-            elif tv is not int and tv is not bool and v is not None and not _storable(v):
-                return False
-        return True
-    if t is list:
-        return all(_storable(v) for v in value)
-    if t is float:
-        return math.isfinite(value)
-    return True
-
-
 def storage_errors(event: EventIn, index: int) -> list[FieldError]:
-    """What in an event's properties PostgreSQL's jsonb cannot store (NUL characters,
-    non-finite numbers). Checked only when the store refuses a batch: it is rare, and
-    walking every event would cost more than the check saves."""
-    try:
-        _check_json(event.properties, "properties")
-    except ValueError as exc:
-        return [FieldError(field=f"events[{index}].properties", reason=str(exc))]
-    return []
-
-
-def _check_json(value: Any, path: str) -> None:
-    """Raise a ValueError naming where `value` holds something jsonb cannot store."""
-    if _storable(value):
-        return
-    if isinstance(value, str):
-        raise ValueError(f"{path} contains a NUL character")
-    if isinstance(value, float):
-        raise ValueError(f"{path} holds a non-finite number")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if "\x00" in k:
-                raise ValueError(f"a key in {path} contains a NUL character")
-            _check_json(v, f"{path}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_json(v, f"{path}[{i}]")
+    """What in an event's properties the store cannot hold or read back (NUL characters,
+    lone surrogates, non-finite numbers, integers past Python's digit limit). Checked only
+    when the store refuses a batch: it is rare, and walking every event would cost more
+    than the check saves."""
+    found = json_problem(event.properties, f"events[{index}].properties")
+    if found is None:
+        return []
+    field, reason = found
+    return [FieldError(field=field, reason=reason)]
 
 
 class EventBatchIn(BaseModel):
@@ -184,6 +161,12 @@ class EventBatchIn(BaseModel):
 class FieldError(BaseModel):
     field: str = Field(description="Where the problem is, e.g. events[2].member.phone.")
     reason: str
+
+    @field_validator("field", "reason")
+    @classmethod
+    def _encodable(cls, v: str) -> str:
+        # A field name can echo a client's key; a lone surrogate in it must not break the answer.
+        return v if v.isascii() else v.encode("utf-8", "backslashreplace").decode()
 
 
 class EventOutcome(BaseModel):
@@ -215,7 +198,17 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
             else:
                 path += f".{part}" if path else str(part)
         reason = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "string_pattern_mismatch" and err["loc"][-1:] == ("email",):
+        kind = err["type"]
+        if kind == "string_pattern_mismatch" and "\x00" in str(err["input"]):
+            reason = "contains a NUL character (\\u0000)"
+        elif kind == "string_pattern_mismatch" and err["loc"][-1:] == ("email",):
             reason = f"{err['input']!r} is not an email address (expected name@domain.tld)"
+        elif kind == "string_unicode":
+            reason = "contains a lone surrogate (such as \\ud800), which is not Unicode text"
+        elif kind == "timezone_aware":
+            reason = (
+                "needs a time zone, e.g. 2026-01-31T09:30:00Z or 2026-01-31T10:30:00+01:00 "
+                "(naive date-times are not accepted)"
+            )
         out.append(FieldError(field=path or "body", reason=reason))
     return out

@@ -86,6 +86,8 @@ class KeyVerifier:
     async def verify(self, token: str) -> ApiKey | None:
         if not token.startswith(_PREFIX) or len(token) > 200:
             return None
+        if not (token.isascii() and token.isprintable()):
+            return None  # no key has such characters (and PostgreSQL refuses a NUL)
         digest = _hash(token)
         hit = self._cache.get(digest)
         now = time.monotonic()

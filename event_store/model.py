@@ -101,3 +101,23 @@ class AppendResult(NamedTuple):
     stream_version: int
     global_position: int
     duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodableEvent:
+    """A stored row that could not be turned into a `RecordedEvent` (a column this client
+    cannot decode, e.g. a timestamp before year 1). Its identifying columns, the error, and
+    the other columns as PostgreSQL prints them, so a reader can park it and go on."""
+
+    global_position: int
+    tx_id: int
+    stream_id: str
+    stream_version: int
+    event_id: str
+    type: str
+    error: str
+    raw: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.tx_id, self.global_position)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import random
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,14 @@ from .model import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    UndecodableEvent,
 )
 from .validation import prepare_batch
 
 if TYPE_CHECKING:
     from .subscription import Subscription
 
+log = logging.getLogger(__name__)
 MAX_POSITION = 2**63 - 1
 _COLUMNS = (
     "global_position, tx_id, stream_id, stream_version, event_id, type, data, metadata, "
@@ -68,6 +71,14 @@ FROM (
     FROM generate_series(1, $3::int)
 ) p
 """
+# Reading a row that this client cannot decode (a timestamp before year 1, an integer past
+# Python's digit limit in JSON) raises one of these for the whole fetch; see `_fetch_events`.
+_DECODE_ERRORS = (OverflowError, ValueError, TypeError, UnicodeError, RecursionError)
+_KEY_COLUMNS = "global_position, tx_id, stream_id, stream_version, event_id, type"
+_RAW_COLUMNS = (
+    "data::text AS data, metadata::text AS metadata, occurred_at::text AS occurred_at, "
+    "recorded_at::text AS recorded_at"
+)
 _PARTITION_SQL = "((hashtextextended(stream_id, 0) & 9223372036854775807) % {n}) = {i}"
 _APPEND_ATTEMPTS = 50
 _RETRY_LOCK = 0x6A6D_7265_7472_79  # advisory lock key taken by retrying appends
@@ -349,8 +360,12 @@ class PostgresEventStore:
         *,
         backwards: bool = False,
         limit: int = 1000,
+        undecodable: list[UndecodableEvent] | None = None,
     ) -> list[RecordedEvent]:
-        """Events of one stream in version order (or reverse), starting at `from_version`."""
+        """Events of one stream in version order (or reverse), starting at `from_version`.
+
+        A row that cannot be decoded is left out; with `undecodable`, it is added to that list
+        (it counts towards `limit`)."""
         if backwards:
             start = MAX_POSITION if from_version is None else from_version
             sql = (
@@ -364,8 +379,21 @@ class PostgresEventStore:
                 "ORDER BY stream_version LIMIT $3"
             )
         async with self.pool.acquire() as c:
-            rows = await c.fetch(sql, stream_id, start, limit)
-        return [_record(r) for r in rows]
+            events, _, _ = await _fetch_events(c, sql, (stream_id, start, limit), undecodable)
+        return events
+
+    async def read_event(self, global_position: int) -> RecordedEvent | UndecodableEvent | None:
+        """The event at `global_position` (an `UndecodableEvent` if its row cannot be
+        decoded), None when there is none."""
+        bad: list[UndecodableEvent] = []
+        async with self.pool.acquire() as c:
+            events, _, _ = await _fetch_events(
+                c,
+                f"SELECT {_COLUMNS} FROM events WHERE global_position = $1",
+                [global_position],
+                bad,
+            )
+        return events[0] if events else (bad[0] if bad else None)
 
     async def read_all(
         self,
@@ -376,6 +404,7 @@ class PostgresEventStore:
         partition: int = 0,
         partitions: int = 1,
         limit: int = 1000,
+        undecodable: list[UndecodableEvent] | None = None,
     ) -> tuple[list[RecordedEvent], Cursor]:
         """Events of the whole store after `after`, in commit-safe order, and the next cursor.
 
@@ -384,6 +413,10 @@ class PostgresEventStore:
         `(tx_id, global_position)`: a transaction that commits late always has a larger
         `tx_id` than anything a reader has passed, so no event is ever skipped. The returned
         cursor may move past filtered-out events, so a filtered reader does not rescan them.
+
+        A row that cannot be decoded never stops the reader: it is left out of the events
+        (the cursor still moves past it) and, with `undecodable`, added to that list so the
+        caller can park it (see docs/reliability.md, "Dead letters").
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -402,18 +435,16 @@ class PostgresEventStore:
             if partitions > 1:
                 conditions.append(partition_clause(partition, partitions))
             args.append(limit)
-            rows = await c.fetch(
+            sql = (
                 f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(conditions)} "
-                f"ORDER BY tx_id, global_position LIMIT ${len(args)}",
-                *args,
+                f"ORDER BY tx_id, global_position LIMIT ${len(args)}"
             )
-        events = [_record(r) for r in rows]
-        if len(events) == limit:
-            return events, events[-1].cursor
+            events, seen, last = await _fetch_events(c, sql, args, undecodable)
+        if seen == limit:
+            return events, last
         # Everything below xmin that matches has been returned: jump past the rest.
         caught_up = Cursor(xmin - 1, MAX_POSITION)
-        last = events[-1].cursor if events else after
-        return events, max(last, caught_up)
+        return events, max(last or after, caught_up)
 
     async def head(self) -> Cursor:
         """The cursor just past everything a reader can safely see now."""
@@ -492,6 +523,77 @@ class PostgresEventStore:
             min_poll=min_poll,
             max_poll=max_poll,
         )
+
+
+async def _fetch_events(
+    c: asyncpg.Connection,
+    sql: str,
+    args: Sequence[Any],
+    undecodable: list[UndecodableEvent] | None,
+) -> tuple[list[RecordedEvent], int, Cursor | None]:
+    """Run a `SELECT {_COLUMNS} FROM events …` query: the events, how many rows it returned
+    (decoded or not) and the cursor of the last row.
+
+    The driver decodes a whole result at once, so one bad row fails the fetch. Only then
+    (the fast path costs nothing more) is the query re-run for the rows' keys alone, and
+    the rows decoded in halves until each bad one is found alone (`_decode_rows`)."""
+    try:
+        rows = await c.fetch(sql, *args)
+    except _DECODE_ERRORS:
+        pass
+    else:
+        events = [_record(r) for r in rows]
+        return events, len(events), (events[-1].cursor if events else None)
+    keys = await c.fetch(sql.replace(_COLUMNS, _KEY_COLUMNS, 1), *args)
+    bad: list[UndecodableEvent] = []
+    decoded = await _decode_rows(c, [k["global_position"] for k in keys], bad)
+    for b in bad:
+        log.debug("event at position %d cannot be decoded: %s", b.global_position, b.error)
+    if undecodable is not None:
+        undecodable.extend(bad)
+    events = [decoded[k["global_position"]] for k in keys if k["global_position"] in decoded]
+    last = keys[-1] if keys else None
+    cursor = Cursor(last["tx_id"], last["global_position"]) if last is not None else None
+    return events, len(keys), cursor
+
+
+async def _decode_rows(
+    c: asyncpg.Connection, positions: list[int], bad: list[UndecodableEvent]
+) -> dict[int, RecordedEvent]:
+    """The rows at `positions` that decode, by position; the others are added to `bad`."""
+    if not positions:
+        return {}
+    try:
+        rows = await c.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE global_position = ANY($1::bigint[])", positions
+        )
+        return {r["global_position"]: _record(r) for r in rows}
+    except _DECODE_ERRORS as exc:
+        if len(positions) == 1:
+            bad.append(await _undecodable(c, positions[0], exc))
+            return {}
+    mid = len(positions) // 2
+    found = await _decode_rows(c, positions[:mid], bad)
+    found.update(await _decode_rows(c, positions[mid:], bad))
+    return found
+
+
+async def _undecodable(
+    c: asyncpg.Connection, position: int, exc: BaseException
+) -> UndecodableEvent:
+    row = await c.fetchrow(
+        f"SELECT {_KEY_COLUMNS}, {_RAW_COLUMNS} FROM events WHERE global_position = $1", position
+    )
+    return UndecodableEvent(
+        global_position=row["global_position"],
+        tx_id=row["tx_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        event_id=row["event_id"],
+        type=row["type"],
+        error=f"{type(exc).__name__}: {exc}",
+        raw={k: row[k] for k in ("data", "metadata", "occurred_at", "recorded_at")},
+    )
 
 
 def _check_expected(stream_id: str, current: int, expected: ExpectedVersion) -> None:

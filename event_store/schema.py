@@ -70,3 +70,27 @@ checkpoints = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("name", "partition", "partitions", name="subscription_checkpoints_pkey"),
 )
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("consumer", Text, nullable=False),
+    Column("partition", Integer, nullable=False, server_default=text("0")),
+    Column("partitions", Integer, nullable=False, server_default=text("1")),
+    Column("global_position", BigInteger, nullable=False),
+    Column("tx_id", BigInteger, nullable=False),
+    Column("stream_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("1")),
+    Column("first_failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("status", Text, nullable=False, server_default=text("'parked'")),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolution", Text),
+    UniqueConstraint("consumer", "global_position", name="dead_letters_consumer_position_key"),
+    Index("dead_letters_status_idx", "status", "id"),
+)
+"""Events a subscriber gave up on (see `event_store.deadletters`): parked, not lost."""

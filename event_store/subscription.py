@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from .model import Cursor, RecordedEvent
+from .model import Cursor, RecordedEvent, UndecodableEvent
 
 if TYPE_CHECKING:
     from .postgres import PostgresEventStore
@@ -50,6 +50,9 @@ class Subscription:
         self.max_poll = max_poll
         self.cursor: Cursor | None = None
         """The place just past what this subscription has handed out."""
+        self.undecodable: list[UndecodableEvent] = []
+        """Rows of the batch just yielded that could not be decoded (not among its events):
+        the consumer parks them (`event_store.deadletters.park`) and goes on."""
         self._saved: Cursor | None = None
         self._closed = False
 
@@ -69,7 +72,8 @@ class Subscription:
         self._closed = True
 
     async def batches(self) -> AsyncIterator[tuple[list[RecordedEvent], Cursor]]:
-        """Yield `(events, cursor_after_them)`; empty batches are not yielded."""
+        """Yield `(events, cursor_after_them)`; empty batches are not yielded (a batch of
+        undecodable rows only is yielded with no events, see `undecodable`)."""
         if self.cursor is None:
             self.cursor = await self.store.load_checkpoint(
                 self.name, self.partition, self.partitions
@@ -77,6 +81,7 @@ class Subscription:
             self._saved = self.cursor
         delay = self.min_poll
         while not self._closed:
+            self.undecodable = []
             events, nxt = await self.store.read_all(
                 self.cursor,
                 types=self.types,
@@ -84,8 +89,9 @@ class Subscription:
                 partition=self.partition,
                 partitions=self.partitions,
                 limit=self.batch_size,
+                undecodable=self.undecodable,
             )
-            if events:
+            if events or self.undecodable:
                 delay = self.min_poll
                 yield events, nxt
                 self.cursor = nxt

@@ -50,6 +50,19 @@ def encode_json(value: object, part: str, event_id: str) -> str:
         ) from exc
 
 
+def _utf8(text: str, eid: str, stream_id: str) -> None:
+    """Refuse text PostgreSQL cannot take as UTF-8 (a lone surrogate such as \\ud800): the
+    COPY would fail halfway with an encoding error instead of a clear refusal."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise InvalidEventError(
+            f"event {eid.encode(errors='backslashreplace').decode()} in stream "
+            f"{stream_id.encode(errors='backslashreplace').decode()}: text may not contain "
+            "lone surrogates"
+        ) from None
+
+
 def prepare_batch(
     items: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]],
 ) -> list[list[tuple[str, str]]]:
@@ -117,6 +130,16 @@ def prepare_batch(
                 raise InvalidEventError(
                     f"event {eid} in stream {stream_id}: text may not contain NUL"
                 )
+            if (
+                not (
+                    data_text.isascii()
+                    and meta_text.isascii()
+                    and eid.isascii()
+                    and etype.isascii()
+                )
+                or not stream_id.isascii()
+            ):
+                _utf8(data_text + meta_text + eid + etype + stream_id, eid, stream_id)
             texts.append((data_text, meta_text))
         encoded.append(texts)
     return encoded

@@ -4,6 +4,7 @@ from engine.activities.instances import metadata as journey_metadata
 from engine.delivery.schema import metadata as delivery_metadata
 from engine.ingest_schema import metadata as ingest_metadata
 from engine.segments.schema import metadata as segment_metadata
+from engine.sessions import metadata as session_metadata
 from event_store.schema import metadata as store_metadata
 
 target_metadata = [
@@ -12,4 +13,5 @@ target_metadata = [
     journey_metadata,
     delivery_metadata,
     segment_metadata,
+    session_metadata,
 ]

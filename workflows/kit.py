@@ -7,7 +7,9 @@ name as the workflow type). The kit hides Temporal's plumbing, never Temporal it
   seen is dropped (the dispatcher delivers at least once);
 * an exit event ends the journey the moment it arrives, wherever the body is waiting;
 * a goal event inside the attribution window appends `journey.converted`, crediting the
-  last message sent before it (last touch) and the variant;
+  last message sent before it (last touch) and the variant; a goal that occurred before a
+  message was sent (a late-arriving event) is never credited to it, nor one that occurred
+  before the journey began;
 * variant and holdout are chosen deterministically from the member id; holdout members go
   through every decision but are sent nothing (`journey.message_withheld` records what
   they would have got, so lift can be measured);
@@ -65,6 +67,10 @@ _RECORD_RETRY = RetryPolicy(maximum_interval=dt.timedelta(seconds=30))
 
 _GOAL_BY_STORE_ORDER = "journeyman-goal-credit-by-store-order"
 """Goal events are credited by store order and decided once in-flight sends are known."""
+
+_GOAL_AFTER_SEND = "journeyman-goal-after-send"
+"""A goal is credited to a message only if it occurred after the send, and counts only if it
+occurred after the journey began: a late-arriving event cannot convert backwards in time."""
 
 
 class _Exited(Exception):
@@ -151,6 +157,7 @@ class Journey:
         # messages recorded then go: decided once the send's outcome is known.
         self._pending_unchecked = False
         self._sending = False
+        self._goal_after_send = False
         self._counter = 0
         self._finished = False
 
@@ -226,7 +233,11 @@ class Journey:
             and (not goal.same_key or self._same_key(event))
             and (goal.when is None or goal.when(event.data))
         ):
-            inside = self._inside_window(event)
+            inside = (
+                self._credited_by_time(event)[1]
+                if self._goal_after_send
+                else self._inside_window(event)
+            )
             if inside or self._sending:
                 self._pending_goal = event
                 self._pending_unchecked = not inside
@@ -310,6 +321,8 @@ class Journey:
         else:
             self.state = input.state
             self.state.runs += 1
+        # Decided once per journey, before any event is looked at (see _GOAL_AFTER_SEND).
+        self._goal_after_send = self.patched(_GOAL_AFTER_SEND)
         self._seen = set(self.state.seen)
         self._ready = True
         for early in self._early:
@@ -588,6 +601,7 @@ class Journey:
                             delivery_id=outcome.delivery_id,
                             channel=outcome.channel,
                             position=outcome.position,
+                            sent_at=outcome.sent_at,
                         )
                     )
         finally:
@@ -705,12 +719,44 @@ class Journey:
         start = self.state.entered_at if touch is None else touch.at
         return touch, at <= start + self._attribution_window(goal)
 
+    def _credited_by_time(self, event: JourneyEvent) -> tuple[Touch | None, bool]:
+        """`_credited`, and the goal must have occurred after the message was sent (after the
+        journey began when no message came before it), for treatment and holdout alike.
+
+        The message is the last one recorded before the goal in the store and sent before
+        it occurred; a late-arriving goal that occurred before a message is credited to the
+        one before that, or to no message."""
+        at = self._event_time(event)
+        touch = next(
+            (
+                t
+                for t in reversed(self.state.touches)
+                if (t.position < event.position if t.position is not None else t.at <= at)
+                and (t.sent_at or t.at) <= at
+            ),
+            None,
+        )
+        goal = self.spec.goal
+        if goal is None:
+            return touch, False
+        if touch is None:
+            began = self.state.entered_at
+            trigger = self.input.trigger
+            if trigger is not None:
+                began = min(began, self._event_time(trigger))
+            return None, began <= at <= self.state.entered_at + self._attribution_window(goal)
+        return touch, at <= touch.at + self._attribution_window(goal)
+
     async def _record_conversion(self, event: JourneyEvent) -> None:
         unchecked, self._pending_unchecked = self._pending_unchecked, False
         if self.state.converted:
             return
         at = self._event_time(event)
-        if self.patched(_GOAL_BY_STORE_ORDER):
+        if self._goal_after_send:
+            touch, inside = self._credited_by_time(event)
+            if not inside:
+                return
+        elif self.patched(_GOAL_BY_STORE_ORDER):
             touch, inside = self._credited(event)
             if not inside:
                 return

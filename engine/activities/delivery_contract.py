@@ -59,6 +59,9 @@ class SendOutcome(BaseModel):
     position: int | None = None
     """Store position of the `message.sent` event (when this call recorded it): journeys
     order a goal event against the message by it, whatever their own processing lag."""
+    sent_at: dt.datetime | None = None
+    """The `occurred_at` of `message.sent`: a goal that occurred before it is not the
+    message's conversion."""
 
 
 def delivery_id(request: SendRequest) -> str:

@@ -41,6 +41,9 @@ class Touch(BaseModel):
     withheld: bool = False
     position: int | None = None
     """Store position of the `message.sent` (or `journey.message_withheld`) event."""
+    sent_at: dt.datetime | None = None
+    """When the provider took the message (the `occurred_at` of `message.sent`); a goal that
+    occurred before it is not credited to it. None: `at`."""
 
 
 class StepRecord(BaseModel):

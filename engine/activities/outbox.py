@@ -7,6 +7,10 @@ the stream and returns the outcome recorded there; nothing is sent twice.
 
 from __future__ import annotations
 
+import datetime as dt
+
+from temporalio import activity
+
 from event_store import ANY, NO_STREAM, ConcurrencyError, NewEvent, PostgresEventStore
 
 from .delivery_contract import SendOutcome, SendRequest, delivery_id
@@ -28,8 +32,18 @@ class OutboxDelivery:
         if found is not None:
             return found
         channel = request.channels[0]
+        # Sent when the attempt was scheduled, on the Temporal server's clock: the clock the
+        # journey reads too (it may run ahead of the wall clock on a time-skipping server).
+        if activity.in_activity():
+            sent_at = activity.info().current_attempt_scheduled_time
+        else:
+            sent_at = dt.datetime.now(dt.UTC)
         outcome = SendOutcome(
-            status="sent", delivery_id=did, channel=channel, reason="delivered to local outbox"
+            status="sent",
+            delivery_id=did,
+            channel=channel,
+            reason="delivered to local outbox",
+            sent_at=sent_at,
         )
         meta = {"source": "journey", "correlation_id": request.workflow_id}
         claim = NewEvent(
@@ -55,6 +69,7 @@ class OutboxDelivery:
             },
             meta,
             event_id=f"message.sent/{did}",
+            occurred_at=sent_at,
         )
         try:
             results = await self.store.append_batch(

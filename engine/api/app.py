@@ -16,11 +16,23 @@ from pydantic.json_schema import models_json_schema
 from engine.ingest import Ingestor
 from engine.ingest_models import EventBatchIn
 from engine.keys import KeyVerifier
+from engine.logs import quiet_http_clients
 from engine.profiles import ProfileProjector
 from engine.settings import Settings, get_settings
 from event_store import PostgresEventStore
 
-from . import dashboard, errors, events, feedback, journeys, limits, members, privacy, segment
+from . import (
+    dashboard,
+    deadletters,
+    errors,
+    events,
+    feedback,
+    journeys,
+    limits,
+    members,
+    privacy,
+    segment,
+)
 from .limits import RequestLimits
 
 log = logging.getLogger(__name__)
@@ -65,6 +77,8 @@ def create_app(
         app.state.settings = settings
         app.state.ingestor = Ingestor(s, settings)
         app.state.verifier = KeyVerifier(s.pool)
+        feedback.warn_at_start(settings)
+        quiet_http_clients(settings.log_http_requests)
         task = None
         if project:
             task = asyncio.create_task(_project_forever(ProfileProjector(s, settings)))
@@ -92,6 +106,7 @@ def create_app(
     app.include_router(privacy.router, tags=["privacy"])
     app.include_router(feedback.router)
     app.include_router(journeys.router)
+    app.include_router(deadletters.router)
     dashboard.install(app)
     app.add_middleware(RequestLimits)
 

@@ -33,9 +33,29 @@ def _token(request: Request) -> str | None:
     return None
 
 
-def require(scope: str) -> Callable[..., Awaitable[ApiKey]]:
+async def verify(request: Request, token: str | None, scope: str) -> ApiKey:
+    """The key for `token` if it has `scope` (or `admin`): else 401 or 403."""
+    if token is None:
+        raise ApiError(401, "unauthenticated", "an API key is required (Authorization header)")
+    verifier: KeyVerifier = request.app.state.verifier
+    key = await verifier.verify(token)
+    if key is None:
+        raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
+    if not key.allows(scope):
+        raise ApiError(
+            403,
+            "insufficient_scope",
+            f"this endpoint needs the {scope!r} scope; the key has {', '.join(sorted(key.scopes))}",
+        )
+    return key
+
+
+def require(
+    scope: str, fallback: Callable[[Request], Awaitable[str | None]] | None = None
+) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency that admits keys with `scope` (or `admin`): 401 without a valid key, 403
-    with a key that lacks the scope."""
+    with a key that lacks the scope. `fallback` finds a key elsewhere when the request has no
+    Authorization header (Segment's `writeKey` in the body)."""
 
     async def dependency(
         request: Request,
@@ -43,19 +63,8 @@ def require(scope: str) -> Callable[..., Awaitable[ApiKey]]:
         _c: object = Depends(_basic),
     ) -> ApiKey:
         token = _token(request)
-        if token is None:
-            raise ApiError(401, "unauthenticated", "an API key is required (Authorization header)")
-        verifier: KeyVerifier = request.app.state.verifier
-        key = await verifier.verify(token)
-        if key is None:
-            raise ApiError(401, "invalid_api_key", "the API key is unknown or revoked")
-        if not key.allows(scope):
-            raise ApiError(
-                403,
-                "insufficient_scope",
-                f"this endpoint needs the {scope!r} scope; the key has "
-                f"{', '.join(sorted(key.scopes))}",
-            )
-        return key
+        if token is None and fallback is not None:
+            token = await fallback(request)
+        return await verify(request, token, scope)
 
     return dependency

@@ -7,6 +7,9 @@ from typing import Any
 
 from fastapi import Request
 
+from engine.ingest_models import FieldError
+from engine.storable import loads
+
 from .errors import ApiError
 
 
@@ -23,6 +26,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             415,
             "unsupported_media_type",
             "the body must be JSON (Content-Type: application/json)",
+            [FieldError(field="Content-Type", reason="must be application/json")],
         )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
@@ -38,15 +42,19 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
+    """The body as JSON. Integer literals too long for Python (over 4,300 digits) come back
+    as `LongInteger` markers, so validation refuses them naming their field."""
     try:
-        return json.loads(body)
+        return loads(body)
     except UnicodeDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not UTF-8: {exc.reason}") from exc
+        raise _invalid(f"the body is not UTF-8: {exc.reason}") from exc
     except json.JSONDecodeError as exc:
-        raise ApiError(
-            400,
-            "invalid_json",
-            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        raise _invalid(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
-    except RecursionError as exc:
-        raise ApiError(400, "invalid_json", "the body nests too deeply") from exc
+    except (ValueError, RecursionError) as exc:
+        raise _invalid("the body nests too deeply or cannot be read as JSON") from exc
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_json", message, [FieldError(field="body", reason=message)])

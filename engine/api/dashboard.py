@@ -7,13 +7,18 @@
 * `/dashboard/members?id=…` — a member's journey trace.
 
 Access needs an admin API key — in the `Authorization` header, or entered once on
-`/dashboard/login` (kept in an HTTP-only cookie) — unless `JOURNEYMAN_DASHBOARD_LOCAL_ONLY`
-is on, which admits requests from 127.0.0.1 / ::1 without a key (`journeyman up` turns it
-on; behind a reverse proxy every request looks local, so leave it off there).
+`/dashboard/login`, which opens a session (`engine.sessions`): the cookie holds an opaque
+session id, never the key; it expires after `JOURNEYMAN_DASHBOARD_SESSION_HOURS`, ends at
+`POST /dashboard/logout` or when the key is revoked, and is `Secure` when the dashboard is
+served over https (the request's scheme or `JOURNEYMAN_DELIVERY__PUBLIC_URL`) — unless
+`JOURNEYMAN_DASHBOARD_LOCAL_ONLY` is on, which admits requests from 127.0.0.1 / ::1 without a
+key (`journeyman up` turns it on; behind a reverse proxy every request looks local, so leave
+it off there).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from pathlib import Path
 from typing import Any
@@ -22,10 +27,12 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine import analytics
 from engine.identity import resolve_member_id
+from engine.sessions import close_session, open_session, session_key
 
 from .auth import _token
 from .journeys import all_summaries, one_journey
@@ -48,6 +55,8 @@ class DashboardSettings(BaseSettings):
 
     local_only: bool = False
     """Admit requests from the local machine without a key."""
+    session_hours: float = Field(default=8.0, gt=0)
+    """How long a sign-in lasts."""
 
 
 class _NeedsLogin(Exception):
@@ -100,12 +109,25 @@ async def admitted(request: Request) -> str:
     client = request.client.host if request.client else ""
     if local_only and client in LOCAL_HOSTS:
         return "local"
-    token = _token(request) or request.cookies.get(COOKIE)
+    token = _token(request)
     if token:
         key = await request.app.state.verifier.verify(token)
         if key is not None and "admin" in key.scopes:
             return key.key_id
+    session = request.cookies.get(COOKIE)
+    if session:
+        key_id = await session_key(request.app.state.store.pool, session)
+        if key_id is not None:
+            return key_id
     raise _NeedsLogin
+
+
+def _https(request: Request) -> bool:
+    """Served over https: the request says so, or the configured public URL does (behind a
+    proxy that ends TLS, the request itself arrives over plain http)."""
+    settings = getattr(request.app.state, "settings", None)
+    public = settings.delivery.public_url if settings is not None else ""
+    return request.url.scheme == "https" or public.lower().startswith("https://")
 
 
 def install(app: Any) -> None:
@@ -304,15 +326,29 @@ async def login(request: Request) -> Response:
         )
         response.status_code = 401
         return response
+    lifetime = dt.timedelta(hours=DashboardSettings().session_hours)
+    session = await open_session(request.app.state.store.pool, key.key_id, lifetime)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
-        COOKIE, token, httponly=True, samesite="strict", path="/dashboard", max_age=8 * 3600
+        COOKIE,
+        session,
+        httponly=True,
+        samesite="strict",
+        secure=_https(request),
+        path="/dashboard",
+        max_age=int(lifetime.total_seconds()),
     )
     return response
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """End the session server-side (a copy of the cookie stops working too) and drop it."""
+    session = request.cookies.get(COOKIE)
+    if session:
+        await close_session(request.app.state.store.pool, session)
     response = RedirectResponse("/dashboard/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/dashboard")
+    response.delete_cookie(
+        COOKIE, path="/dashboard", secure=_https(request), httponly=True, samesite="strict"
+    )
     return response

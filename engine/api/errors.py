@@ -1,8 +1,11 @@
 """The API's error format and the handlers that make every error use it.
 
 Every 4xx/5xx body is `{"error": {"code": ..., "message": ..., "details": [{"field",
-"reason"}]}}`. Client input never produces a 500: bodies are read, parsed and validated by
-code that turns each failure into a 400, 413, 415 or 422 naming what is wrong.
+"reason"}]}}`. On the Segment-compatible paths the body also carries `code` and `message` at
+the top level, where Segment's and RudderStack's libraries read them.
+
+Client input never produces a 500: bodies are read, parsed and validated by code that turns
+each failure into a 400, 413, 415 or 422 naming what is wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +22,19 @@ from engine.ingest_models import FieldError
 
 log = logging.getLogger(__name__)
 
+SEGMENT_PATHS = frozenset(
+    {
+        "/v1/track",
+        "/v1/identify",
+        "/v1/page",
+        "/v1/screen",
+        "/v1/alias",
+        "/v1/group",
+        "/v1/batch",
+    }
+)
+"""The Segment-compatible endpoints (`engine.api.segment`)."""
+
 
 class ErrorInfo(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. invalid_json.")
@@ -28,6 +44,12 @@ class ErrorInfo(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorInfo
+    code: str | None = Field(
+        default=None, description="Segment-compatible paths only: the same as error.code."
+    )
+    message: str | None = Field(
+        default=None, description="Segment-compatible paths only: the same as error.message."
+    )
 
 
 class ApiError(Exception):
@@ -41,12 +63,31 @@ class ApiError(Exception):
         self.details = details or []
 
 
+_INPUT_ERRORS = frozenset({400, 413, 422})
+
+
 def error_response(
-    status: int, code: str, message: str, details: list[FieldError] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[FieldError] | None = None,
+    *,
+    flat: bool = False,
 ) -> JSONResponse:
+    """The error body; `flat` adds the top-level `code`/`message` Segment clients read."""
+    if not details and status in _INPUT_ERRORS:
+        # Every refusal of input names what was refused: here the body as a whole.
+        details = [FieldError(field="body", reason=message)]
     body = ErrorBody(error=ErrorInfo(code=code, message=message, details=details or []))
+    if flat:
+        body.code, body.message = code, message
     headers = {"WWW-Authenticate": 'Bearer realm="journeyman"'} if status == 401 else None
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    plain = body.model_dump(exclude=None if flat else {"code", "message"})
+    return JSONResponse(plain, status_code=status, headers=headers)
+
+
+def _flat(request: Request) -> bool:
+    return request.url.path in SEGMENT_PATHS
 
 
 def _response(status: int, description: str) -> dict:
@@ -67,7 +108,7 @@ READ_ERRORS = {k: v for k, v in ERROR_RESPONSES.items() if k in (401, 403, 422)}
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, flat=_flat(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -80,14 +121,21 @@ def install(app: FastAPI) -> None:
                     reason=str(err.get("msg", "invalid")).removeprefix("Value error, "),
                 )
             )
-        return error_response(422, "invalid_request", "the request is not valid", details)
+        return error_response(
+            422, "invalid_request", "the request is not valid", details, flat=_flat(request)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), flat=_flat(request))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "an internal error occurred; it was logged")
+        return error_response(
+            500,
+            "internal_error",
+            "an internal error occurred; it was logged",
+            flat=_flat(request),
+        )

@@ -79,7 +79,7 @@ async def post_events(request: Request, key: ApiKey = Depends(require("ingest"))
     extra = sorted(set(data) - {"events"})
     events = data.get("events")
     if extra or not isinstance(events, list) or not events:
-        details = [FieldError(field=k, reason="unknown field") for k in extra]
+        details = [FieldError(field=k or '""', reason="unknown field") for k in extra]
         if not isinstance(events, list) or not events:
             details.append(FieldError(field="events", reason="must be a non-empty list of events"))
         raise ApiError(422, "invalid_request", "the body is not an event batch", details)

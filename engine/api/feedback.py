@@ -10,7 +10,10 @@
                                   and the page's button; answers 200, never a redirect
 
 These take no API key: the link tokens are HMAC-signed (an altered token is 400, an expired
-one 410) and webhooks carry the provider's signature (403 when it does not verify).
+one 410) and webhooks carry the provider's signature (403 when it does not verify). A
+signature is checked over `JOURNEYMAN_DELIVERY__PUBLIC_URL` + path + query only: the URL the
+request claims (its `Host` header) is the sender's to choose. Without a public URL, signed
+callbacks are refused (403); a body that is not UTF-8 form data is 400.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ import html
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from channels import WebhookRequest
-from engine.delivery.feedback import Feedback, WebhookRejected
+from engine.delivery.feedback import Feedback, WebhookRejected, warn_without_public_url
 from engine.delivery.links import ExpiredToken, InvalidToken, LinkClaims, LinkKind
+from engine.settings import Settings
 
 router = APIRouter(include_in_schema=True, tags=["feedback"])
 
@@ -41,6 +44,13 @@ def feedback_of(request: Request) -> Feedback:
         found = Feedback(request.app.state.store, load_channels(settings, strict=False), settings)
         request.app.state.feedback = found
     return found
+
+
+def warn_at_start(settings: Settings) -> None:
+    """Say at start when signed provider callbacks will be refused (no public URL)."""
+    from engine.delivery.workers import load_channels
+
+    warn_without_public_url(settings, load_channels(settings, strict=False))
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -116,15 +126,15 @@ async def unsubscribe(token: str, request: Request) -> Response:
 @router.post("/webhooks/{channel}", summary="Provider callback for a channel")
 async def webhook(channel: str, request: Request) -> Response:
     fb = feedback_of(request)
-    body = await request.body()
-    incoming = WebhookRequest(
-        method=request.method, url=str(request.url), headers=dict(request.headers), body=body
-    )
-    public = fb.settings.delivery.public_url.rstrip("/") + request.url.path
-    if request.url.query:
-        public += "?" + request.url.query
     try:
-        n = await fb.webhook(channel, incoming, public)
+        n = await fb.webhook(
+            channel,
+            path=request.url.path,
+            query=request.url.query,
+            headers=dict(request.headers),
+            body=await request.body(),
+            method=request.method,
+        )
     except WebhookRejected as exc:
         return PlainTextResponse(exc.message, status_code=exc.status)
     # Twilio reads the answer to an inbound message as TwiML: an empty response sends nothing

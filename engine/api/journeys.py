@@ -155,7 +155,16 @@ async def healthz(request: Request) -> JSONResponse:
             {"part": "api", "status": "failing", "problems": {"database": str(exc)}},
             status_code=503,
         )
-    return JSONResponse({"part": "api", "status": "ok", "problems": {}})
+    warnings: dict[str, str] = {}
+    try:
+        oldest = await metrics.oldest_transaction(request.app.state.store.pool)
+    except Exception as exc:  # statistics not readable: say so, the API itself is fine
+        warnings["long_transaction"] = f"cannot read pg_stat_activity: {exc}"
+    else:
+        limit = request.app.state.settings.long_transaction_warn_seconds
+        if warning := metrics.long_transaction_warning(oldest, limit):
+            warnings["long_transaction"] = warning
+    return JSONResponse({"part": "api", "status": "ok", "problems": {}, "warnings": warnings})
 
 
 @router.get("/metrics", summary="Prometheus metrics", tags=["operations"], response_class=Response)

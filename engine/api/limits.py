@@ -2,9 +2,14 @@
 
 * **Body size**: a body larger than `ingest_max_body_bytes` is refused with 413, by its
   declared Content-Length before it is read, or as soon as the bytes read pass the limit.
+* **Compressed bodies**: a body sent with `Content-Encoding: gzip` (as Segment's and
+  RudderStack's libraries do) is inflated here, and the same size limit applies to the
+  inflated JSON, so a small compressed body cannot expand without bound. Routes then see
+  plain JSON. Any other content encoding is refused with 415.
 * **JSON nesting**: a JSON body nested deeper than `api_max_json_depth` is refused with 400
   before any route parses it (deep nesting costs recursion in every parser behind it).
-* **Ingestion rate**: ingestion calls (`POST /v1/events`, `/v1/track`, `/v1/identify`,
+* **Ingestion rate**: ingestion calls (`POST /v1/events` and the Segment-compatible
+  `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`, `/v1/alias`, `/v1/group`,
   `/v1/batch`) take a token from the bucket of their API key (`engine.ratelimit`); an empty
   bucket is answered 429 with `Retry-After`. Calls without a valid key are limited by client
   address instead (and then refused with 401 by the route).
@@ -13,6 +18,7 @@
 from __future__ import annotations
 
 import re
+import zlib
 from itertools import accumulate
 from typing import Any
 
@@ -21,9 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engine.ratelimit import TokenBuckets
 
 from .auth import _token
-from .errors import error_response
+from .errors import SEGMENT_PATHS, error_response
 
-INGEST_PATHS = frozenset({"/v1/events", "/v1/track", "/v1/identify", "/v1/batch"})
+INGEST_PATHS = frozenset({"/v1/events"}) | SEGMENT_PATHS
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _KEEP = b"[]{}"
@@ -66,6 +72,7 @@ class RequestLimits:
             if scope["method"] == "POST" and scope["path"] in INGEST_PATHS:
                 await self._rate(scope, settings)
             body = await self._read(scope, receive, settings.ingest_max_body_bytes)
+            body = _inflate(scope, body, settings.ingest_max_body_bytes)
             if body and _is_json(scope) and json_depth(body) > settings.api_max_json_depth:
                 raise _Refused(
                     400,
@@ -73,7 +80,8 @@ class RequestLimits:
                     f"the JSON body nests deeper than {settings.api_max_json_depth} levels",
                 )
         except _Refused as exc:
-            response = error_response(exc.status, exc.code, exc.message)
+            flat = scope["path"] in SEGMENT_PATHS
+            response = error_response(exc.status, exc.code, exc.message, flat=flat)
             response.headers.update(exc.headers)
             await response(scope, receive, send)
             return
@@ -137,6 +145,36 @@ class RequestLimits:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _inflate(scope: Scope, body: bytes, limit: int) -> bytes:
+    """Inflate a gzip body (at most `limit` bytes of output) and drop `Content-Encoding`
+    from the request, so the route reads plain JSON."""
+    encoding = None
+    for k, v in scope["headers"]:
+        if k == b"content-encoding":
+            encoding = v.decode("latin-1").strip().lower()
+    if encoding in (None, "", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise _Refused(
+            415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported (gzip is)"
+        )
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        plain = inflater.decompress(body, limit + 1)
+        if len(plain) > limit or inflater.unconsumed_tail:
+            raise _Refused(413, "body_too_large", f"the inflated body is larger than {limit} bytes")
+        if not inflater.eof:
+            raise _Refused(400, "invalid_gzip", "the gzip body is truncated")
+    except zlib.error as exc:
+        raise _Refused(400, "invalid_gzip", f"the body is not valid gzip: {exc}") from exc
+    scope["headers"] = [
+        (k, str(len(plain)).encode() if k == b"content-length" else v)
+        for k, v in scope["headers"]
+        if k != b"content-encoding"
+    ]
+    return plain
 
 
 class _HeaderView:

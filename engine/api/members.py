@@ -2,6 +2,7 @@
 
 The timeline shows events with their sealed personal properties opened under the member's
 data key; once the member is erased, those properties are absent (sealed fields are null).
+An event the store cannot read back is listed under `undecodable`, not an error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from engine.keys import ApiKey
 from engine.profile_model import MemberProfile
 from engine.profiles import get_profile
 from engine.sealing import has_sealed, open_fields
+from event_store import UndecodableEvent
 
 from .auth import require
 from .errors import READ_ERRORS, ApiError, ErrorBody
@@ -50,9 +52,24 @@ class TimelineEvent(BaseModel):
     metadata: dict[str, Any]
 
 
+class UndecodableTimelineEvent(BaseModel):
+    """A stored event that cannot be read back (e.g. a timestamp before year 1): its place,
+    the error, and its columns as the database prints them."""
+
+    global_position: int
+    stream_version: int
+    event_id: str
+    type: str
+    error: str
+    raw: dict[str, str | None]
+
+
 class Timeline(BaseModel):
     member_id: str = Field(description="The surviving member id (after merges).")
     events: list[TimelineEvent]
+    undecodable: list[UndecodableTimelineEvent] = Field(
+        default=[], description="Events of this page that cannot be read back."
+    )
     next_after: int | None = Field(
         description="Pass as `after` to get the next page; null on the last page."
     )
@@ -97,10 +114,16 @@ async def member_events(
 ) -> Timeline:
     store = request.app.state.store
     survivor = await survivor_of(request, member_id)
-    events = await store.read_stream(f"member-{survivor}", after + 1, limit=limit + 1)
-    if not events and after == -1:
+    bad: list[UndecodableEvent] = []
+    events = await store.read_stream(
+        f"member-{survivor}", after + 1, limit=limit + 1, undecodable=bad
+    )
+    if not events and not bad and after == -1:
         raise ApiError(404, "not_found", f"member {member_id} has no events")
-    page = events[:limit]
+    versions = sorted([e.stream_version for e in events] + [b.stream_version for b in bad])
+    more = len(versions) > limit
+    last = versions[limit - 1] if more else None
+    page = [e for e in events if last is None or e.stream_version <= last]
     key = None
     if any(has_sealed(e.data) for e in page):
         keyring = request.app.state.ingestor.keyring
@@ -120,5 +143,17 @@ async def member_events(
             )
             for e in page
         ],
-        next_after=page[-1].stream_version if len(events) > limit else None,
+        undecodable=[
+            UndecodableTimelineEvent(
+                global_position=b.global_position,
+                stream_version=b.stream_version,
+                event_id=b.event_id,
+                type=b.type,
+                error=b.error,
+                raw=b.raw,
+            )
+            for b in bad
+            if last is None or b.stream_version <= last
+        ],
+        next_after=last,
     )

@@ -9,6 +9,7 @@ POST   /v1/consent/confirm/{token} double opt-in: record the grant (400 altered,
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import logging
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from temporalio.client import Client
 
+from engine.ingest_models import FieldError
 from engine.keys import ApiKey
 from engine.privacy import (
     ConfirmSigner,
@@ -30,6 +32,7 @@ from engine.privacy import (
     erase_member,
     export_member,
 )
+from engine.storable import time_problem
 
 from .auth import require
 from .errors import ERROR_RESPONSES, READ_ERRORS, ApiError, ErrorBody
@@ -137,6 +140,18 @@ async def put_consent(
 ) -> ConsentOut:
     store = request.app.state.store
     from engine.privacy.erasure import member_ids_of
+
+    if update.occurred_at is not None:
+        settings = request.app.state.settings
+        latest = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.ingest_future_skew_seconds)
+        problem = time_problem(update.occurred_at, settings.ingest_earliest_occurred_at, latest)
+        if problem:
+            raise ApiError(
+                422,
+                "invalid_request",
+                "the request is not valid",
+                [FieldError(field="body.occurred_at", reason=problem)],
+            )
 
     try:
         keyring = request.app.state.ingestor.keyring

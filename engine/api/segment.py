@@ -1,9 +1,13 @@
-"""Segment-compatible endpoints: `POST /v1/track`, `/v1/identify`, `/v1/batch`.
+"""Segment-compatible endpoints: `POST /v1/track`, `/v1/identify`, `/v1/page`,
+`/v1/screen`, `/v1/alias`, `/v1/group` and `/v1/batch` (where Segment's and RudderStack's
+libraries send every call, gzip-compressed or not: `engine.api.limits` inflates it).
 
 A system wired to Segment's (or RudderStack's) HTTP tracking API can point at Journeyman
 unchanged: the write key is a Journeyman API key with the `ingest` scope (HTTP Basic, key
 as user name), and payloads are mapped onto Journeyman events (see docs/ingestion.md,
-"Segment mapping").
+"Segment mapping"). E-commerce events that describe a cart one product at a time are
+folded into cart snapshots (`engine.carts`). Error bodies carry `code` and `message` at
+the top level, where those libraries read them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 from typing import Any
 
@@ -18,6 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine import carts
 from engine.ingest import Ingestor
 from engine.ingest_models import EVENT_TYPE_PATTERN, FieldError, IngestResult
 from engine.keys import ApiKey
@@ -28,6 +34,7 @@ from .errors import ERROR_RESPONSES, ApiError, ErrorBody
 from .events import check_count
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 SEGMENT_EVENTS = {
     "order completed": "order.placed",
@@ -47,6 +54,8 @@ _TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
 _CONTACT_TRAITS = ("email", "phone")
 # Journeyman field -> the Segment field a client should look at.
 _FIELD_NAMES = {
+    "properties.segment_event": "event",
+    "properties.traits": "traits",
     "event_id": "messageId",
     "type": "event",
     "occurred_at": "timestamp",
@@ -63,10 +72,13 @@ class SegmentCall(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str | None = Field(default=None, description="track, identify, page, screen, alias")
+    type: str | None = Field(
+        default=None, description="track, identify, page, screen, alias, group"
+    )
     userId: str | int | None = None
     anonymousId: str | int | None = None
     previousId: str | int | None = None
+    groupId: str | int | None = None
     event: str | None = None
     name: str | None = None
     properties: dict[str, Any] | None = None
@@ -85,6 +97,12 @@ class SegmentBatch(BaseModel):
 
 class SegmentResult(IngestResult):
     success: bool = Field(description="Segment's field: true when nothing was rejected.")
+    code: str | None = Field(
+        default=None, description="When every call was rejected: invalid_batch."
+    )
+    message: str | None = Field(
+        default=None, description="When every call was rejected: the first call's errors."
+    )
 
 
 def event_type(name: str) -> str:
@@ -121,8 +139,16 @@ def to_event(
     call: dict[str, Any], kind: str, now: dt.datetime
 ) -> dict[str, Any] | list[FieldError]:
     """Map one Segment call onto a Journeyman event (a plain dict, validated later)."""
+    for name in ("userId", "anonymousId", "previousId"):
+        value = call.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            return [FieldError(field=name, reason="must be a string or an integer")]
     context = call.get("context") if isinstance(call.get("context"), dict) else {}
     traits = call.get("traits") if isinstance(call.get("traits"), dict) else None
+    group_traits: dict[str, Any] = {}
+    if kind == "group":
+        # A group call's traits describe the group (account), not the member.
+        group_traits, traits = dict(traits or {}), None
     if traits is None and isinstance(context.get("traits"), dict):
         traits = context["traits"]
     traits = dict(traits or {})
@@ -146,25 +172,31 @@ def to_event(
         type_ = event_type(name)
         if type_ != name:
             properties.setdefault("segment_event", name)
+        errors = _ecommerce(name, properties)
+        if errors:
+            return errors
     elif kind == "identify":
         type_ = "member.identified"
         moved = {k: traits.pop(k) for k in ("timezone", "locale") if isinstance(traits.get(k), str)}
         properties = {"traits": traits} if traits else {}
         properties.update(moved)
-    elif kind == "page":
-        type_ = "page.viewed"
-        if isinstance(call.get("name"), str):
-            properties.setdefault("name", call["name"])
-    elif kind == "screen":
-        type_ = "screen.viewed"
-        if isinstance(call.get("name"), str):
-            properties.setdefault("name", call["name"])
+    elif kind in ("page", "screen"):
+        type_ = f"{kind}.viewed"
+        for field in ("name", "category"):
+            if isinstance(call.get(field), str):
+                properties.setdefault(field, call[field])
     elif kind == "alias":
         type_ = "member.identified"
         previous = _str(call.get("previousId"))
         if not previous:
             return [FieldError(field="previousId", reason="an alias call needs previousId")]
         member["device_id"] = previous
+    elif kind == "group":
+        type_ = "member.grouped"
+        group = _str(call.get("groupId"))
+        if not group:
+            return [FieldError(field="groupId", reason="a group call needs groupId")]
+        properties = {"group_id": group, "traits": group_traits}
     else:
         return [FieldError(field="type", reason=f"{kind!r} calls are not supported")]
     for key in ("timezone", "locale"):
@@ -178,6 +210,23 @@ def to_event(
         "occurred_at": timestamp,
         "properties": properties,
     }
+
+
+def _ecommerce(name: str, properties: dict[str, Any]) -> list[FieldError]:
+    """Spec e-commerce events: a product change must name its product, and an order's
+    `products` become its `items` (the lines a report or a template reads)."""
+    lowered = name.strip().lower()
+    if lowered in ("product added", "product removed") and carts.line_of(properties) is None:
+        return [
+            FieldError(
+                field="properties.product_id",
+                reason=f"{name} needs properties.product_id or properties.sku",
+            )
+        ]
+    if lowered in ("order completed", "cart viewed", "checkout started"):
+        if "products" in properties:
+            properties.setdefault("items", carts.items_of(properties["products"]))
+    return []
 
 
 def _rename(errors: list[FieldError], index_prefix: str) -> list[FieldError]:
@@ -199,6 +248,7 @@ async def _ingest(
     check_count(len(calls), ingestor.settings.ingest_max_batch_events)
     now = dt.datetime.now(dt.UTC)
     items: list[Any] = []
+    changes: dict[str, carts.CartChange] = {}
     for call, kind in zip(calls, kinds, strict=True):
         if not isinstance(call, dict):
             items.append([FieldError(field="body", reason="a call must be a JSON object")])
@@ -207,9 +257,19 @@ async def _ingest(
         if not isinstance(kind, str):
             items.append([FieldError(field="type", reason="each batch item needs a type")])
             continue
-        items.append(to_event(call, kind, now))
+        event = to_event(call, kind, now)
+        items.append(event)
+        if isinstance(event, dict) and kind == "track" and isinstance(call.get("event"), str):
+            change = carts.change_for(call["event"], event["properties"])
+            if change is not None:
+                changes.setdefault(event["event_id"], change)
     raw = [i for i in items if isinstance(i, dict)]
-    result = await ingestor.ingest_raw(raw, source="segment", key_id=key.key_id)
+    result = await ingestor.ingest_raw(
+        raw,
+        source="segment",
+        key_id=key.key_id,
+        amend=carts.CartFolder(changes) if changes else None,
+    )
     outcomes = iter(result.results)
     merged = []
     for i, item in enumerate(items):
@@ -229,6 +289,18 @@ async def _ingest(
                 o.model_copy(update={"index": i, "errors": _rename(o.errors, prefix)}).model_dump()
             )
     rejected = sum(m["status"] == "rejected" for m in merged)
+    if rejected and batch and rejected < len(merged):
+        # Segment's libraries never read a 200 body: say here what was refused.
+        first = next(m for m in merged if m["status"] == "rejected")
+        # Field names only: a reason may quote the refused (possibly personal) value.
+        reason = ", ".join(e.field for e in first["errors"])
+        log.warning(
+            "segment batch from key %s: %d of %d calls refused (first, fields: %s)",
+            key.key_id,
+            rejected,
+            len(merged),
+            reason,
+        )
     return SegmentResult(
         success=rejected == 0,
         accepted=result.accepted,
@@ -239,11 +311,17 @@ async def _ingest(
 
 
 def _respond(result: SegmentResult, single: bool) -> JSONResponse:
-    body = result.model_dump(mode="json")
+    body = result.model_dump(mode="json", exclude={"code", "message"})
     if result.rejected and not (result.accepted or result.duplicates):
         if single:
             details = [FieldError(**e) for e in body["results"][0]["errors"]]
             raise ApiError(400, "invalid_call", "the call was rejected", details)
+        # `code` and `message` at the top level: what Segment's libraries report.
+        first = body["results"][0]["errors"]
+        body["code"] = "invalid_batch"
+        body["message"] = "every call was rejected; first: " + "; ".join(
+            f"{e['field']}: {e['reason']}" for e in first
+        )
         return JSONResponse(body, status_code=422)
     return JSONResponse(body)
 
@@ -256,6 +334,22 @@ _BATCH_RESPONSES = {
         "description": "Every call was rejected (each says why), or the body is not a batch.",
     },
 }
+
+
+async def _write_key(request: Request) -> str | None:
+    """Segment's `writeKey` body field: older Segment libraries (analytics-python before
+    2.4) send the key only there, with no Authorization header."""
+    if request.headers.get("authorization"):
+        return None
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        return None
+    key = data.get("writeKey") if isinstance(data, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+_INGEST = require("ingest", fallback=_write_key)
 
 
 def _body_schema(name: str) -> dict:
@@ -288,7 +382,7 @@ async def _single(request: Request, key: ApiKey, kind: str) -> JSONResponse:
     openapi_extra=_body_schema("SegmentCall"),
     tags=["segment"],
 )
-async def track(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
+async def track(request: Request, key: ApiKey = Depends(_INGEST)) -> JSONResponse:
     return await _single(request, key, "track")
 
 
@@ -300,8 +394,27 @@ async def track(request: Request, key: ApiKey = Depends(require("ingest"))) -> J
     openapi_extra=_body_schema("SegmentCall"),
     tags=["segment"],
 )
-async def identify(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
+async def identify(request: Request, key: ApiKey = Depends(_INGEST)) -> JSONResponse:
     return await _single(request, key, "identify")
+
+
+def _single_route(kind: str) -> None:
+    async def endpoint(request: Request, key: ApiKey = Depends(_INGEST)) -> JSONResponse:
+        return await _single(request, key, kind)
+
+    endpoint.__name__ = f"segment_{kind}"
+    router.post(
+        f"/v1/{kind}",
+        summary=f"Segment {kind}",
+        response_model=SegmentResult,
+        responses=_SINGLE_RESPONSES,
+        openapi_extra=_body_schema("SegmentCall"),
+        tags=["segment"],
+    )(endpoint)
+
+
+for _kind in ("page", "screen", "alias", "group"):
+    _single_route(_kind)
 
 
 @router.post(
@@ -312,7 +425,7 @@ async def identify(request: Request, key: ApiKey = Depends(require("ingest"))) -
     openapi_extra=_body_schema("SegmentBatch"),
     tags=["segment"],
 )
-async def batch(request: Request, key: ApiKey = Depends(require("ingest"))) -> JSONResponse:
+async def batch(request: Request, key: ApiKey = Depends(_INGEST)) -> JSONResponse:
     ingestor: Ingestor = request.app.state.ingestor
     data = parse_json(await read_body(request, ingestor.settings.ingest_max_body_bytes))
     calls = data.get("batch") if isinstance(data, dict) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import (
+    deadletter_commands,
     deployment_commands,
     ingest_commands,
     journey_commands,
@@ -29,9 +30,12 @@ for _module in (
     deployment_commands,
     up_commands,
     member_commands,
+    deadletter_commands,
 ):
     _module.register(app)
 
 
 def main() -> None:
-    app()
+    from .process_exit import run_command
+
+    run_command(app)

@@ -31,23 +31,41 @@ def ingest(
     rejects: Path | None = typer.Option(
         None, help="Where rejected lines go (default: FILE.rejected.jsonl)."
     ),
+    column_type: list[str] = typer.Option(
+        [],
+        "--type",
+        help="CSV: the type of a property column, NAME=string|number|integer|boolean|auto "
+        "(repeatable), e.g. --type zip=string.",
+    ),
 ) -> None:
     """Import events in bulk. Safe to re-run: events already stored are not stored twice."""
+    from engine.ingest_file import COLUMN_TYPES
+
     if fmt == "auto":
         fmt = "csv" if file.lower().endswith(".csv") else "jsonl"
     if fmt not in ("jsonl", "csv"):
         raise typer.BadParameter("--format must be jsonl, csv or auto")
+    if batch_size < 1:
+        raise typer.BadParameter("--batch-size must be at least 1")
+    types: dict[str, str] = {}
+    for entry in column_type:
+        name, sep, kind = entry.partition("=")
+        if not sep or not name or kind not in COLUMN_TYPES:
+            raise typer.BadParameter(
+                f"--type {entry!r}: expected NAME=TYPE with TYPE one of {', '.join(COLUMN_TYPES)}"
+            )
+        types[name.removeprefix("properties.")] = kind
     rejects_path = rejects or Path("rejected.jsonl" if file == "-" else f"{file}.rejected.jsonl")
     if file == "-":
-        stream: IO[str] = sys.stdin
+        stream: IO[bytes] = sys.stdin.buffer
         total = None
     else:
         path = Path(file)
         if not path.is_file():
             raise typer.BadParameter(f"{file} is not a file")
-        stream = path.open(encoding="utf-8", newline="")
+        stream = path.open("rb")
         total = path.stat().st_size
-    summary = run(_ingest(stream, fmt, batch_size, rejects_path, total))
+    summary = run(_ingest(stream, fmt, batch_size, rejects_path, total, types))
     console.print(
         f"[bold]{summary['lines']}[/bold] lines: [green]{summary['accepted']} stored[/green], "
         f"{summary['duplicates']} already stored, [red]{summary['rejected']} rejected[/red] "
@@ -59,12 +77,23 @@ def ingest(
 
 
 async def _ingest(
-    stream: IO[str], fmt: str, batch_size: int, rejects_path: Path, total: int | None
+    stream: IO[bytes],
+    fmt: str,
+    batch_size: int,
+    rejects_path: Path,
+    total: int | None,
+    types: dict[str, str],
 ) -> dict[str, float]:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from engine.ingest import Ingestor
-    from engine.ingest_file import Line, import_lines, read_lines
+    from engine.ingest_file import Line, LineTextError, TextLines, import_lines, read_lines
     from engine.ingest_models import FieldError
     from event_store import PostgresEventStore
 
@@ -87,11 +116,14 @@ async def _ingest(
             + "\n"
         )
 
+    # Progress counts the bytes read (a text file read line by line cannot `tell()`).
+    text = TextLines(stream)
     started = time.perf_counter()
     try:
         with Progress(
             TextColumn("[bold]importing"),
             BarColumn(),
+            TaskProgressColumn(),
             TextColumn("{task.fields[lines]:,} lines"),
             TimeRemainingColumn(),
             console=err_console,
@@ -99,21 +131,29 @@ async def _ingest(
             task = progress.add_task("import", total=total, lines=0)
 
             def on_batch(batch: list[Line], summary: object) -> None:
-                done = stream.tell() if total is not None and stream.seekable() else None
-                progress.update(task, completed=done, lines=summary.lines)  # type: ignore[attr-defined]
+                progress.update(task, completed=text.position, lines=summary.lines)  # type: ignore[attr-defined]
 
-            summary = await import_lines(
-                Ingestor(store, settings()),
-                read_lines(stream, fmt),
-                batch_size=batch_size,
-                on_batch=on_batch,
-                on_reject=on_reject,
-            )
+            try:
+                summary = await import_lines(
+                    Ingestor(store, settings()),
+                    read_lines(text, fmt, types),
+                    batch_size=batch_size,
+                    on_batch=on_batch,
+                    on_reject=on_reject,
+                )
+            except LineTextError as exc:
+                err_console.print(
+                    f"stopped: {exc}. Batches before it are stored; fix the line and run "
+                    "again (what is stored is not stored twice)."
+                )
+                raise typer.Exit(2) from None
+            # The whole input was read: the bar ends full (stdin's size is known only now).
+            progress.update(task, total=text.position, completed=text.position)
     finally:
         await store.close()
         if rejects_file is not None:
             rejects_file.close()
-        if stream is not sys.stdin:
+        if stream is not sys.stdin.buffer:
             stream.close()
     seconds = time.perf_counter() - started
     return {

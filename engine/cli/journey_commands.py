@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import signal
 from typing import Any
 
@@ -18,10 +17,11 @@ def register(app: typer.Typer) -> None:
     def worker() -> None:
         """Run the Temporal worker: every registered journey, the inactivity scan, and the
         journey activities."""
+        from engine.logs import configure_logging
         from engine.metrics import serve_part
         from engine.worker import run_worker
 
-        logging.basicConfig(level=logging.INFO)
+        configure_logging(log_http_requests=settings().log_http_requests)
         serve_part("worker", temporal=True)
         run(run_worker(settings(), db_url()))
 
@@ -31,16 +31,28 @@ def register(app: typer.Typer) -> None:
             None, "--partition", "-p", help="Partition(s) to run; default: all of them."
         ),
         partitions: int = typer.Option(
-            0, help="Number of member-hash partitions (default: the setting)."
+            0,
+            help="Number of member-hash partitions (default: JOURNEYMAN_DISPATCHER_PARTITIONS). "
+            "Every dispatcher must use the same count.",
         ),
     ) -> None:
         """Route store events to journeys (signal-with-start for triggers, signals for the
         rest), checkpointing after Temporal accepts."""
-        logging.basicConfig(level=logging.INFO)
+        from engine.dispatcher import check_partition
+
+        count = partitions or settings().dispatcher_partitions
+        try:
+            check_partition(0, count)
+            for p in partition or ():
+                check_partition(p, count)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--partition") from None
+        from engine.logs import configure_logging
         from engine.metrics import serve_part
 
-        serve_part("dispatcher")
-        run(_dispatch(partition or None, partitions or settings().dispatcher_partitions))
+        configure_logging(log_http_requests=settings().log_http_requests)
+        health = serve_part("dispatcher")
+        run(_dispatch(partition or None, count, health))
 
     @app.command()
     def scheduler(
@@ -103,7 +115,7 @@ def _warn_sealed_trigger_keys(found: dict[str, type], clear: list[str]) -> None:
         )
 
 
-async def _dispatch(only: list[int] | None, partitions: int) -> None:
+async def _dispatch(only: list[int] | None, partitions: int, health: Any = None) -> None:
     from engine.dispatcher import Dispatcher
     from engine.metrics import record_routed
     from engine.worker import connect_temporal, registered_journeys
@@ -127,6 +139,7 @@ async def _dispatch(only: list[int] | None, partitions: int) -> None:
                 partitions=partitions,
                 batch_size=s.dispatcher_batch_size,
                 on_routed=record_routed,
+                dead_letter_attempts=s.dead_letter_attempts,
             )
             for p in (only if only is not None else range(partitions))
         ]
@@ -137,6 +150,17 @@ async def _dispatch(only: list[int] | None, partitions: int) -> None:
             f"dispatching to {', '.join(found)} on partitions "
             f"{[d.partition for d in dispatchers]} of {partitions}"
         )
-        await asyncio.gather(*(d.run() for d in dispatchers))
+        watch = None
+        if health is not None:
+            from engine.metrics import watch_long_transactions
+
+            watch = asyncio.create_task(
+                watch_long_transactions(store.pool, health, s.long_transaction_warn_seconds)
+            )
+        try:
+            await asyncio.gather(*(d.run() for d in dispatchers))
+        finally:
+            if watch is not None:
+                watch.cancel()
     finally:
         await store.close()

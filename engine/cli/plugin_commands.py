@@ -23,12 +23,13 @@ def register(app: typer.Typer) -> None:
         Honours JOURNEYMAN_LOAD_PLUGINS. Channel settings come from
         JOURNEYMAN_CHANNELS__<NAME>__<FIELD>; secrets are never shown.
         """
+        from engine.delivery.workers import channel_settings
         from engine.settings import get_settings
         from plugins import PluginError, get_plugin_manager
 
         try:
             pm = get_plugin_manager(strict=strict)
-            report = pm.report(get_settings().channels)
+            report = pm.report(channel_settings(get_settings()))
         except PluginError as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from exc

@@ -43,19 +43,31 @@ def demo(
 
 
 def up(
-    api_port: int = typer.Option(
-        0, help="API and dashboard port (default: JOURNEYMAN_API_PORT, or a free one)."
+    api_port: int | None = typer.Option(
+        None,
+        help="API and dashboard port (default: JOURNEYMAN_API_PORT, 8787); 0 picks a free "
+        "one. A taken port is refused.",
     ),
-    temporal_port: int = typer.Option(7233, help="Temporal frontend port (if free)."),
-    ui_port: int = typer.Option(8233, help="Temporal web UI port (if free)."),
+    temporal_port: int | None = typer.Option(
+        None,
+        help="Temporal frontend port (default: 7233 if free, else any; a given port must be free).",
+    ),
+    ui_port: int | None = typer.Option(
+        None,
+        help="Temporal web UI port (default: 8233 if free, else any; a given port must be free).",
+    ),
     local_dashboard: bool = typer.Option(
         True, help="Let requests from 127.0.0.1 open the dashboard without a key."
     ),
 ) -> None:
     """Run everything on this machine: PostgreSQL, Temporal (with its web UI), migrations,
-    worker, dispatcher, scheduler and the HTTP API with the dashboard. Ctrl-C stops it;
-    state stays in the data directory (JOURNEYMAN_DATA_DIR, default .journeyman/)."""
+    worker, dispatcher, scheduler and the HTTP API with the dashboard. Ctrl-C or SIGTERM
+    stops it; state stays in the data directory (JOURNEYMAN_DATA_DIR, default .journeyman/),
+    which one `journeyman up` at a time may use."""
+    import asyncio
+
     from engine.up import PartFailed, Up
+    from engine.up_lock import DataDirBusy
 
     s = settings()
 
@@ -68,12 +80,14 @@ def up(
     async def go() -> int:
         engine = Up(
             s,
-            api_port=api_port or s.api_port,
+            api_port=s.api_port if api_port is None else api_port,
             temporal_port=temporal_port,
             ui_port=ui_port,
             local_dashboard=local_dashboard,
             status=status,
         )
+        # Before anything starts: a signal during startup stops what has started.
+        engine.catch_signals()
         console.print(f"[bold]journeyman up[/bold] — data directory {s.data_dir.resolve()}")
         try:
             await engine.start()
@@ -85,7 +99,15 @@ def up(
             await engine.wait()
             console.print("stopping…")
             return 0
-        except PartFailed as err:
+        except asyncio.CancelledError:
+            if not engine.stop_requested:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            console.print("stopped while starting")
+            return 0
+        except (PartFailed, DataDirBusy) as err:
             err_console.print(f"[red]{err}[/red]")
             return 1
         finally:

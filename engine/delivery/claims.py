@@ -1,6 +1,7 @@
 """The never-double-send record of one delivery: the stream `delivery-<id>`.
 
-    delivery.claimed         {channel, rendered_at}  we are about to call the provider
+    delivery.claimed         {channel, rendered_at,  we are about to call the provider
+                              claimed_at}
     delivery.uncertain       {channel, stage, error} the provider's answer (stage "send") or
                                                      a lookup (stage "reconcile") could not
                                                      say whether it took the message
@@ -18,6 +19,8 @@ bounded number of times — and settled as `in_doubt` when the channel cannot re
 
 `rendered_at` is the time the first attempt rendered the message: every attempt renders with
 it, so a re-send carries the same text and links, and a lookup matches what was sent.
+`claimed_at` is the time of this very claim: reconciliation measures its grace from it, so a
+retry's claim gets the full grace however long ago the first attempt ran.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ async def load(store: PostgresEventStore, delivery_id: str) -> DeliveryState:
             state.attempts += 1
             state.uncertain = False
             rendered = _when(e.data.get("rendered_at")) or e.recorded_at
-            state.claimed_at = rendered
+            # Claims written before `claimed_at` existed: the append's own time.
+            state.claimed_at = _when(e.data.get("claimed_at")) or e.recorded_at
             if state.first_rendered_at is None:
                 state.first_rendered_at = rendered
         elif e.type == "delivery.uncertain":
@@ -100,11 +104,14 @@ def claimed(
     channel: str,
     correlation: str,
     rendered_at: dt.datetime | None = None,
+    claimed_at: dt.datetime | None = None,
 ) -> NewEvent:
     # a fresh id per attempt: a lost race is a ConcurrencyError, never a silent duplicate
     data: dict[str, Any] = {"channel": channel}
     if rendered_at is not None:
         data["rendered_at"] = rendered_at.isoformat()
+    if claimed_at is not None:
+        data["claimed_at"] = claimed_at.isoformat()
     return NewEvent(
         "delivery.claimed",
         data,

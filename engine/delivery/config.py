@@ -61,8 +61,8 @@ class DeliverySettings(BaseModel):
     )
     outbox_fallback: bool = Field(
         default=False,
-        description="Send a channel that has no credentials to the local outbox instead "
-        "(development; `journeyman up`).",
+        description="Send a channel that has no credentials to the local outbox "
+        "(`<data_dir>/outbox`) instead; for development only, off by default.",
     )
     pause_after_misconfiguration: dt.timedelta = Field(
         default=dt.timedelta(minutes=15),

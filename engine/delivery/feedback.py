@@ -1,7 +1,8 @@
 """Feedback: what providers and members tell us after a send, turned into events.
 
-* Provider callbacks (`webhook`): the channel verifies the signature (`verify_webhook`) and
-  parses the callback (`parse_webhook`) into `DeliveryEvent`s, which become
+* Provider callbacks (`webhook`): the channel verifies the signature (`verify_webhook`, over
+  the configured public URL, never the one the request claims) and parses the callback
+  (`parse_webhook`) into `DeliveryEvent`s, which become
   `message.provider_status`, `message.delivered`, `message.bounced`, `member.unsubscribed`
   (SMS STOP) or `member.consent_changed` (SMS START).
 * Tracking links: a click (`message.clicked`, first click per link), an open
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 # Twilio error codes that mean the number will never receive SMS.
 HARD_BOUNCE_CODES = frozenset({"21211", "21614", "30005", "30006"})
 START_WORDS = frozenset({"START", "UNSTOP", "YES"})
+# (purpose, reason) of the blocks an SMS opt-out leaves: STOP here, or Twilio's own 21610
+OPT_OUT_BLOCKS = (("*", "stop"), ("marketing", "unsubscribed at the provider"))
 
 
 class WebhookRejected(Exception):
@@ -46,6 +49,32 @@ class WebhookRejected(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+NO_PUBLIC_URL = (
+    "provider callbacks are refused: JOURNEYMAN_DELIVERY__PUBLIC_URL is not set, so there is "
+    "no URL to check their signatures against; set it to the URL providers call"
+)
+
+
+def public_url(settings: Settings) -> str | None:
+    """`JOURNEYMAN_DELIVERY__PUBLIC_URL` without its trailing slash, or None when it was left
+    at its default: signed provider callbacks are then refused, since no provider can call
+    the default loopback address."""
+    if "public_url" not in settings.delivery.model_fields_set:
+        return None
+    return settings.delivery.public_url.rstrip("/")
+
+
+def warn_without_public_url(settings: Settings, channels: Mapping[str, Channel]) -> None:
+    """Log, once at start, that signed callbacks will be refused for want of a public URL."""
+    takes = sorted(
+        name
+        for name, c in channels.items()
+        if c.configured and type(c).verify_webhook is not Channel.verify_webhook
+    )
+    if takes and public_url(settings) is None:
+        log.warning("%s (channels taking callbacks: %s)", NO_PUBLIC_URL, ", ".join(takes))
 
 
 def _h(text: str) -> str:
@@ -135,20 +164,39 @@ class Feedback:
         )
 
     # ------------------------------------------------------------------ provider callbacks
-    async def webhook(self, channel_name: str, request: WebhookRequest, *alt_urls: str) -> int:
-        """Verify and apply one provider callback; the number of events it recorded."""
+    def signed_url(self, path: str, query: str = "") -> str:
+        """The URL a provider signs a callback to `path` over: the configured public URL,
+        never the one the request claims (its `Host` header is the sender's to choose)."""
+        base = public_url(self.settings)
+        if base is None:
+            raise WebhookRejected(403, NO_PUBLIC_URL)
+        return base + path + (f"?{query}" if query else "")
+
+    async def webhook(
+        self,
+        channel_name: str,
+        *,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        method: str = "POST",
+    ) -> int:
+        """Verify and apply one provider callback to `path?query`; the number of events it
+        recorded. The signature is checked over the public URL (`signed_url`), and nothing of
+        the body is used before it verifies."""
         channel = self.channels.get(channel_name)
         if channel is None or not channel.configured:
             raise WebhookRejected(404, f"no configured channel named {channel_name!r}")
         if type(channel).verify_webhook is Channel.verify_webhook:
             raise WebhookRejected(404, f"channel {channel_name!r} takes no callbacks")
-        ok = await channel.verify_webhook(request)
-        for url in alt_urls:
-            if ok:
-                break
-            ok = await channel.verify_webhook(
-                WebhookRequest(request.method, url, request.headers, request.body)
-            )
+        request = WebhookRequest(method, self.signed_url(path, query), headers, body)
+        try:
+            ok = await channel.verify_webhook(request)
+        except ValueError as exc:  # UnicodeDecodeError included: a body that cannot be read
+            raise WebhookRejected(
+                400, f"body: the callback's body is not UTF-8 form data ({type(exc).__name__})"
+            ) from exc
         if not ok:
             raise WebhookRejected(403, "the callback's signature does not verify")
         n = 0
@@ -262,11 +310,9 @@ class Feedback:
                 )
                 for purpose in ("marketing", "transactional")
             ]
-            await record(self.store, member, events)
-            await self.store.pool.execute(
-                "DELETE FROM delivery_blocks WHERE member_id = $1 AND channel = $2",
-                member,
-                channel,
-            )
+            # the opt-out's blocks go in the transaction that records the consent; a hard
+            # bounce's block ("recipient invalid") stays: START does not make a number valid
+            opt_outs = [Block(channel, *block) for block in OPT_OUT_BLOCKS]
+            await record(self.store, member, events, unblocks=opt_outs)
             return len(events)
         return 0

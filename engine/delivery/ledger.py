@@ -10,11 +10,14 @@ up. The rows are written in the same transaction as the events they come from, a
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import asyncpg
 
-from event_store import START, PostgresEventStore, RecordedEvent
+from event_store import START, PostgresEventStore, RecordedEvent, UndecodableEvent
+
+log = logging.getLogger(__name__)
 
 RANK = {
     "deferred": 0,
@@ -124,13 +127,18 @@ async def rebuild(store: PostgresEventStore) -> int:
         await conn.execute("TRUNCATE message_ledger")
     cursor, n = START, 0
     while True:
-        events, nxt = await store.read_all(cursor, types=LEDGER_EVENTS, limit=1000)
+        bad: list[UndecodableEvent] = []
+        events, nxt = await store.read_all(cursor, types=LEDGER_EVENTS, limit=1000, undecodable=bad)
+        for b in bad:
+            log.error(
+                "ledger rebuild: event at position %d skipped: %s", b.global_position, b.error
+            )
         if events:
             async with store.pool.acquire() as conn, conn.transaction():
                 for e in events:
                     await fold(conn, e.type, member_of(e), e.data, e.occurred_at)
             n += len(events)
-        if len(events) < 1000:
+        if len(events) + len(bad) < 1000:
             return n
         cursor = nxt
 

@@ -36,14 +36,16 @@ async def record(
     *,
     also: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]] = (),
     blocks: Sequence[Block] = (),
+    unblocks: Sequence[Block] = (),
     now: dt.datetime | None = None,
 ) -> list[AppendResult]:
     """Append `events` to `member-<id>` (and `also` to other streams) in one transaction,
-    fold the `message.*` ones into the ledger and write `blocks`. Events already stored
-    (same event id) are not folded twice."""
+    fold the `message.*` ones into the ledger, write `blocks` and remove `unblocks` (those
+    with the same channel, purpose and reason). Events already stored (same event id) are
+    not folded twice."""
     for attempt in range(20):
         try:
-            return await _record_once(store, member_id, events, also, blocks, now)
+            return await _record_once(store, member_id, events, also, blocks, unblocks, now)
         except StaleTransactionError:
             # a busy member stream moved on under this transaction: redo all of it
             if attempt == 19:
@@ -58,6 +60,7 @@ async def _record_once(
     events: Sequence[NewEvent],
     also: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]],
     blocks: Sequence[Block],
+    unblocks: Sequence[Block],
     now: dt.datetime | None,
 ) -> list[AppendResult]:
     items = [*also, (member_stream(member_id), list(events), ANY)]
@@ -84,10 +87,27 @@ async def _record_once(
                     b.reason,
                     max(r.global_position for r in member_results),
                 )
+        for b in unblocks if first_new is not None else ():
+            await conn.execute(
+                "DELETE FROM delivery_blocks WHERE member_id = $1 AND channel = $2 "
+                "AND purpose = $3 AND reason = $4",
+                member_id,
+                b.channel,
+                b.purpose,
+                b.reason,
+            )
     return results
 
 
 def message_event(
-    event_type: str, event_id: str, data: dict[str, Any], *, source: str = "delivery", **meta: Any
+    event_type: str,
+    event_id: str,
+    data: dict[str, Any],
+    *,
+    source: str = "delivery",
+    occurred_at: dt.datetime | None = None,
+    **meta: Any,
 ) -> NewEvent:
-    return NewEvent(event_type, data, {"source": source, **meta}, event_id=event_id)
+    return NewEvent(
+        event_type, data, {"source": source, **meta}, event_id=event_id, occurred_at=occurred_at
+    )

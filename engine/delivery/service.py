@@ -337,7 +337,7 @@ class Deliverer:
     ) -> dt.datetime | None:
         """Count the cap and claim the delivery in one transaction; the time the cap frees
         up when it is full (nothing claimed then)."""
-        event = claims.claimed(did, chosen.name, request.workflow_id, rendered_at)
+        event = claims.claimed(did, chosen.name, request.workflow_id, rendered_at, claimed_at=now)
         stream = claims.stream_of(did)
         async with self.store.pool.acquire() as conn, conn.transaction():
             if marketing:
@@ -482,7 +482,10 @@ class Deliverer:
         result: DeliveryResult,
     ) -> SendOutcome:
         """Record the provider's acceptance: `delivery.completed` and `message.sent`."""
-        outcome = SendOutcome(status="sent", delivery_id=did, channel=name, reason=result.status)
+        sent_at = self.clock().astimezone(dt.UTC)
+        outcome = SendOutcome(
+            status="sent", delivery_id=did, channel=name, reason=result.status, sent_at=sent_at
+        )
         data = {
             **self._about(request, did),
             "channel": name,
@@ -496,7 +499,7 @@ class Deliverer:
             did,
             claim_version,
             outcome,
-            [message_event("message.sent", f"message.sent/{did}", data)],
+            [message_event("message.sent", f"message.sent/{did}", data, occurred_at=sent_at)],
             provider_message_id=result.provider_message_id,
         )
         log.info("delivery %s sent on %s", did, name)

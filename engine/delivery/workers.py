@@ -39,7 +39,19 @@ def load_channels(settings: Settings, *, strict: bool = True) -> dict[str, Chann
     """Every registered channel, configured from settings (plugins included)."""
     from plugins import get_plugin_manager
 
-    return get_plugin_manager(strict=strict).channels(settings.channels)
+    return get_plugin_manager(strict=strict).channels(channel_settings(settings))
+
+
+def channel_settings(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The `channels` settings, with the outbox under the data directory unless its
+    directory is set (`JOURNEYMAN_CHANNELS__OUTBOX__DIRECTORY`): every process of one
+    installation then writes to, and reads from, the same place whatever its working
+    directory."""
+    found = {name: dict(entry) for name, entry in settings.channels.items()}
+    outbox = found.setdefault("outbox", {})
+    if not outbox.get("directory"):
+        outbox["directory"] = str(settings.data_dir.resolve() / "outbox")
+    return found
 
 
 def build_deliverer(

@@ -29,7 +29,8 @@ EXTERNAL_PREFIX = "external:"
 CONTACT_KINDS = frozenset({EMAIL, PHONE})
 """Alias kinds that are also contact points (a channel can deliver to them)."""
 
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# No whitespace and no control characters (NUL included) anywhere in an address.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
 _ASCII_EMAIL_RE = re.compile(r"^[!-?A-~]+@[!-?A-~]+\.[!-?A-~]+$")  # printable, no space or @
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

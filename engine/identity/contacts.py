@@ -103,8 +103,8 @@ async def get_aliases(
 
 
 async def forget_identity(conn: asyncpg.Connection, member_id: str) -> None:
-    """Erasure's identity half: delete the member's aliases, push subscriptions and data key,
-    and mark it erased. Call inside the transaction that appends `member.erased`.
+    """Erasure's identity half: delete the member's aliases, push subscriptions, open carts
+    and data key, and mark it erased. Call inside the transaction that appends `member.erased`.
 
     The `user_id` aliases stay as tombstones, blind index only (their encrypted value is
     emptied): a client sending that user id again is refused instead of starting a new
@@ -119,6 +119,7 @@ async def forget_identity(conn: asyncpg.Connection, member_id: str) -> None:
         USER_ID,
     )
     await conn.execute("DELETE FROM push_subscriptions WHERE member_id = $1", member_id)
+    await conn.execute("DELETE FROM carts WHERE member_id = $1", member_id)
     await shred_member_key(conn, member_id)
     await conn.execute(
         "UPDATE members SET erased_at = coalesce(erased_at, now()) WHERE member_id = $1",

@@ -28,15 +28,16 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from temporalio import activity
 
 from engine.crypto import Keyring, load_data_keys
 from engine.delivery.recording import Block, record
 from engine.identity import resolve_member_id
 from engine.settings import Settings
+from engine.storable import Timestamp, check_json
 from event_store import NewEvent, PostgresEventStore
 
 from .fields import seal_fields
@@ -62,13 +63,15 @@ class ConsentUpdate(BaseModel):
         pattern=r"^[A-Za-z0-9_.:\-]+$",
         description="Who or what changed consent, e.g. preference_center, signup_form.",
     )
-    evidence: dict[str, Any] | None = Field(
+    evidence: Annotated[dict[str, Any], AfterValidator(check_json)] | None = Field(
         default=None,
         description="Proof of consent (IP address, form, wording); stored encrypted under the "
         "member's data key.",
     )
-    occurred_at: dt.datetime | None = Field(
-        default=None, description="When the member gave or withdrew consent (default: now)."
+    occurred_at: Timestamp | None = Field(
+        default=None,
+        description="When the member gave or withdrew consent (default: now): ISO 8601 with a "
+        "time zone, inside the range ingestion accepts.",
     )
 
 

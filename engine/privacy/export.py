@@ -16,7 +16,7 @@ from engine.crypto import Keyring, load_data_keys
 from engine.identity import get_aliases, get_contact_points
 from engine.profiles import get_profile
 from engine.settings import Settings
-from event_store import PostgresEventStore
+from event_store import PostgresEventStore, UndecodableEvent
 
 from .erasure import member_ids_of
 from .fields import open_fields
@@ -53,10 +53,13 @@ async def export_member(
         ids,
     )
     events: list[dict[str, Any]] = []
+    undecodable: list[UndecodableEvent] = []
     for mid in ids:
         after = 0
         while True:
-            page = await store.read_stream(f"member-{mid}", after, limit=1000)
+            bad: list[UndecodableEvent] = []
+            page = await store.read_stream(f"member-{mid}", after, limit=1000, undecodable=bad)
+            undecodable += bad
             for e in page:
                 events.append(
                     {
@@ -71,9 +74,9 @@ async def export_member(
                         "metadata": e.metadata,
                     }
                 )
-            if len(page) < 1000:
+            if len(page) + len(bad) < 1000:
                 break
-            after = page[-1].stream_version + 1
+            after = max([e.stream_version for e in page] + [b.stream_version for b in bad]) + 1
     events.sort(key=lambda e: e["global_position"])
     journeys = await pool.fetch(
         "SELECT workflow_id, journey, key, running, variant, holdout, entered_at, exited_at, "
@@ -102,6 +105,19 @@ async def export_member(
             "contact_points": {k: v for k, v in contacts.items() if k != "member_id"},
             "aliases": aliases,
             "events": events,
+            # Stored events that cannot be read back: their place and columns as stored.
+            "undecodable_events": [
+                {
+                    "stream_id": b.stream_id,
+                    "stream_version": b.stream_version,
+                    "global_position": b.global_position,
+                    "event_id": b.event_id,
+                    "type": b.type,
+                    "error": b.error,
+                    "raw": b.raw,
+                }
+                for b in sorted(undecodable, key=lambda b: b.global_position)
+            ],
             "journeys": [dict(r) for r in journeys],
             "segments": [dict(r) for r in segments],
             "messages": [

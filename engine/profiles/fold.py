@@ -157,6 +157,14 @@ def apply(row: ProfileRow, event: RecordedEvent, activity_types: frozenset[str])
             row.suppressed[channel] = "complaint"
     elif t in _PROFILE_EVENTS:
         _apply_traits(row, data)
+    elif t == "member.grouped":
+        # Segment's group call: the member belongs to a group (account) with these traits.
+        group, traits = data.get("group_id"), data.get("traits")
+        if isinstance(group, str) and group:
+            groups = row.traits.get("groups")
+            groups = dict(groups) if isinstance(groups, dict) else {}
+            groups[group] = traits if isinstance(traits, dict) else {}
+            row.traits["groups"] = groups
     elif t == "member.erased":
         row.erased = True
         row.timezone = row.locale = None

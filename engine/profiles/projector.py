@@ -6,6 +6,9 @@ advisory lock and re-reads the checkpoint under it, so several processes may run
 projector (every API process does by default) and a batch is still applied once.
 Replaying the store from the start (`rebuild`) yields the same rows, given the same clock.
 
+No event halts it: one that cannot be decoded, or whose folding keeps failing, is parked as
+a dead letter (`engine.deadletters`) in the transaction that moves the checkpoint past it.
+
 Segments: in the same transaction, the members a batch changed are evaluated against the
 registered segments (`engine.segments.membership`), so each entry or exit is recorded once.
 """
@@ -13,18 +16,22 @@ registered segments (`engine.segments.membership`), so each entry or exit is rec
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
 import asyncpg
 
 from engine.crypto import Keyring, load_data_keys
+from engine.deadletters import Attempts, announce, describe, is_transient, park
 from engine.sealing import has_sealed, open_fields
 from engine.segments.membership import Segments, SegmentTracker
 from engine.settings import Settings, get_settings
-from event_store import START, Cursor, PostgresEventStore, RecordedEvent
+from event_store import START, Cursor, PostgresEventStore, RecordedEvent, UndecodableEvent
 
 from .fold import COLUMNS, ProfileRow, apply, combine, scores
+
+log = logging.getLogger(__name__)
 
 NAME = "member_profiles"
 _LOCK = 0x4A4D5F50524F46  # "JM_PROF"
@@ -62,26 +69,119 @@ class ProfileProjector:
         self.batch_size = batch_size
         self.activity_types = frozenset(self.settings.activity_types)
         self.segments = SegmentTracker(store, segments)
+        self.attempts = Attempts(self.settings.dead_letter_attempts)
         self._keyring: Keyring | None = None
+        self._reading_upto: Cursor | None = None
+        self._narrow_until: Cursor | None = None
 
     async def run_once(self) -> int:
-        """Apply the next batch, if any; returns how many events it held."""
+        """Apply the next batch, if any; returns how many events it held (parked ones too).
+
+        A batch whose processing fails (other than by an outage, see
+        `engine.deadletters.is_transient`) is applied again one event per transaction, up to
+        its end; an event that still fails `dead_letter_attempts` times is parked as a dead
+        letter and the projection goes on."""
+        if self._narrow_until is not None:
+            return await self._run_narrowed()
+        try:
+            return await self._run(self.batch_size)
+        except Exception as exc:
+            if is_transient(exc) or self._reading_upto is None:
+                raise
+            log.warning(
+                "profile projection: a batch failed (%s); applying it one event at a time",
+                describe(exc),
+            )
+            self._narrow_until = self._reading_upto
+            return await self._run_narrowed()
+
+    async def _run(self, limit: int) -> int:
+        """Read and apply up to `limit` events after the checkpoint, in one transaction."""
+        self._reading_upto = None
+        undecodable: list[UndecodableEvent] = []
         async with self.store.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-            row = await conn.fetchrow(
-                "SELECT tx_id, position FROM subscription_checkpoints "
-                "WHERE name = $1 AND partition = 0 AND partitions = 1",
-                NAME,
-            )
-            cursor = START if row is None else Cursor(row["tx_id"], row["position"])
+            cursor = await self._checkpoint(conn)
             events, nxt = await self.store.read_all(
-                cursor, category="member", limit=self.batch_size
+                cursor, category="member", limit=limit, undecodable=undecodable
             )
-            if not events:
+            if not events and not undecodable:
                 return 0
-            await self._apply(conn, events)
+            self._reading_upto = nxt
+            for u in undecodable:
+                await park(conn, NAME, u, u.error)
+            if events:
+                await self._apply(conn, events)
             await self.store.save_checkpoint(NAME, nxt, conn=conn)
-        return len(events)
+        for u in undecodable:
+            announce(NAME, u, u.error)
+        return len(events) + len(undecodable)
+
+    async def _run_narrowed(self) -> int:
+        """One event in its own transaction, tried up to the attempt limit, then parked."""
+        upto = self._narrow_until
+        error = ""
+        first: dt.datetime | None = None
+        for attempt in range(self.attempts.limit):
+            if attempt:
+                await self.attempts.pause(attempt)
+            try:
+                n = await self._run(1)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                error = describe(exc)
+                first = first or dt.datetime.now(dt.UTC)
+                continue
+            if n == 0 or (
+                self._reading_upto is not None and upto is not None and self._reading_upto >= upto
+            ):
+                self._narrow_until = None
+            return n
+        return await self._park_next(error, first)
+
+    async def _park_next(self, error: str, first_failed_at: dt.datetime | None) -> int:
+        """Park the event after the checkpoint and move the checkpoint past it."""
+        undecodable: list[UndecodableEvent] = []
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            cursor = await self._checkpoint(conn)
+            events, nxt = await self.store.read_all(
+                cursor, category="member", limit=1, undecodable=undecodable
+            )
+            parked = [*events, *undecodable]
+            if not parked:
+                self._narrow_until = None
+                return 0
+            await park(
+                conn,
+                NAME,
+                parked[0],
+                error,
+                attempts=self.attempts.limit,
+                first_failed_at=first_failed_at,
+            )
+            await self.store.save_checkpoint(NAME, nxt, conn=conn)
+        announce(NAME, parked[0], error)
+        if self._narrow_until is not None and nxt >= self._narrow_until:
+            self._narrow_until = None
+        return 1
+
+    async def reprocess(self, event: RecordedEvent) -> None:
+        """Fold one (parked) event into the profiles again and evaluate its member's
+        segments, without moving the checkpoint."""
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            await self._apply(conn, [event], retried=True)
+
+    @staticmethod
+    async def _checkpoint(conn: asyncpg.Connection) -> Cursor:
+        row = await conn.fetchrow(
+            "SELECT tx_id, position FROM subscription_checkpoints "
+            "WHERE name = $1 AND partition = 0 AND partitions = 1",
+            NAME,
+        )
+        return START if row is None else Cursor(row["tx_id"], row["position"])
 
     async def run_until_caught_up(self, progress: Callable[[int], None] | None = None) -> int:
         total = 0
@@ -123,7 +223,9 @@ class ProfileProjector:
             opened.append(e)
         return opened
 
-    async def _apply(self, conn: asyncpg.Connection, events: list[RecordedEvent]) -> None:
+    async def _apply(
+        self, conn: asyncpg.Connection, events: list[RecordedEvent], *, retried: bool = False
+    ) -> None:
         events = await self._open(conn, events)
         rows: dict[str, ProfileRow] = {}
         wanted = {e.stream_id.removeprefix("member-") for e in events}
@@ -152,8 +254,11 @@ class ProfileProjector:
         now = self.clock()
         for r in rows.values():
             scores(r, now, self.settings)
+        # Segments first: the transaction takes its id at its first write, and holds back
+        # every reader of the store from then to its commit (docs/operations.md).
+        upto = None if retried else events[-1].cursor
+        await self.segments.after_batch(conn, rows.values(), upto, now)
         await conn.execute(_UPSERT, [r.to_json() for r in rows.values()])
-        await self.segments.after_batch(conn, rows.values(), events[-1].cursor, now)
 
     async def _target(
         self, conn: asyncpg.Connection, rows: dict[str, ProfileRow], member_id: str

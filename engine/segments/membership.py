@@ -252,19 +252,21 @@ class SegmentTracker:
         self,
         conn: asyncpg.Connection,
         rows: Iterable[ProfileRow],
-        upto: Cursor,
+        upto: Cursor | None,
         now: dt.datetime,
     ) -> SegmentChanges | None:
         """Evaluate `rows` (folded, scores as of `now`) unless the batch ending at `upto`
-        was evaluated before (a replay); None when nothing was evaluated."""
+        was evaluated before (a replay); None when nothing was evaluated. `upto=None`: an
+        event handled out of order (a retried dead letter), always evaluated."""
         if not self.segments:
             return None
-        if upto <= await _mark(conn):
+        if upto is not None and upto <= await _mark(conn):
             return None
         changes = await apply_profiles(
             conn, self.store, self.segments, {r.member_id: profile_of(r) for r in rows}, now=now
         )
-        await self.store.save_checkpoint(MARK, upto, conn=conn)
+        if upto is not None:
+            await self.store.save_checkpoint(MARK, upto, conn=conn)
         return changes
 
 

@@ -53,8 +53,8 @@ async def test_unstorable_numbers_and_nul_are_rejected_per_event(api: Api) -> No
     results = r.json()["results"]
     assert [x["status"] for x in results] == ["accepted", "rejected", "rejected"]
     assert results[1]["errors"][0] == {
-        "field": "events[1].properties",
-        "reason": "properties.big holds a non-finite number",
+        "field": "events[1].properties.big",
+        "reason": "is not a finite number (NaN and infinities cannot be stored)",
     }
     assert "NUL" in results[2]["errors"][0]["reason"]
     assert len(await api.store.read_stream(f"member-{results[0]['member_id']}")) == 1

@@ -73,7 +73,7 @@ async def test_rejected_events_store_nothing_and_name_the_field(
         ["events[4].type"],
         ["events[5].occurred_at"],
         ["events[6].member"],
-        ["events[7].properties"],
+        ["events[7].properties.bad"],
     ]
     assert "E.164" in result.results[1].errors[0].reason
     assert "future" in result.results[3].errors[0].reason

@@ -122,3 +122,75 @@ async def test_a_full_run_logs_no_secrets_or_personal_data(
     found = {what: value for what, value in forbidden.items() if value and value in logged}
     lines = [line for line in captured.lines if any(v in line for v in found.values())]
     assert not found, (sorted(found), lines[:5])
+
+
+BOT_TOKEN = "123456789:AAbotTokenInTheUrl-" + "q" * 16
+
+
+async def _deliver_through_bot(env: Env, step: str) -> None:
+    from engine.delivery.service import Deliverer
+    from tests.delivery.delivery_testkit import add_member, request
+
+    from .bot_api import BotApi, BotChannel
+
+    member = await add_member(env.store, env.settings, email=None, phone=None)
+    async with BotApi(BOT_TOKEN) as api:
+        channel = BotChannel({"api_url": api.url, "token": BOT_TOKEN})
+        try:
+            deliverer = Deliverer(env.store, {"bot": channel}, settings=env.settings)
+            outcome = await deliverer.deliver(request(member, ["bot"], step=step))
+        finally:
+            await channel.aclose()
+        assert outcome.status == "sent" and len(api.sent) == 1, outcome
+
+
+@pytest.fixture
+def http_logging() -> Iterator[None]:
+    """Restores the HTTP client loggers' levels and filters after a test."""
+    from engine.logs import HTTP_CLIENT_LOGGERS
+
+    saved = {
+        n: (logging.getLogger(n).level, list(logging.getLogger(n).filters))
+        for n in HTTP_CLIENT_LOGGERS
+    }
+    root_level = logging.getLogger().level
+    yield
+    for name, (level, filters) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.filters[:] = filters
+    logging.getLogger().setLevel(root_level)
+
+
+async def test_a_token_in_a_provider_url_stays_out_of_the_logs(env: Env, http_logging) -> None:  # type: ignore[no-untyped-def]
+    """A Telegram-style channel (the bot token is in every request URL) with the logging the
+    worker sets up, then with every logger at DEBUG: the token is never logged."""
+    from engine.logs import HTTP_CLIENT_LOGGERS, configure_logging
+
+    handler = _Capture()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        # control: with plain INFO logging httpx writes the request URL, token and all
+        root.setLevel(logging.INFO)
+        for name in HTTP_CLIENT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+            logging.getLogger(name).filters.clear()
+        await _deliver_through_bot(env, "0:control")
+        assert any(BOT_TOKEN in line for line in handler.lines), handler.lines
+        handler.lines.clear()
+        # what `journeyman worker` runs with
+        configure_logging()
+        root.setLevel(logging.INFO)  # basicConfig's level (pytest's handlers make it a no-op)
+        await _deliver_through_bot(env, "1:default")
+        assert not any(line.startswith(("httpx:", "httpcore")) for line in handler.lines)
+        # every logger at DEBUG, HTTP clients included: URLs are cut to their origin
+        for name in [*logging.root.manager.loggerDict, ""]:
+            logging.getLogger(name).setLevel(logging.DEBUG)
+        await _deliver_through_bot(env, "2:debug")
+    finally:
+        root.removeHandler(handler)
+    logged = "\n".join(handler.lines)
+    assert any(line.startswith("httpx:") for line in handler.lines), "httpx should log at DEBUG"
+    for secret in (BOT_TOKEN, BOT_TOKEN.split(":")[1], "/sendMessage"):
+        assert secret not in logged, [line for line in handler.lines if secret in line][:3]
