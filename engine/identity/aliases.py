@@ -59,6 +59,8 @@ def normalise_email(value: str) -> str:
     v = value.strip()
     if len(v) > 320:
         raise ValueError("email address is longer than 320 characters")
+    if "\x00" in v:
+        raise ValueError("email address contains a NUL character")
     if v.isascii():
         # The common case, without Unicode tables: printable ASCII, lowercased.
         if not _ASCII_EMAIL_RE.match(v):

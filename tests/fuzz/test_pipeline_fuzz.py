@@ -426,6 +426,7 @@ async def test_fuzzed_input_never_halts_the_pipeline(
         ) as http:
             r = await http.post("/v1/events", json={"events": [event]})
         assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+        member = r.json()["results"][0]["member_id"]  # the store's own id for the client's
 
         async def profiled() -> bool:
             return await get_profile(store.pool, member, settings=app_settings) is not None

@@ -7,6 +7,8 @@ import io
 
 import pytest
 
+from engine.crypto import Keyring
+from engine.identity import resolve_member_id
 from engine.ingest import Ingestor
 from engine.ingest_file import derived_event_id, import_lines, parse_value, read_lines
 from engine.profiles import ProfileProjector, get_profile
@@ -89,7 +91,8 @@ async def test_orders_csv_sums_monetary_value(
         ("number", "0.2"),
     ]
     await ProfileProjector(store, settings).run_until_caught_up()
-    profile = await get_profile(store.pool, "ann", settings=settings)
+    ann = await resolve_member_id(store.pool, "ann", Keyring(settings.resolved_secret()))
+    profile = await get_profile(store.pool, ann, settings=settings)
     assert profile is not None and profile.order_count == 4
     assert profile.monetary_value == 4.05
 
