@@ -127,6 +127,7 @@ def create_app(
         )
         schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
         limits.document(schema)
+        parameters.document(schema)
         app.openapi_schema = schema
         return schema
 

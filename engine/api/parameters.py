@@ -9,6 +9,7 @@ naming the parameter (`query.<name>` or `path.<name>`), in the API's error shape
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
@@ -62,3 +63,15 @@ async def plain_parameters(request: Request) -> None:
     if details:
         names = ", ".join(d.field for d in details)
         raise ApiError(400, "invalid_parameter", f"invalid parameter: {names}", details)
+
+
+def document(schema: dict[str, Any]) -> None:
+    """Add the 400 that `plain_parameters` can give to every operation of an OpenAPI schema
+    (any request may carry a query parameter)."""
+    json = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+    for operations in schema.get("paths", {}).values():
+        for op in operations.values():
+            answer = op.setdefault("responses", {}).setdefault(
+                "400", {"description": "A path or query parameter is not UTF-8 text without NUL."}
+            )
+            answer.setdefault("content", {}).setdefault("application/json", json)
