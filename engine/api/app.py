@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
@@ -30,6 +30,7 @@ from . import (
     journeys,
     limits,
     members,
+    parameters,
     privacy,
     segment,
 )
@@ -98,6 +99,7 @@ def create_app(
         description="Event ingestion and member profiles. Authenticate with an API key: "
         "`Authorization: Bearer jm_…` (or HTTP Basic with the key as user name).",
         lifespan=lifespan,
+        dependencies=[Depends(parameters.plain_parameters)],
     )
     errors.install(app)
     app.include_router(events.router, tags=["events"])
@@ -125,6 +127,7 @@ def create_app(
         )
         schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
         limits.document(schema)
+        parameters.document(schema)
         app.openapi_schema = schema
         return schema
 

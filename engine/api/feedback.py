@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import html
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -32,6 +33,25 @@ router = APIRouter(include_in_schema=True, tags=["feedback"])
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
+_LINK_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The link was altered or cut short.", "content": {"text/html": {}}},
+    410: {"description": "The link has expired.", "content": {"text/html": {}}},
+}
+_WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Applied; TwiML for `sms`, a count of recorded events otherwise.",
+        "content": {"application/xml": {}, "text/plain": {}},
+    },
+    400: {"description": "The body is not UTF-8 form data.", "content": {"text/plain": {}}},
+    403: {
+        "description": "The signature does not verify, or no public URL is configured.",
+        "content": {"text/plain": {}},
+    },
+    404: {
+        "description": "No configured channel of that name, or it takes no callbacks.",
+        "content": {"text/plain": {}},
+    },
+}
 
 
 def feedback_of(request: Request) -> Feedback:
@@ -73,7 +93,13 @@ def _claims(fb: Feedback, token: str, kind: LinkKind) -> LinkClaims | HTMLRespon
         return _page("This link is not valid", "<p>The link was changed or cut short.</p>", 400)
 
 
-@router.get("/t/c/{token}", summary="Follow a tracked link")
+@router.get(
+    "/t/c/{token}",
+    summary="Follow a tracked link",
+    response_class=RedirectResponse,
+    status_code=302,
+    responses={302: {"description": "To the link's target."}, **_LINK_ERRORS},
+)
 async def click(token: str, request: Request) -> Response:
     fb = feedback_of(request)
     claims = _claims(fb, token, "click")
@@ -83,7 +109,11 @@ async def click(token: str, request: Request) -> Response:
     return RedirectResponse(url, status_code=302, headers=_NO_STORE)
 
 
-@router.get("/t/o/{token}.gif", summary="Open-tracking pixel")
+@router.get(
+    "/t/o/{token}.gif",
+    summary="Open-tracking pixel",
+    responses={200: {"content": {"image/gif": {}}}, **_LINK_ERRORS},
+)
 async def open_pixel(token: str, request: Request) -> Response:
     fb = feedback_of(request)
     claims = _claims(fb, token, "open")
@@ -93,7 +123,9 @@ async def open_pixel(token: str, request: Request) -> Response:
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
 
 
-@router.get("/u/{token}", summary="Unsubscribe page")
+@router.get(
+    "/u/{token}", summary="Unsubscribe page", response_class=HTMLResponse, responses=_LINK_ERRORS
+)
 async def unsubscribe_page(token: str, request: Request) -> Response:
     fb = feedback_of(request)
     claims = _claims(fb, token, "unsubscribe")
@@ -108,7 +140,12 @@ async def unsubscribe_page(token: str, request: Request) -> Response:
     )
 
 
-@router.post("/u/{token}", summary="Unsubscribe (RFC 8058 one-click)")
+@router.post(
+    "/u/{token}",
+    summary="Unsubscribe (RFC 8058 one-click)",
+    response_class=HTMLResponse,
+    responses=_LINK_ERRORS,
+)
 async def unsubscribe(token: str, request: Request) -> Response:
     fb = feedback_of(request)
     claims = _claims(fb, token, "unsubscribe")
@@ -123,7 +160,12 @@ async def unsubscribe(token: str, request: Request) -> Response:
     )
 
 
-@router.post("/webhooks/{channel}", summary="Provider callback for a channel")
+@router.post(
+    "/webhooks/{channel}",
+    summary="Provider callback for a channel",
+    response_class=PlainTextResponse,
+    responses=_WEBHOOK_ANSWERS,
+)
 async def webhook(channel: str, request: Request) -> Response:
     fb = feedback_of(request)
     try:

@@ -18,7 +18,8 @@ from . import ledger
 @dataclass(frozen=True)
 class Block:
     """Stop sending `channel` (for `purpose`, or '*') to a member until the profile has
-    folded the event that explains why."""
+    folded the event that explains why. A member holds one block per reason, so removing
+    one (START lifts the STOP) leaves the others (a hard bounce) in place."""
 
     channel: str
     purpose: str
@@ -78,9 +79,8 @@ async def _record_once(
             for b in blocks:
                 await conn.execute(
                     "INSERT INTO delivery_blocks (member_id, channel, purpose, reason, position) "
-                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (member_id, channel, purpose) DO "
-                    "UPDATE SET reason = EXCLUDED.reason, position = EXCLUDED.position, "
-                    "created_at = now()",
+                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (member_id, channel, purpose, reason) "
+                    "DO UPDATE SET position = EXCLUDED.position, created_at = now()",
                     member_id,
                     b.channel,
                     b.purpose,

@@ -77,7 +77,7 @@ delivery_blocks = Table(
     Column("reason", Text, nullable=False),
     Column("position", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("member_id", "channel", "purpose"),
+    PrimaryKeyConstraint("member_id", "channel", "purpose", "reason"),
 )
 
 channel_pauses = Table(

@@ -291,7 +291,11 @@ class Deliverer:
             "WHERE b.member_id = $1 AND (p.last_position IS NULL OR b.position > p.last_position)",
             member_id,
         )
-        return {(r["channel"], r["purpose"]): r["reason"] for r in rows}
+        blocks: dict[tuple[str, str], str] = {}
+        for r in sorted(rows, key=lambda r: r["reason"]):
+            key = (r["channel"], r["purpose"])
+            blocks[key] = f"{blocks[key]}, {r['reason']}" if key in blocks else r["reason"]
+        return blocks
 
     async def _pauses(self, now: dt.datetime) -> dict[str, dt.datetime]:
         rows = await self.store.pool.fetch(

@@ -115,6 +115,18 @@ def _channel(data: dict[str, Any], default: str | None = "email") -> str | None:
     return v if isinstance(v, str) and 0 < len(v) <= 40 else None
 
 
+LIFTABLE = "stop"
+"""The one suppression a member can lift (an SMS START); a bounce or a complaint stays."""
+
+
+def suppress(suppressed: dict[str, str], channel: str, reason: str) -> None:
+    """Suppress `channel` for `reason`. A STOP does not replace a bounce or a complaint
+    already there: START lifts only a STOP, so the lasting reason must be the one kept."""
+    if reason == LIFTABLE and suppressed.get(channel, LIFTABLE) != LIFTABLE:
+        return
+    suppressed[channel] = reason
+
+
 def apply(row: ProfileRow, event: RecordedEvent, activity_types: frozenset[str]) -> None:
     """Fold one event into `row` (in place)."""
     t, data, at = event.type, event.data, event.occurred_at
@@ -138,7 +150,11 @@ def apply(row: ProfileRow, event: RecordedEvent, activity_types: frozenset[str])
         if channel and isinstance(purpose, str) and isinstance(granted, bool):
             row.consent[f"{channel}:{purpose}"] = granted
             # Only the member's own START (from the handset) lifts a carrier-level STOP.
-            if granted and data.get("reason") == "start" and row.suppressed.get(channel) == "stop":
+            if (
+                granted
+                and data.get("reason") == "start"
+                and row.suppressed.get(channel) == LIFTABLE
+            ):
                 del row.suppressed[channel]
     elif t == "member.unsubscribed":
         channel = _channel(data)
@@ -146,15 +162,15 @@ def apply(row: ProfileRow, event: RecordedEvent, activity_types: frozenset[str])
         if channel and isinstance(purpose, str):
             row.consent[f"{channel}:{purpose}"] = False
             if data.get("reason") == "stop":
-                row.suppressed[channel] = "stop"
+                suppress(row.suppressed, channel, "stop")
     elif t == "message.bounced":
         channel = _channel(data)
         if channel and data.get("bounce_type", "hard") == "hard":
-            row.suppressed[channel] = "bounce"
+            suppress(row.suppressed, channel, "bounce")
     elif t == "message.complained":
         channel = _channel(data)
         if channel:
-            row.suppressed[channel] = "complaint"
+            suppress(row.suppressed, channel, "complaint")
     elif t in _PROFILE_EVENTS:
         _apply_traits(row, data)
     elif t == "member.grouped":
@@ -202,7 +218,10 @@ def combine(survivor: ProfileRow, merged: ProfileRow) -> None:
     survivor.order_count += merged.order_count
     survivor.monetary_value = round(survivor.monetary_value + merged.monetary_value, 6)
     survivor.consent = {**merged.consent, **survivor.consent}
-    survivor.suppressed = {**merged.suppressed, **survivor.suppressed}
+    suppressed = dict(merged.suppressed)
+    for channel, reason in survivor.suppressed.items():
+        suppress(suppressed, channel, reason)
+    survivor.suppressed = suppressed
     survivor.traits = {**merged.traits, **survivor.traits}
     survivor.timezone = survivor.timezone or merged.timezone
     survivor.locale = survivor.locale or merged.locale

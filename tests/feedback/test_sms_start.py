@@ -17,7 +17,9 @@ from channels.testing.peers.twilio import error_body
 from engine.api import create_app, serve_in_background
 from engine.delivery.feedback import Feedback
 from engine.delivery.service import Deliverer
-from event_store import PostgresEventStore
+from engine.profiles import ProfileProjector, ProfileRow, get_profile
+from engine.profiles.fold import apply, combine
+from event_store import PostgresEventStore, RecordedEvent
 
 PHONE = "+14155550123"
 
@@ -74,6 +76,39 @@ async def test_start_keeps_a_hard_bounce_block(env: Env) -> None:
     assert again.status == "suppressed" and env.twilio.accepted == 0
 
 
+async def _suppressed(env: Env, member: str) -> dict[str, str]:
+    profile = await get_profile(env.store.pool, member, settings=env.settings)
+    assert profile is not None
+    return profile.suppressed
+
+
+async def test_a_hard_bounce_survives_stop_then_start(env: Env) -> None:
+    member = await add_member(env.store, env.settings, phone=PHONE)
+    inbound = f"{env.url}/webhooks/sms"
+    env.twilio.fail_next(1, 400, error_body(400, 21211, "not a valid phone number"))
+    assert (await env.deliverer.deliver(request(member, ["sms"]))).status == "failed"
+    assert (await env.twilio.send_inbound(inbound, from_=PHONE, body="STOP")).status_code == 200
+    assert await _blocks(env.store, member) == {
+        ("sms", "*", "recipient invalid"),
+        ("sms", "*", "stop"),
+    }
+    assert (await env.twilio.send_inbound(inbound, from_=PHONE, body="START")).status_code == 200
+    # START lifted the opt-out only: the bounce's block is still there, and still binds
+    # before the profile has folded any of it
+    assert await _blocks(env.store, member) == {("sms", "*", "recipient invalid")}
+    early = await env.deliverer.deliver(request(member, ["sms"], step="2:before-profile"))
+    assert early.status == "suppressed" and env.twilio.accepted == 0
+    # the profile folds bounce, STOP and START into "suppressed for the bounce"
+    projector = ProfileProjector(env.store, env.settings)
+    await projector.run_until_caught_up()
+    assert await _suppressed(env, member) == {"sms": "bounce"}
+    late = await env.deliverer.deliver(request(member, ["sms"], step="3:after-profile"))
+    assert late.status == "suppressed" and env.twilio.accepted == 0
+    # a rebuild of the projection from the store gives the same answer
+    await projector.rebuild()
+    assert await _suppressed(env, member) == {"sms": "bounce"}
+
+
 async def test_start_lifts_the_stop_block(env: Env) -> None:
     member = await add_member(env.store, env.settings, phone=PHONE)
     inbound = f"{env.url}/webhooks/sms"
@@ -118,3 +153,37 @@ async def test_a_failure_between_consent_and_unblock_leaves_no_half_state(env: E
     assert await env.feedback.apply(start) == 2
     assert (await _types(env.store, member))[-2:] == ["member.consent_changed"] * 2
     assert await _blocks(env.store, member) == set()
+
+
+def _event(n: int, type_: str, **data: Any) -> RecordedEvent:
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=n)
+    return RecordedEvent(n, n, "member-m", n, f"e{n}", type_, data, {}, at, at)
+
+
+STOP = ("member.unsubscribed", {"channel": "sms", "purpose": "marketing", "reason": "stop"})
+BOUNCE = ("message.bounced", {"channel": "sms", "bounce_type": "hard"})
+START = (
+    "member.consent_changed",
+    {"channel": "sms", "purpose": "marketing", "granted": True, "reason": "start"},
+)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [(BOUNCE, STOP, START), (STOP, BOUNCE, START), (STOP, START, BOUNCE)],
+    ids=["bounce-stop-start", "stop-bounce-start", "stop-start-bounce"],
+)
+def test_the_profile_keeps_a_bounce_whatever_the_order(order: tuple) -> None:
+    row = ProfileRow("m")
+    for n, (type_, data) in enumerate(order, 1):
+        apply(row, _event(n, type_, **data), frozenset())
+    assert row.suppressed == {"sms": "bounce"}
+
+
+def test_a_merge_keeps_the_bounce_under_a_stop() -> None:
+    survivor, merged = ProfileRow("a"), ProfileRow("b")
+    apply(survivor, _event(1, STOP[0], **STOP[1]), frozenset())
+    apply(merged, _event(2, BOUNCE[0], **BOUNCE[1]), frozenset())
+    combine(survivor, merged)
+    apply(survivor, _event(3, START[0], **START[1]), frozenset())
+    assert survivor.suppressed == {"sms": "bounce"}
