@@ -26,6 +26,7 @@ import asyncpg
 from event_store import RecordedEvent, UndecodableEvent
 from event_store import deadletters as store_dl
 from event_store.deadletters import DeadLetter
+from event_store.deadletters import park as park  # subscribers park through this module
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -95,31 +96,6 @@ class Attempts:
     @staticmethod
     async def pause(attempt: int) -> None:
         await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
-
-
-async def park(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    consumer: str,
-    event: RecordedEvent | UndecodableEvent,
-    error: str,
-    *,
-    attempts: int = 1,
-    first_failed_at: dt.datetime | None = None,
-    partition: int = 0,
-    partitions: int = 1,
-) -> int:
-    """Park `event` for `consumer` (in `conn`'s transaction when it is a connection). Call
-    `announce` once the parking is committed."""
-    return await store_dl.park(
-        conn,
-        consumer,
-        event,
-        error,
-        attempts=attempts,
-        first_failed_at=first_failed_at,
-        partition=partition,
-        partitions=partitions,
-    )
 
 
 def announce(consumer: str, event: RecordedEvent | UndecodableEvent, error: str) -> None:
@@ -242,4 +218,24 @@ def as_dict(dl: DeadLetter) -> dict[str, Any]:
     for name in DeadLetter.__slots__:
         value = getattr(dl, name)
         out[name] = value.isoformat() if isinstance(value, dt.datetime) else value
+    return out
+
+
+async def show(store: PostgresEventStore, dead_letter_id: int) -> dict[str, Any] | None:
+    """One dead letter with the event it parks (its raw columns when it cannot be decoded);
+    None when there is no such dead letter."""
+    dl = await store_dl.get_dead_letter(store.pool, dead_letter_id)
+    if dl is None:
+        return None
+    out = as_dict(dl)
+    event = await store.read_event(dl.global_position)
+    if isinstance(event, UndecodableEvent):
+        out["event"] = {"undecodable": event.error, "raw": event.raw}
+    elif event is not None:
+        out["event"] = {
+            "occurred_at": event.occurred_at.isoformat(),
+            "recorded_at": event.recorded_at.isoformat(),
+            "data": event.data,
+            "metadata": event.metadata,
+        }
     return out

@@ -15,8 +15,7 @@ from pydantic import BaseModel, Field
 
 from engine import deadletters
 from engine.keys import ApiKey
-from event_store import UndecodableEvent
-from event_store.deadletters import get_dead_letter, list_dead_letters
+from event_store.deadletters import list_dead_letters
 
 from .auth import require
 from .errors import READ_ERRORS, ApiError, ErrorBody
@@ -54,21 +53,9 @@ async def show(
     dead_letter_id: int = IdPath,
     _key: ApiKey = Depends(require("admin")),
 ) -> dict[str, Any]:
-    store = request.app.state.store
-    dl = await get_dead_letter(store.pool, dead_letter_id)
-    if dl is None:
+    out = await deadletters.show(request.app.state.store, dead_letter_id)
+    if out is None:
         raise ApiError(404, "not_found", f"no dead letter {dead_letter_id}")
-    out = deadletters.as_dict(dl)
-    event = await store.read_event(dl.global_position)
-    if isinstance(event, UndecodableEvent):
-        out["event"] = {"undecodable": event.error, "raw": event.raw}
-    elif event is not None:
-        out["event"] = {
-            "occurred_at": event.occurred_at.isoformat(),
-            "recorded_at": event.recorded_at.isoformat(),
-            "data": event.data,
-            "metadata": event.metadata,
-        }
     return out
 
 

@@ -63,27 +63,11 @@ def register(app: typer.Typer) -> None:
     @group.command()
     def show(dead_letter_id: int = typer.Argument(..., help="The dead letter's id.")) -> None:
         """Show one dead letter and the stored event (raw columns if it cannot be decoded)."""
-        from engine.deadletters import as_dict
-        from event_store import UndecodableEvent
-        from event_store.deadletters import get_dead_letter
+        from engine.deadletters import show as describe_dead_letter
 
         async def go() -> dict[str, Any] | None:
             async with await _store() as store:
-                dl = await get_dead_letter(store.pool, dead_letter_id)
-                if dl is None:
-                    return None
-                event = await store.read_event(dl.global_position)
-                out = as_dict(dl)
-                if isinstance(event, UndecodableEvent):
-                    out["event"] = {"undecodable": event.error, "raw": event.raw}
-                elif event is not None:
-                    out["event"] = {
-                        "occurred_at": event.occurred_at.isoformat(),
-                        "recorded_at": event.recorded_at.isoformat(),
-                        "data": event.data,
-                        "metadata": event.metadata,
-                    }
-                return out
+                return await describe_dead_letter(store, dead_letter_id)
 
         found = run(go())
         if found is None:
