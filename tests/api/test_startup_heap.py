@@ -31,7 +31,6 @@ async def test_startup_objects_are_left_out_of_full_collections(
             async with httpx.AsyncClient(base_url=url) as client:
                 assert (await client.get("/openapi.json")).status_code == 200
             tracked = len(gc.get_objects())
-            assert gc.get_freeze_count() >= tracked_before
             # What a full collection walks now: only what was made after start-up.
             assert tracked < tracked_before / 4, (tracked, tracked_before)
     finally:
