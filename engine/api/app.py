@@ -34,6 +34,7 @@ from . import (
     privacy,
     segment,
 )
+from .heap import freeze_startup_objects
 from .limits import RequestLimits
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ def create_app(
         task = None
         if project:
             task = asyncio.create_task(_project_forever(ProfileProjector(s, settings)))
+        if own:
+            # A process serving the API: what start-up loaded stays for its lifetime.
+            freeze_startup_objects()
         try:
             yield
         finally:
