@@ -79,7 +79,7 @@ def create_app(
         app.state.settings = settings
         app.state.ingestor = Ingestor(s, settings)
         app.state.verifier = KeyVerifier(s.pool)
-        feedback.warn_at_start(settings)
+        feedback.warn_at_start(app.state, settings)
         quiet_http_clients(settings.log_http_requests)
         task = None
         if project:

@@ -20,14 +20,22 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from engine.delivery.feedback import Feedback, WebhookRejected, warn_without_public_url
+from engine.delivery.feedback import (
+    Feedback,
+    WebhookRejected,
+    public_url,
+    warn_without_public_url,
+)
 from engine.delivery.links import ExpiredToken, InvalidToken, LinkClaims, LinkKind
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from event_store import PostgresEventStore
 
 router = APIRouter(include_in_schema=True, tags=["feedback"])
 
@@ -56,21 +64,26 @@ _WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
 
 def feedback_of(request: Request) -> Feedback:
     """The app's `Feedback` (created on first use from the app's store and settings)."""
-    found = getattr(request.app.state, "feedback", None)
+    state = request.app.state
+    found = getattr(state, "feedback", None)
     if found is None:
-        from engine.delivery.workers import load_channels
-
-        settings = request.app.state.settings
-        found = Feedback(request.app.state.store, load_channels(settings, strict=False), settings)
-        request.app.state.feedback = found
+        found = state.feedback = _feedback(state.store, state.settings)
     return found
 
 
-def warn_at_start(settings: Settings) -> None:
-    """Say at start when signed provider callbacks will be refused (no public URL)."""
+def _feedback(store: PostgresEventStore, settings: Settings) -> Feedback:
     from engine.delivery.workers import load_channels
 
-    warn_without_public_url(settings, load_channels(settings, strict=False))
+    return Feedback(store, load_channels(settings, strict=False), settings)
+
+
+def warn_at_start(state: Any, settings: Settings) -> None:
+    """Say at start when signed provider callbacks will be refused (no public URL). The
+    channels are loaded only then, and kept for the callbacks that follow."""
+    if public_url(settings) is not None:
+        return
+    state.feedback = _feedback(state.store, settings)
+    warn_without_public_url(settings, state.feedback.channels)
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
