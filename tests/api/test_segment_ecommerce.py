@@ -12,125 +12,13 @@ from typing import Any
 import pytest
 
 from .conftest import Api
-
-# --- the spec's example payloads (properties of analytics.track(name, properties)) ----------
-PRODUCT_ADDED = {
-    "cart_id": "skdjsidjsdkdj29j",
-    "product_id": "507f1f77bcf86cd799439011",
-    "sku": "G-32",
-    "category": "Games",
-    "name": "Monopoly: 3rd Edition",
-    "brand": "Hasbro",
-    "variant": "200 pieces",
-    "price": 18.99,
-    "quantity": 1,
-    "coupon": "MAYDEALS",
-    "position": 3,
-    "url": "https://www.example.com/product/path",
-    "image_url": "https://www.example.com/product/path.jpg",
-}
-PRODUCT_REMOVED = {
-    "cart_id": "ksjdj92dj29dj92d2j",
-    "product_id": "507f1f77bcf86cd799439011",
-    "sku": "G-32",
-    "category": "Games",
-    "name": "Monopoly: 3rd Edition",
-    "brand": "Hasbro",
-    "variant": "200 pieces",
-    "price": 18.99,
-    "quantity": 1,
-    "coupon": "MAYDEALS",
-    "position": 3,
-    "url": "https://www.example.com/product/path",
-    "image_url": "https://www.example.com/product/path.jpg",
-}
-CART_VIEWED = {
-    "cart_id": "d92jd29jd92jd29j92d92jd",
-    "products": [
-        {
-            "product_id": "507f1f77bcf86cd799439011",
-            "sku": "45790-32",
-            "name": "Monopoly: 3rd Edition",
-            "price": 19,
-            "position": 1,
-            "category": "Games",
-            "url": "https://www.example.com/product/path",
-            "image_url": "https://www.example.com/product/path.jpg",
-        },
-        {
-            "product_id": "505bd76785ebb509fc183733",
-            "sku": "46493-32",
-            "name": "Uno Card Game",
-            "price": 3,
-            "position": 2,
-            "category": "Games",
-        },
-    ],
-}
-CHECKOUT_STARTED = {
-    "order_id": "50314b8e9bcf000000000000",
-    "affiliation": "Google Store",
-    "value": 30,
-    "revenue": 25.00,
-    "shipping": 3,
-    "tax": 2,
-    "discount": 2.5,
-    "coupon": "hasbros",
-    "currency": "USD",
-    "products": [
-        {
-            "product_id": "507f1f77bcf86cd799439011",
-            "sku": "45790-32",
-            "name": "Monopoly: 3rd Edition",
-            "price": 19,
-            "quantity": 1,
-            "category": "Games",
-            "url": "https://www.example.com/product/path",
-            "image_url": "https://www.example.com/product/path.jpg",
-        },
-        {
-            "product_id": "505bd76785ebb509fc183733",
-            "sku": "46493-32",
-            "name": "Uno Card Game",
-            "price": 3,
-            "quantity": 2,
-            "category": "Games",
-        },
-    ],
-}
-ORDER_COMPLETED = {
-    "checkout_id": "fksdjfsdjfisjf9sdfjsd9f",
-    "order_id": "50314b8e9bcf000000000000",
-    "affiliation": "Google Store",
-    "total": 27.50,
-    "subtotal": 22.50,
-    "revenue": 25.00,
-    "shipping": 3,
-    "tax": 2,
-    "discount": 2.5,
-    "coupon": "hasbros",
-    "currency": "USD",
-    "products": [
-        {
-            "product_id": "507f1f77bcf86cd799439011",
-            "sku": "45790-32",
-            "name": "Monopoly: 3rd Edition",
-            "price": 19,
-            "quantity": 1,
-            "category": "Games",
-            "url": "https://www.example.com/product/path",
-            "image_url": "https:///www.example.com/product/path.jpg",
-        },
-        {
-            "product_id": "505bd76785ebb509fc183733",
-            "sku": "46493-32",
-            "name": "Uno Card Game",
-            "price": 3,
-            "quantity": 2,
-            "category": "Games",
-        },
-    ],
-}
+from .segment_spec import (
+    CART_VIEWED,
+    CHECKOUT_STARTED,
+    ORDER_COMPLETED,
+    PRODUCT_ADDED,
+    PRODUCT_REMOVED,
+)
 
 CART = PRODUCT_ADDED["cart_id"]
 

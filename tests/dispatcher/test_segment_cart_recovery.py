@@ -15,43 +15,9 @@ from engine.api import create_app, serve_in_background
 from engine.dispatcher import Dispatcher
 from engine.keys import create_key
 from engine.settings import Settings
+from tests.api.segment_spec import ORDER_COMPLETED, PRODUCT_ADDED
 
 pytestmark = pytest.mark.devserver
-
-# Segment e-commerce spec v2 example payloads.
-PRODUCT_ADDED = {
-    "cart_id": "skdjsidjsdkdj29j",
-    "product_id": "507f1f77bcf86cd799439011",
-    "sku": "G-32",
-    "category": "Games",
-    "name": "Monopoly: 3rd Edition",
-    "brand": "Hasbro",
-    "variant": "200 pieces",
-    "price": 18.99,
-    "quantity": 1,
-    "coupon": "MAYDEALS",
-    "position": 3,
-    "url": "https://www.example.com/product/path",
-    "image_url": "https://www.example.com/product/path.jpg",
-}
-ORDER_COMPLETED = {
-    "checkout_id": "fksdjfsdjfisjf9sdfjsd9f",
-    "order_id": "50314b8e9bcf000000000000",
-    "affiliation": "Google Store",
-    "total": 27.50,
-    "revenue": 25.00,
-    "currency": "USD",
-    "products": [
-        {
-            "product_id": "507f1f77bcf86cd799439011",
-            "sku": "45790-32",
-            "name": "Monopoly: 3rd Edition",
-            "price": 19,
-            "quantity": 1,
-            "category": "Games",
-        }
-    ],
-}
 
 
 async def test_segment_product_added_starts_cart_recovery(temporal_dev, store, tmp_path) -> None:
