@@ -16,6 +16,8 @@ from engine.dispatcher import Dispatcher
 from engine.keys import create_key
 from engine.settings import Settings
 from tests.api.segment_spec import ORDER_COMPLETED, PRODUCT_ADDED
+from tests.workflows.journey_testkit import member_with
+from workflows.cart_recovery import CartRecovery
 
 pytestmark = pytest.mark.devserver
 
@@ -27,6 +29,10 @@ async def test_segment_product_added_starts_cart_recovery(temporal_dev, store, t
     client = temporal_dev.client
     found = journeys("cart_recovery")
     fast = {"cart_recovery": {**FAST["cart_recovery"], "quiet_period": 0.5, "coupon_delay": 30}}
+    # A user id equal to a store member id names that member: one outside the holdout group,
+    # so the reminder is due rather than withheld.
+    shopper = member_with(CartRecovery, holdout=False)
+    await store.pool.execute("INSERT INTO members (member_id) VALUES ($1)", shopper)
     basic = {"Authorization": "Basic " + base64.b64encode(f"{token}:".encode()).decode()}
     async with (
         serve_in_background(app) as url,
@@ -34,13 +40,14 @@ async def test_segment_product_added_starts_cart_recovery(temporal_dev, store, t
         worker_for(client, store, found, fast) as tq,
         running(Dispatcher(store, client, found, task_queue=tq, journey_settings=fast)),
     ):
-        call = {"type": "track", "userId": "seg-shopper", "event": "Product Added"}
+        call = {"type": "track", "userId": shopper, "event": "Product Added"}
         r = await http.post(
             "/v1/batch",
             json={"batch": [{**call, "properties": PRODUCT_ADDED, "messageId": "pa-1"}]},
         )
         assert r.status_code == 200 and r.json()["success"] is True, r.text
         member = r.json()["results"][0]["member_id"]
+        assert member == shopper
 
         async def reminded() -> bool:
             return "message.sent" in await types_of(store, member)
