@@ -118,7 +118,7 @@ def member_events(i: int, mid: str, now: dt.datetime, rng: random.Random) -> lis
             occurred_at=at(60),
         ),
     ]
-    times = sorted(rng.uniform(120, span) for _ in range(14))
+    times = sorted(rng.uniform(120, span) for _ in range(15))
     times[-1] = span  # the last activity is exactly `last`
     sku = rng.randrange(60)
     for k, t in enumerate(times):
