@@ -715,6 +715,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json-out", default=None, help="also write every figure here")
     args = parser.parse_args(argv)
     sizes = sizes_of(args)
+    if args.database_url and len(sizes) > 1:
+        parser.error("--database-url takes one size (--members N): each size needs an empty store")
     print(
         f"scale bench: sizes {', '.join(f'{n:,}' for n in sizes)} members, about 20 events "
         "each, 1% due for win-back; figures beside limits of the same run"
