@@ -167,8 +167,9 @@ def batches(members: int, seed: int, now: dt.datetime) -> Iterator[list[Row]]:
 class LoadResult:
     events: int = 0
     wall_s: float = 0.0
+    store_events: int = 0
     store_s: float = 0.0
-    """Time inside `append_batch`, every batch it wrote."""
+    """Events written by `append_batch`, and the time inside it."""
     windows: dict[str, dict[str, float]] = field(default_factory=dict)
     """first/last 10%: events and seconds of each path, alternating batches."""
 
@@ -233,6 +234,7 @@ async def load(
                 await store.append_batch(items)
                 took = time.perf_counter() - start
                 result.store_s += took
+                result.store_events += len(rows)
             else:
                 start = time.perf_counter()
                 await raw_copy(conn, rows)

@@ -482,7 +482,7 @@ async def run_size(members: int, database_url: str | None) -> dict[str, Any]:
             out["load"] = {
                 "events": loaded.events,
                 "wall_s": loaded.wall_s,
-                "store_events_per_s": loaded.events / loaded.store_s if loaded.store_s else 0,
+                "store_events_per_s": loaded.store_events / loaded.store_s if loaded.store_s else 0,
                 "us_per_member": loaded.wall_s / members * 1e6,
                 **{
                     f"{w}_{p}_per_s": loaded.rate(w, p)
@@ -494,7 +494,8 @@ async def run_size(members: int, database_url: str | None) -> dict[str, Any]:
             lo["first_ratio"] = lo["first_store_per_s"] / lo["first_copy_per_s"]
             lo["last_ratio"] = lo["last_store_per_s"] / lo["last_copy_per_s"]
             _say(
-                f"load: {loaded.events:,} events in {loaded.wall_s:.1f} s (generation included); "
+                f"load: {loaded.events:,} events in {loaded.wall_s:.1f} s (generation included; "
+                f"append_batch {lo['store_events_per_s']:,.0f} events/s overall); "
                 f"append_batch first 10% {lo['first_store_per_s']:,.0f}/s vs raw COPY "
                 f"{lo['first_copy_per_s']:,.0f}/s ({lo['first_ratio']:.2f}); last 10% "
                 f"{lo['last_store_per_s']:,.0f}/s vs {lo['last_copy_per_s']:,.0f}/s "
