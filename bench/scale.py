@@ -170,7 +170,9 @@ async def measure_scan(
         acts.scan_inactive, ScanRequest(journeys=["winback"], now=now)
     )
     scan_s = time.perf_counter() - t0
-    started = await _count_workflows(client, f"WorkflowType = 'winback' AND TaskQueue = '{tq}'")
+    started = await _count_workflows(
+        client, f"WorkflowType = 'winback' AND TaskQueue = '{tq}'", result.started
+    )
     return {
         "due": due,
         "found": found,
@@ -407,18 +409,16 @@ async def _storage(store: PostgresEventStore, events: int, members: int) -> dict
     return {"bytes_per_event": ev / max(1, events), "bytes_per_profile": prof / max(1, members)}
 
 
-async def _count_workflows(client: Any, query: str) -> int | None:
-    """Workflows the server counts for `query` (its visibility store catches up shortly
-    after the starts; polled for a few seconds)."""
+async def _count_workflows(client: Any, query: str, expected: int) -> int | None:
+    """Workflows the server counts for `query`. Its visibility store catches up shortly after
+    the starts: polled until it reaches `expected`, or for 15 s, then it is what it counts."""
     try:
-        last = -1
-        for _ in range(20):
+        deadline = time.monotonic() + 15
+        while True:
             n = (await client.count_workflows(query)).count
-            if n == last:
+            if n >= expected or time.monotonic() > deadline:
                 return n
-            last = n
-            await asyncio.sleep(0.5)
-        return last
+            await asyncio.sleep(0.25)
     except Exception:
         return None
 
