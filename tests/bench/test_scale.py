@@ -65,3 +65,9 @@ def test_scale_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path, capsys) -> N
     table = capsys.readouterr().out
     assert "cost growth (600 over 300 members)" in table
     assert table.count("  flat") == sum(c.flat for c in COSTS) and FLAT == 1.5
+
+    # A timed-out request makes its figure a bound: no growth ratio is claimed for it.
+    other["api"]["timed_out"]["stats"] = 1
+    ratios = print_table([one, other])
+    assert ratios["/v1/journeys/…/stats p95"] is None
+    assert ratios["dashboard journey page p95"] == pytest.approx(1.0)
