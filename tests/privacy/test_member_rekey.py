@@ -1,0 +1,287 @@
+"""`journeyman members rekey`: members created before member ids became opaque (their store
+id is the client's id, here an email) get an id of the engine's own; nothing in any table,
+stream id or event id names the email afterwards, and the client's id still reaches them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import asyncpg
+import pytest
+
+from engine.crypto import Keyring
+from engine.identity.member_ids import is_minted
+from engine.identity.rekey import count, rekey_all
+from event_store import ANY, NewEvent, PostgresEventStore
+from event_store.deadletters import park
+from tests.ingestion.helpers import event
+
+from .conftest import Api
+from .test_opaque_member_ids import everything_in_clear
+
+KATE = "kate@example.com"
+KATE_PHONE = "+14155550199"
+OLD_DEVICE = "k2@example.com"
+RON = "ron@example.com"
+WID = f"journey/cart_recovery/{KATE}/cart-1"
+DID = "d" * 32
+T = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+
+
+async def legacy_member(api: Api, member_id: str, **aliases: Any) -> None:
+    """A member as a store from before opaque ids has it: its id is the client's id."""
+    await api.store.pool.execute("INSERT INTO members (member_id) VALUES ($1)", member_id)
+    # as the code of that time appended (no identity, nothing sealed)
+    await api.store.append(
+        f"member-{member_id}",
+        [NewEvent("page.viewed", {"url": "/home", "user_id": member_id}, {"source": "api"})],
+        ANY,
+    )
+
+
+async def build_legacy_store(api: Api) -> None:
+    store, pool = api.store, api.store.pool
+    await legacy_member(api, KATE)
+    await legacy_member(api, OLD_DEVICE)
+    async with api.client("ingest") as c:
+        r = await c.post(
+            "/v1/events",
+            json={
+                "events": [
+                    event(
+                        "member.registered",
+                        id=KATE,
+                        email=KATE,
+                        phone=KATE_PHONE,
+                        properties={"plan": "gold"},
+                    ),
+                    event("order.placed", id=KATE, properties={"total": 12.5, "order_id": "o-1"}),
+                    # the old device's id and Kate's email: one person, merged into Kate
+                    event("app.opened", id=OLD_DEVICE, email=KATE),
+                ]
+            },
+        )
+        assert r.status_code == 200, r.text
+        assert {x["member_id"] for x in r.json()["results"]} == {KATE}
+    async with api.client("admin") as c:
+        r = await c.put(
+            f"/v1/members/{KATE}/consent",
+            json={"changes": [{"channel": "sms", "granted": False}], "evidence": {"ip": "1.2.3.4"}},
+        )
+        assert r.status_code == 200, r.text
+    # What journeys and delivery wrote for her (shapes of engine.activities / delivery).
+    meta = {"source": "journey", "correlation_id": WID}
+    await store.append(
+        f"member-{KATE}",
+        [
+            NewEvent(
+                "journey.entered",
+                {"journey": "cart_recovery", "workflow_id": WID, "entry_id": "e1"},
+                meta,
+                event_id=f"journey.entered/{WID}/e1",
+            ),
+            NewEvent(
+                "message.sent",
+                {"delivery_id": DID, "journey": "cart_recovery", "workflow_id": WID},
+                meta,
+                event_id=f"message.sent/{DID}",
+            ),
+        ],
+        ANY,
+    )
+    await store.append(
+        f"delivery-{DID}",
+        [
+            NewEvent(
+                "delivery.recorded",
+                {"request": {"member_id": KATE, "workflow_id": WID}, "outcome": {}},
+                meta,
+                event_id=f"delivery/{DID}",
+            )
+        ],
+        ANY,
+    )
+    await pool.execute(
+        "INSERT INTO journey_instances (workflow_id, journey, member_id, key, entries) "
+        "VALUES ($1, 'cart_recovery', $2, 'cart-1', 1)",
+        WID,
+        KATE,
+    )
+    await pool.execute(
+        "INSERT INTO message_ledger (delivery_id, member_id, workflow_id, status, status_rank) "
+        "VALUES ($1, $2, $3, 'sent', 1)",
+        DID,
+        KATE,
+        WID,
+    )
+    await pool.execute(
+        "INSERT INTO frequency_cap_ledger (delivery_id, member_id, counted_at) "
+        "VALUES ($1, $2, now())",
+        DID,
+        KATE,
+    )
+    await pool.execute(
+        "INSERT INTO segment_memberships (segment, member_id, entered_at) "
+        "VALUES ('buyers', $1, now())",
+        KATE,
+    )
+    await pool.execute(
+        "INSERT INTO carts (cart_id, member_id, items, updated_at) VALUES ('c-1', $1, '[]', now())",
+        KATE,
+    )
+    first = (await store.read_stream(f"member-{KATE}", limit=1))[0]
+    await park(pool, "member_profiles", first, "test: a parked event")
+    await store.append(
+        f"member-{KATE}",
+        [NewEvent("segment.entered", {"segment": "buyers"}, {}, event_id=f"x/buyers/3/{KATE}")],
+        ANY,
+    )
+    await api.project()
+
+
+async def timeline(api: Api, name: str) -> dict[str, Any]:
+    async with api.client("read") as c:
+        r = await c.get(f"/v1/members/{name}/events", params={"limit": 1000})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+async def test_rekey_moves_a_legacy_member_to_an_opaque_id(api: Api) -> None:
+    pool = api.store.pool
+    keyring = Keyring(api.settings.resolved_secret())
+    await build_legacy_store(api)
+    before = await timeline(api, KATE)
+    assert before["member_id"] == KATE
+    assert KATE in await everything_in_clear(pool)
+    async with api.client("read") as c:
+        profile_before = (await c.get(f"/v1/members/{KATE}")).json()
+    positions = [r["global_position"] for r in await pool.fetch("SELECT * FROM events ORDER BY 1")]
+
+    result = await rekey_all(api.store, keyring)
+    assert (result.rekeyed, result.skipped_running, result.legacy) == (2, 0, 0)
+
+    clear = await everything_in_clear(pool)
+    for secret in (KATE, OLD_DEVICE, KATE_PHONE):
+        assert secret not in clear
+    assert [
+        r["global_position"] for r in await pool.fetch("SELECT * FROM events ORDER BY 1")
+    ] == positions
+
+    # The client's id reaches the same member, with the same history (sealed fields
+    # readable) and profile.
+    new_id = await api.store_id(KATE)
+    assert is_minted(new_id)
+    after = await timeline(api, KATE)
+    assert after["member_id"] == new_id
+    assert [(e["type"], e["stream_version"]) for e in after["events"]] == [
+        (e["type"], e["stream_version"]) for e in before["events"]
+    ]
+    registered = next(e for e in after["events"] if e["type"] == "member.registered")
+    assert registered["data"]["plan"] == "gold"
+    consent = next(e for e in after["events"] if e["type"] == "member.consent_changed")
+    assert consent["data"]["evidence"] == {"ip": "1.2.3.4"}
+    async with api.client("read") as c:
+        profile = (await c.get(f"/v1/members/{KATE}")).json()
+    assert profile["member_id"] == new_id
+    assert {k: v for k, v in profile.items() if k != "member_id"} == {
+        k: v for k, v in profile_before.items() if k != "member_id"
+    }
+    async with api.client("admin") as c:
+        export = (await c.get(f"/v1/members/{KATE}/export")).text
+    assert KATE in export and KATE_PHONE in export  # still decryptable
+    assert await api.store_id(OLD_DEVICE) == new_id  # the merged member's id too
+    instance = await pool.fetchrow("SELECT * FROM journey_instances")
+    assert instance["member_id"] == new_id
+    assert instance["workflow_id"] == f"journey/cart_recovery/{new_id}/cart-1"
+
+    # New events sent with the client's id land on the new id.
+    async with api.client("ingest") as c:
+        r = await c.post("/v1/events", json={"events": [event("page.viewed", id=KATE)]})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["member_id"] == new_id
+    assert KATE not in await everything_in_clear(pool)
+
+    # A second run has nothing to do.
+    again = await rekey_all(api.store, keyring)
+    assert (again.rekeyed, again.skipped_running, again.legacy) == (0, 0, 0)
+    assert again.already_opaque == (await count(pool)).already_opaque
+
+
+async def test_a_member_with_a_running_journey_is_skipped_until_it_ends(api: Api) -> None:
+    pool = api.store.pool
+    keyring = Keyring(api.settings.resolved_secret())
+    await legacy_member(api, RON)
+    await legacy_member(api, "u-17")
+    wid = f"journey/cart_recovery/{RON}"
+    await pool.execute(
+        "INSERT INTO journey_instances (workflow_id, journey, member_id, running) "
+        "VALUES ($1, 'cart_recovery', $2, true)",
+        wid,
+        RON,
+    )
+    assert (await count(pool)).skipped_running == 1
+    first = await rekey_all(api.store, keyring)
+    assert (first.rekeyed, first.skipped_running, first.legacy) == (1, 1, 1)
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE stream_id = $1", f"member-{RON}")
+    assert await api.store_id("u-17") != "u-17"
+
+    await pool.execute("UPDATE journey_instances SET running = false")
+    second = await rekey_all(api.store, keyring)
+    assert (second.rekeyed, second.skipped_running, second.legacy) == (1, 0, 0)
+    assert RON not in await everything_in_clear(pool)
+
+
+async def test_erasing_a_legacy_member_leaves_its_id_nowhere(api: Api) -> None:
+    pool = api.store.pool
+    await build_legacy_store(api)
+    async with api.client("admin") as c:
+        r = await c.delete(f"/v1/members/{KATE}")
+        assert r.status_code == 200, r.text
+        body = r.json()
+    assert is_minted(body["member_id"])
+    assert all(is_minted(i) for i in body["erased_ids"])
+    clear = await everything_in_clear(pool)
+    for secret in (KATE, OLD_DEVICE, KATE_PHONE):
+        assert secret not in clear
+    # The erased user ids stay refused.
+    async with api.client("ingest") as c:
+        for name in (KATE, OLD_DEVICE):
+            r = await c.post("/v1/events", json={"events": [event(id=name)]})
+            assert r.status_code == 422, r.text
+    assert KATE not in await everything_in_clear(pool)
+
+
+async def test_the_events_table_stays_append_only(store: PostgresEventStore) -> None:
+    await store.append("member-kate@example.com", [NewEvent("page.viewed", {})], ANY)
+    refused = pytest.raises(asyncpg.RestrictViolationError, match="append-only")
+    pool = store.pool
+    with refused:
+        await pool.execute("UPDATE events SET stream_id = 'member-x'")
+    with refused:
+        await pool.execute("DELETE FROM events")
+    with refused:
+        await pool.execute("TRUNCATE events")
+    new = "0123456789ab4def8123456789abcdef"
+    async with pool.acquire() as conn:
+        for settings, statement in [
+            # the setting names no minted id
+            ("kate@example.com", "UPDATE events SET stream_id = 'member-x'"),
+            # a stream id other than the member's new one
+            (new, "UPDATE events SET stream_id = 'member-someone'"),
+            # a column the rewrite never changes
+            (new, "UPDATE events SET type = 'order.placed'"),
+            (new, "DELETE FROM events"),
+        ]:
+            with refused:
+                async with conn.transaction():
+                    await conn.execute(
+                        "SELECT set_config('journeyman.rekey_from', 'kate@example.com', true), "
+                        "set_config('journeyman.rekey_to', $1, true)",
+                        settings,
+                    )
+                    await conn.execute(statement)
+        # outside that transaction the setting is gone
+        with refused:
+            await conn.execute(f"UPDATE events SET stream_id = 'member-{new}'")
+    assert await pool.fetchval("SELECT stream_id FROM events") == "member-kate@example.com"
