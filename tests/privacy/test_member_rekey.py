@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from engine.crypto import Keyring
+from engine.delivery.links import LinkSigner
 from engine.identity.member_ids import is_minted
 from engine.identity.rekey import count, rekey_all
 from event_store import ANY, NewEvent, PostgresEventStore
@@ -200,6 +201,21 @@ async def test_rekey_moves_a_legacy_member_to_an_opaque_id(api: Api) -> None:
         r = await c.post("/v1/events", json={"events": [event("page.viewed", id=KATE)]})
         assert r.status_code == 200, r.text
         assert r.json()["results"][0]["member_id"] == new_id
+    assert KATE not in await everything_in_clear(pool)
+
+    # A link sent before the re-key names the old id: the click lands on the new id.
+    token = LinkSigner(api.settings.resolved_secret(), api.url).token(
+        "click",
+        delivery_id=DID,
+        member_id=KATE,
+        channel="email",
+        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+        url="https://shop.example/p/1",
+    )
+    async with api.client(None) as c:
+        r = await c.get(f"/t/c/{token}")
+        assert r.status_code == 302, r.text
+    assert "message.clicked" in [e["type"] for e in (await timeline(api, KATE))["events"]]
     assert KATE not in await everything_in_clear(pool)
 
     # A second run has nothing to do.
