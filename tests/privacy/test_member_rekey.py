@@ -4,7 +4,13 @@ stream id or event id names the email afterwards, and the client's id still reac
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,7 +24,7 @@ from event_store import ANY, NewEvent, PostgresEventStore
 from event_store.deadletters import park
 from tests.ingestion.helpers import event
 
-from .conftest import Api
+from .conftest import SECRET, Api
 from .test_opaque_member_ids import everything_in_clear
 
 KATE = "kate@example.com"
@@ -301,3 +307,46 @@ async def test_the_events_table_stays_append_only(store: PostgresEventStore) -> 
         with refused:
             await conn.execute(f"UPDATE events SET stream_id = 'member-{new}'")
     assert await pool.fetchval("SELECT stream_id FROM events") == "member-kate@example.com"
+
+
+async def rekey_cli(database_url: str, tmp_path: Path, *args: str) -> tuple[dict, str]:
+    env = {
+        **os.environ,
+        "JOURNEYMAN_DATABASE_URL": database_url,
+        "JOURNEYMAN_SECRET_KEY": SECRET,
+        "JOURNEYMAN_DATA_DIR": str(tmp_path),
+    }
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(Path(sys.executable).parent / "journeyman"), "members", "rekey", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), done.stderr
+
+
+async def test_the_command_counts_then_rekeys(api: Api, database_url: str, tmp_path: Path) -> None:
+    pool = api.store.pool
+    await legacy_member(api, RON)
+    await legacy_member(api, KATE)
+    async with api.client("ingest") as c:  # one member with an engine-minted id
+        r = await c.post("/v1/events", json={"events": [event(email="new@example.com")]})
+        assert r.status_code == 200, r.text
+    await pool.execute(
+        "INSERT INTO journey_instances (workflow_id, journey, member_id, pending) "
+        "VALUES ($1, 'cart_recovery', $2, true)",
+        f"journey/cart_recovery/{RON}",
+        RON,
+    )
+    out, err = await rekey_cli(database_url, tmp_path, "--dry-run")
+    assert out == {"to_rekey": 1, "skipped_running": 1, "already_opaque": 1}
+    assert "would re-key 1 member(s)" in err
+    assert await pool.fetchval("SELECT count(*) FROM members WHERE member_id = $1", KATE) == 1
+
+    out, err = await rekey_cli(database_url, tmp_path)
+    assert out == {"rekeyed": 1, "skipped_running": 1, "already_opaque": 1, "legacy_left": 1}
+    assert "re-keyed 1 member(s); skipped 1" in err
+    assert KATE not in await everything_in_clear(pool)
