@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ import pytest
 
 from engine.crypto import Keyring
 from engine.delivery.links import LinkSigner
+from engine.identity import resolver as resolver_module
 from engine.identity.member_ids import is_minted
-from engine.identity.rekey import count, rekey_all
+from engine.identity.rekey import count, rekey_all, rekey_member
+from engine.ingest import Ingestor
 from event_store import ANY, NewEvent, PostgresEventStore
 from event_store.deadletters import park
 from tests.ingestion.helpers import event
@@ -350,3 +353,64 @@ async def test_the_command_counts_then_rekeys(api: Api, database_url: str, tmp_p
     assert out == {"rekeyed": 1, "skipped_running": 1, "already_opaque": 1, "legacy_left": 1}
     assert "re-keyed 1 member(s); skipped 1" in err
     assert KATE not in await everything_in_clear(pool)
+
+
+def pause_first_call(
+    monkeypatch: pytest.MonkeyPatch, name: str, gate: Callable[[], Awaitable[None]]
+) -> None:
+    """Make the first call of `resolver.<name>` await `gate()` before running."""
+    real = getattr(resolver_module, name)
+    calls = 0
+
+    async def paused(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await gate()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(resolver_module, name, paused)
+
+
+@pytest.mark.parametrize(
+    ("paused", "waits"),
+    [
+        # the batch holds the member (FOR KEY SHARE): the re-key waits for it
+        ("load_data_keys", True),
+        # the batch read the member before the re-key and locks it after: it retries
+        ("_load_members", False),
+    ],
+)
+async def test_an_event_arriving_mid_rekey_lands_on_the_new_id(
+    api: Api, monkeypatch: pytest.MonkeyPatch, paused: str, waits: bool
+) -> None:
+    pool = api.store.pool
+    keyring = Keyring(api.settings.resolved_secret())
+    ingestor = Ingestor(api.store, api.settings)
+    await legacy_member(api, KATE)
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def gate() -> None:
+        inside.set()
+        await release.wait()
+
+    pause_first_call(monkeypatch, paused, gate)
+    batch = asyncio.create_task(ingestor.ingest_raw([event("order.placed", id=KATE)]))
+    await asyncio.wait_for(inside.wait(), 10)
+    rekey = asyncio.create_task(rekey_member(api.store, keyring, KATE))
+    if waits:
+        await asyncio.sleep(0.5)
+        assert not rekey.done(), "the re-key must wait for the batch that holds the member"
+    else:
+        await asyncio.wait_for(asyncio.shield(rekey), 30)
+    release.set()
+    result = await asyncio.wait_for(batch, 30)
+    outcome, new_id = await asyncio.wait_for(rekey, 30)
+    assert outcome == "rekeyed" and result.accepted == 1, result
+    if not waits:
+        assert result.results[0].member_id == new_id
+    types = [e.type for e in await api.store.read_stream(f"member-{new_id}")]
+    assert types == ["page.viewed", "order.placed"]
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM events WHERE stream_id = $1", f"member-{KATE}"
+    )
