@@ -95,6 +95,9 @@ def members_export(
 @members_app.command("rekey")
 def members_rekey(
     dry_run: bool = typer.Option(False, "--dry-run", help="Count only; change nothing."),
+    concurrency: int = typer.Option(
+        4, "--concurrency", min=1, max=32, help="Members re-keyed side by side."
+    ),
 ) -> None:
     """Give every member created before member ids became opaque (whose store id is still
     the client's id, often an email or a phone number) an id of the engine's own, rewriting
@@ -109,7 +112,7 @@ def members_rekey(
         from engine.identity.rekey import count, legacy_member_ids, rekey_all
         from event_store import PostgresEventStore
 
-        store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=2)
+        store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=concurrency + 1)
         try:
             if dry_run:
                 counts = await count(store.pool)
@@ -135,7 +138,10 @@ def members_rekey(
                     progress.update(task, advance=1, skipped=skipped)
 
                 result = await rekey_all(
-                    store, Keyring(settings().resolved_secret()), on_member=on_member
+                    store,
+                    Keyring(settings().resolved_secret()),
+                    concurrency=concurrency,
+                    on_member=on_member,
                 )
             return result.to_json()
         finally:

@@ -162,19 +162,27 @@ async def rekey_all(
     store: PostgresEventStore,
     keyring: Keyring,
     *,
+    concurrency: int = 1,
     on_member: Callable[[Outcome], None] | None = None,
 ) -> RekeyCounts:
     """Re-key every member created before ids became opaque (idempotent, resumable: each
-    member is its own transaction, and a re-keyed member is opaque from then on)."""
+    member is its own transaction, and a re-keyed member is opaque from then on), up to
+    `concurrency` members at a time (each holds a connection of the store's pool)."""
     result = RekeyCounts()
-    for member_id in await legacy_member_ids(store.pool):
-        outcome, _ = await rekey_member(store, keyring, member_id)
-        if outcome == "rekeyed":
-            result.rekeyed += 1
-        elif outcome == "running":
-            result.skipped_running += 1
-        if on_member is not None:
-            on_member(outcome)
+    todo = iter(await legacy_member_ids(store.pool))
+    columns = await other_member_columns(store.pool)
+
+    async def worker() -> None:
+        for member_id in todo:
+            outcome, _ = await rekey_member(store, keyring, member_id, columns=columns)
+            if outcome == "rekeyed":
+                result.rekeyed += 1
+            elif outcome == "running":
+                result.skipped_running += 1
+            if on_member is not None:
+                on_member(outcome)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     after = await count(store.pool)
     result.already_opaque = after.already_opaque - result.rekeyed
     result.legacy = after.legacy
@@ -182,16 +190,23 @@ async def rekey_all(
 
 
 async def rekey_member(
-    store: PostgresEventStore, keyring: Keyring, member_id: str
+    store: PostgresEventStore,
+    keyring: Keyring,
+    member_id: str,
+    *,
+    columns: list[tuple[str, str]] | None = None,
 ) -> tuple[Outcome, str]:
     """Give `member_id` a minted id and rewrite every reference to it (module docstring).
-    Returns the outcome and the member's id afterwards."""
+    Returns the outcome and the member's id afterwards. `columns`: the other tables'
+    member columns (`other_member_columns`), when the caller has them already."""
     if is_minted(member_id):
         return "opaque", member_id
+    if columns is None:
+        columns = await other_member_columns(store.pool)
     for attempt in range(20):
         try:
             async with store.pool.acquire() as conn, conn.transaction():
-                return await _rekey(conn, keyring, member_id, new_member_id())
+                return await _rekey(conn, keyring, member_id, new_member_id(), columns)
         except _RETRYABLE:
             if attempt == 19:
                 raise
@@ -200,11 +215,17 @@ async def rekey_member(
 
 
 async def _rekey(
-    conn: asyncpg.Connection, keyring: Keyring, old: str, new: str
+    conn: asyncpg.Connection,
+    keyring: Keyring,
+    old: str,
+    new: str,
+    columns: list[tuple[str, str]],
 ) -> tuple[Outcome, str]:
     from engine.profiles.projector import _LOCK as PROJECTOR_LOCK
 
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", PROJECTOR_LOCK)
+    # Shared: re-keys of several members run side by side; the projector's batches (which
+    # take it exclusively) wait for them, and they for a batch.
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PROJECTOR_LOCK)
     row = await conn.fetchrow(
         "SELECT merged_into, erased_at FROM members WHERE member_id = $1 FOR UPDATE", old
     )
@@ -226,8 +247,11 @@ async def _rekey(
     old_key = keyring.unwrap(old, wrapped) if wrapped is not None else None
     new_key = old_key.for_member(new) if old_key is not None else None
 
-    # Again until nothing moves: an append that committed while this ran is moved too.
-    while await _rewrite_events(conn, ids, old_key, new_key):
+    await _rewrite_events(conn, ids, old_key, new_key)
+    # An append that committed while this ran is moved too.
+    while await conn.fetchval(
+        "SELECT 1 FROM events WHERE stream_id = $1 LIMIT 1", f"member-{old}"
+    ) and await _rewrite_events(conn, ids, old_key, new_key):
         pass
     await conn.execute(
         "UPDATE members SET member_id = CASE WHEN member_id = $1 THEN $2 ELSE member_id END, "
@@ -267,7 +291,7 @@ async def _rekey(
                 [r["k"] for r in rows],
                 [None if r["workflow_id"] is None else ids.id(r["workflow_id"]) for r in rows],
             )
-    for table, column in await _other_member_columns(conn):
+    for table, column in columns:
         await conn.execute(f"UPDATE {table} SET {column} = $2 WHERE {column} = $1", old, new)
     log.info("re-keyed a member created before opaque ids")
     return "rekeyed", new
@@ -290,16 +314,18 @@ async def _rewrite_events(
         ids.old,
     )
     streams = [f"delivery-{r['d']}" for r in deliveries if r["d"]]
+    # FOR UPDATE: a re-key of a member merged with this one, running beside it, may be
+    # rewriting the same merge events; this one then reads them as that one left them.
     rows = await conn.fetch(
         """
         SELECT global_position, stream_id, event_id, data::text AS data,
                metadata::text AS metadata
-        FROM events WHERE stream_id = $1 OR stream_id = ANY($2::text[])
-        UNION
-        SELECT global_position, stream_id, event_id, data::text, metadata::text
-        FROM events WHERE type IN ('member.merged', 'member.erased')
-          AND (data->>'merged' = $3 OR data->>'survivor' = $3 OR data->'erased_ids' ? $3)
+        FROM events
+        WHERE stream_id = $1 OR stream_id = ANY($2::text[])
+           OR (type IN ('member.merged', 'member.erased')
+               AND (data->>'merged' = $3 OR data->>'survivor' = $3 OR data->'erased_ids' ? $3))
         ORDER BY global_position
+        FOR UPDATE
         """,
         old_stream,
         streams,
@@ -338,10 +364,10 @@ async def _rewrite_events(
         *changed,
     )
     await conn.execute(
-        "UPDATE dead_letters d SET stream_id = e.stream_id, event_id = e.event_id "
-        "FROM events e WHERE e.global_position = d.global_position "
-        "AND d.global_position = ANY($1::bigint[])",
-        changed[0],
+        "UPDATE dead_letters d SET stream_id = x.s, event_id = x.i "
+        "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS x(p, s, i) "
+        "WHERE d.global_position = x.p",
+        *changed[:3],
     )
     return len(changed[0])
 
@@ -416,7 +442,9 @@ async def _record_user_id(
     )
 
 
-async def _other_member_columns(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+async def other_member_columns(
+    conn: asyncpg.Connection | asyncpg.Pool,
+) -> list[tuple[str, str]]:
     """Text columns named `member_id` or `merged_into` of public tables not handled above
     (tables added later are re-keyed too)."""
     rows = await conn.fetch(
