@@ -102,8 +102,8 @@ def members_rekey(
     """Give every member created before member ids became opaque (whose store id is still
     the client's id, often an email or a phone number) an id of the engine's own, rewriting
     its events and rows; the old id becomes its `user_id` alias. One transaction per member:
-    safe to stop and run again. Members with a running journey are skipped (run again once
-    their journeys end)."""
+    safe to stop and run again. Members with a running journey, or with events the journey
+    dispatcher has not routed yet, are skipped (run again once their journeys end)."""
 
     async def go() -> dict[str, int]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -116,9 +116,11 @@ def members_rekey(
         try:
             if dry_run:
                 counts = await count(store.pool)
+                skipped = counts.skipped_running + counts.skipped_unrouted
                 return {
-                    "to_rekey": counts.legacy - counts.skipped_running,
+                    "to_rekey": counts.legacy - skipped,
                     "skipped_running": counts.skipped_running,
+                    "skipped_unrouted": counts.skipped_unrouted,
                     "already_opaque": counts.already_opaque,
                 }
             total = len(await legacy_member_ids(store.pool))
@@ -126,7 +128,7 @@ def members_rekey(
                 TextColumn("[bold]re-keying members"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[skipped]:,} skipped (running journey)"),
+                TextColumn("{task.fields[skipped]:,} skipped"),
                 console=err_console,
             ) as progress:
                 task = progress.add_task("rekey", total=total, skipped=0)
@@ -134,7 +136,7 @@ def members_rekey(
 
                 def on_member(outcome: str) -> None:
                     nonlocal skipped
-                    skipped += outcome == "running"
+                    skipped += outcome in ("running", "unrouted")
                     progress.update(task, advance=1, skipped=skipped)
 
                 result = await rekey_all(
@@ -150,14 +152,15 @@ def members_rekey(
     out = run(go())
     if dry_run:
         err_console.print(
-            f"would re-key {out['to_rekey']:,} member(s); {out['skipped_running']:,} with a "
-            f"running journey would be skipped; {out['already_opaque']:,} already opaque"
+            f"would re-key {out['to_rekey']:,} member(s); would skip {out['skipped_running']:,} "
+            f"with a running journey and {out['skipped_unrouted']:,} with events the "
+            f"dispatcher has not routed yet; {out['already_opaque']:,} already opaque"
         )
     else:
         err_console.print(
             f"re-keyed {out['rekeyed']:,} member(s); skipped {out['skipped_running']:,} with a "
-            f"running journey (run again once their journeys end); "
-            f"{out['already_opaque']:,} already opaque"
+            f"running journey and {out['skipped_unrouted']:,} with events the dispatcher has "
+            f"not routed yet (run again later); {out['already_opaque']:,} already opaque"
         )
     console.print_json(json.dumps(out))
 

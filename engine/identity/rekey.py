@@ -31,7 +31,8 @@ holds it `FOR KEY SHARE`) finishes first, and one arriving meanwhile waits, then
 row gone and retries on the new id. The profile projection's lock is held too, so that no
 batch of it writes the old id back. A member with a running or pending journey is skipped:
 the workflow id holds the old id, and a new trigger would start a second run under the new
-one. Running again later re-keys it.
+one. Running again later re-keys it. So is a member with events the journey dispatcher has
+not routed yet (past its checkpoint): it may be routing them right now, under the old id.
 """
 
 from __future__ import annotations
@@ -56,7 +57,20 @@ from .member_ids import MINTED_SQL, is_minted, new_member_id
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["rekeyed", "running", "opaque", "gone"]
+Outcome = Literal["rekeyed", "running", "unrouted", "opaque", "gone"]
+
+DISPATCHER = "journey-dispatcher"
+"""The journey dispatcher's subscription name (`engine.dispatcher.SUBSCRIPTION`)."""
+_UNROUTED = """
+SELECT 1 FROM events e
+WHERE e.stream_id = $1 AND EXISTS (
+    SELECT 1 FROM subscription_checkpoints c
+    WHERE c.name = $2 AND c.partitions = (
+        SELECT partitions FROM subscription_checkpoints WHERE name = $2
+        ORDER BY updated_at DESC LIMIT 1)
+      AND (e.tx_id, e.global_position) > (c.tx_id::text::xid8, c.position))
+LIMIT 1
+"""
 
 _MEMBER_FIELDS = frozenset({"member_id", "survivor", "merged", "erased_ids", "user_id"})
 """Event fields whose value is a member id (or a list of them)."""
@@ -85,6 +99,8 @@ class RekeyCounts:
 
     rekeyed: int = 0
     skipped_running: int = 0
+    skipped_unrouted: int = 0
+    """Members with events the journey dispatcher has not routed yet."""
     already_opaque: int = 0
     legacy: int = 0
     """Members that still carry a client's id after the run."""
@@ -93,6 +109,7 @@ class RekeyCounts:
         return {
             "rekeyed": self.rekeyed,
             "skipped_running": self.skipped_running,
+            "skipped_unrouted": self.skipped_unrouted,
             "already_opaque": self.already_opaque,
             "legacy_left": self.legacy,
         }
@@ -132,21 +149,34 @@ class _Ids:
         return value
 
 
+_UNROUTED_OF_ROW = _UNROUTED.replace("$1", "'member-' || m.member_id").replace("$2", "$1")
+
+
 async def count(pool: asyncpg.Pool | asyncpg.Connection) -> RekeyCounts:
-    """How many members are opaque, how many carry a client's id, and how many of those have
-    a running or pending journey (a run would skip them)."""
+    """How many members are opaque, how many carry a client's id, and how many of those a
+    run would skip now (a running or pending journey; events not routed yet)."""
     row = await pool.fetchrow(
         f"""
-        SELECT count(*) FILTER (WHERE m.member_id ~ '{MINTED_SQL}') AS opaque,
-               count(*) FILTER (WHERE m.member_id !~ '{MINTED_SQL}') AS legacy,
-               count(*) FILTER (WHERE m.member_id !~ '{MINTED_SQL}' AND EXISTS (
-                   SELECT 1 FROM journey_instances j
-                   WHERE j.member_id = m.member_id AND (j.running OR j.pending))) AS running
-        FROM members m
-        """
+        WITH m AS (
+            SELECT m.member_id, m.member_id ~ '{MINTED_SQL}' AS opaque,
+                   EXISTS (SELECT 1 FROM journey_instances j WHERE j.member_id = m.member_id
+                           AND (j.running OR j.pending)) AS running
+            FROM members m
+        )
+        SELECT count(*) FILTER (WHERE opaque) AS opaque,
+               count(*) FILTER (WHERE NOT opaque) AS legacy,
+               count(*) FILTER (WHERE NOT opaque AND running) AS running,
+               count(*) FILTER (WHERE NOT opaque AND NOT running AND EXISTS (
+                   {_UNROUTED_OF_ROW})) AS unrouted
+        FROM m
+        """,
+        DISPATCHER,
     )
     return RekeyCounts(
-        skipped_running=row["running"], already_opaque=row["opaque"], legacy=row["legacy"]
+        skipped_running=row["running"],
+        skipped_unrouted=row["unrouted"],
+        already_opaque=row["opaque"],
+        legacy=row["legacy"],
     )
 
 
@@ -179,6 +209,8 @@ async def rekey_all(
                 result.rekeyed += 1
             elif outcome == "running":
                 result.skipped_running += 1
+            elif outcome == "unrouted":
+                result.skipped_unrouted += 1
             if on_member is not None:
                 on_member(outcome)
 
@@ -195,10 +227,13 @@ async def rekey_member(
     member_id: str,
     *,
     columns: list[tuple[str, str]] | None = None,
+    wait_for_routing: bool = True,
 ) -> tuple[Outcome, str]:
     """Give `member_id` a minted id and rewrite every reference to it (module docstring).
     Returns the outcome and the member's id afterwards. `columns`: the other tables'
-    member columns (`other_member_columns`), when the caller has them already."""
+    member columns (`other_member_columns`), when the caller has them already. Without
+    `wait_for_routing`, events the dispatcher has not routed yet do not hold it back
+    (erasure: the member's journeys have just been ended, and its sends are suppressed)."""
     if is_minted(member_id):
         return "opaque", member_id
     if columns is None:
@@ -206,7 +241,9 @@ async def rekey_member(
     for attempt in range(20):
         try:
             async with store.pool.acquire() as conn, conn.transaction():
-                return await _rekey(conn, keyring, member_id, new_member_id(), columns)
+                return await _rekey(
+                    conn, keyring, member_id, new_member_id(), columns, wait_for_routing
+                )
         except _RETRYABLE:
             if attempt == 19:
                 raise
@@ -220,6 +257,7 @@ async def _rekey(
     old: str,
     new: str,
     columns: list[tuple[str, str]],
+    wait_for_routing: bool,
 ) -> tuple[Outcome, str]:
     from engine.profiles.projector import _LOCK as PROJECTOR_LOCK
 
@@ -236,6 +274,8 @@ async def _rekey(
         old,
     ):
         return "running", old
+    if wait_for_routing and await conn.fetchval(_UNROUTED, f"member-{old}", DISPATCHER):
+        return "unrouted", old
     await conn.execute(
         "SELECT set_config('journeyman.rekey_from', $1, true), "
         "set_config('journeyman.rekey_to', $2, true)",

@@ -170,7 +170,7 @@ async def _rekey_legacy(
     keyring = Keyring(settings.resolved_secret())
     renamed: dict[str, str] = {}
     for old in legacy:
-        outcome, new = await rekey_member(store, keyring, old)
+        outcome, new = await rekey_member(store, keyring, old, wait_for_routing=False)
         if outcome == "rekeyed":
             renamed[old] = new
         else:
