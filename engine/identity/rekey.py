@@ -333,7 +333,7 @@ async def _rekey(
             )
     for table, column in columns:
         await conn.execute(f"UPDATE {table} SET {column} = $2 WHERE {column} = $1", old, new)
-    log.info("re-keyed a member created before opaque ids")
+    log.debug("re-keyed a member created before opaque ids")
     return "rekeyed", new
 
 
