@@ -10,24 +10,30 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.worker import Worker
 
+from engine.activities.instances import mark_started
 from engine.crypto import Keyring
 from engine.delivery.links import LinkSigner
 from engine.identity import resolver as resolver_module
 from engine.identity.member_ids import is_minted
 from engine.identity.rekey import DISPATCHER, count, rekey_all, rekey_member
 from engine.ingest import Ingestor
+from engine.privacy import erase_member
 from event_store import ANY, START, NewEvent, PostgresEventStore
 from event_store.deadletters import park
 from tests.ingestion.helpers import event
 
 from .conftest import SECRET, Api
+from .sleeper import Sleeper
 from .test_opaque_member_ids import everything_in_clear
 
 KATE = "kate@example.com"
@@ -446,3 +452,40 @@ async def test_a_member_with_events_the_dispatcher_has_not_routed_waits(api: Api
     result = await rekey_all(api.store, keyring)
     assert (result.rekeyed, result.skipped_unrouted, result.legacy) == (1, 0, 0)
     assert KATE not in await everything_in_clear(pool)
+
+
+async def test_erasure_ends_a_legacy_members_journey_then_rekeys_it(
+    api: Api,
+    temporal_env,  # type: ignore[no-untyped-def]
+) -> None:
+    pool = api.store.pool
+    await build_legacy_store(api)
+    client = temporal_env.client
+    queue = f"rekey-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=queue, workflows=[Sleeper]):
+        handle = await client.start_workflow(
+            Sleeper.run, KATE, id=f"journey/sleeper/{KATE}/{queue}", task_queue=queue
+        )
+        await mark_started(
+            pool,
+            workflow_id=handle.id,
+            journey="sleeper",
+            member_id=KATE,
+            key=None,
+            entry_id=handle.first_execution_run_id,
+            new_run=True,
+        )
+        # Without Temporal the journey is left running: the id stays until it ends.
+        kept = await erase_member(api.store, KATE, settings=api.settings)
+        assert kept.journeys_left_running == [handle.id] and kept.ids_in_clear == 1
+        assert kept.member_id == KATE
+
+        result = await erase_member(api.store, KATE, settings=api.settings, temporal=client)
+        assert result.journeys_terminated == [handle.id]
+        assert (await handle.describe()).status == WorkflowExecutionStatus.TERMINATED
+    assert result.ids_in_clear == 0 and is_minted(result.member_id)
+    row = await pool.fetchrow("SELECT * FROM journey_instances WHERE journey = 'sleeper'")
+    assert row["member_id"] == result.member_id and not row["running"]
+    assert row["workflow_id"] == f"journey/sleeper/{result.member_id}/{queue}"
+    for secret in (KATE, OLD_DEVICE, KATE_PHONE):
+        assert secret not in await everything_in_clear(pool)
