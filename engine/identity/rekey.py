@@ -23,8 +23,9 @@ names members, and in its journeys' workflow ids. `rekey_member` gives it a mint
   that id stay refused.
 
 An id of 8 characters or more (every email address and phone number) is replaced wherever
-it occurs in an event id or a string of an event; a shorter one only where the engine
-writes member ids (between `/`, `:` or `#` in ids, and as the whole value of a member field).
+it occurs in an event id or a string of an event, but never inside a longer word or number;
+a shorter one only where the engine writes member ids (between `/`, `:` or `#` in ids, and
+as the whole value of a member field).
 
 The member's row is locked `FOR UPDATE`, as erasure does: an ingest batch naming it (which
 holds it `FOR KEY SHARE`) finishes first, and one arriving meanwhile waits, then finds the
@@ -123,11 +124,13 @@ class _Ids:
         self.anywhere = len(old) >= _LONG or "@" in old
         esc = re.escape(old)
         self._bounded = re.compile(rf"(?:(?<=[/:#])|^){esc}(?=[/:#]|$)")
+        # never inside a longer word or number: `customer-1` is not in `customer-12`
+        self._whole = re.compile(rf"(?<![A-Za-z0-9]){esc}(?![A-Za-z0-9])")
 
     def id(self, value: str) -> str:
         """An event id, workflow id or correlation id."""
         if self.anywhere:
-            return value.replace(self.old, self.new)
+            return self._whole.sub(self.new, value) if self.old in value else value
         return self._bounded.sub(self.new, value)
 
     def value(self, value: Any, key: str | None = None) -> Any:
@@ -141,7 +144,7 @@ class _Ids:
         if not isinstance(value, str):
             return value
         if self.anywhere:
-            return value.replace(self.old, self.new)
+            return self._whole.sub(self.new, value) if self.old in value else value
         if key in _MEMBER_FIELDS and value == self.old:
             return self.new
         if key in _ID_FIELDS or value.startswith("journey/"):

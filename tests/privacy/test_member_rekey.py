@@ -25,7 +25,7 @@ from engine.crypto import Keyring
 from engine.delivery.links import LinkSigner
 from engine.identity import resolver as resolver_module
 from engine.identity.member_ids import is_minted
-from engine.identity.rekey import DISPATCHER, count, rekey_all, rekey_member
+from engine.identity.rekey import DISPATCHER, _Ids, count, rekey_all, rekey_member
 from engine.ingest import Ingestor
 from engine.privacy import erase_member
 from event_store import ANY, START, NewEvent, PostgresEventStore
@@ -489,3 +489,24 @@ async def test_erasure_ends_a_legacy_members_journey_then_rekeys_it(
     assert row["workflow_id"] == f"journey/sleeper/{result.member_id}/{queue}"
     for secret in (KATE, OLD_DEVICE, KATE_PHONE):
         assert secret not in await everything_in_clear(pool)
+
+
+def test_ids_are_replaced_only_where_they_name_the_member() -> None:
+    new = "0123456789ab4def8123456789abcdef"
+    long = _Ids("customer-1", new)
+    assert long.id("signup/customer-1") == f"signup/{new}"
+    assert long.id("order-customer-12") == "order-customer-12"
+    assert long.value({"note": "customer-1 and customer-12"}) == {"note": f"{new} and customer-12"}
+    short = _Ids("42", new)
+    assert short.id("member.erased:42") == f"member.erased:{new}"
+    assert short.id("segment.entered/vip/3/42") == f"segment.entered/vip/3/{new}"
+    assert short.id("order-42") == "order-42"
+    assert short.value({"member_id": "42", "sku": "42", "url": "/p/42"}) == {
+        "member_id": new,
+        "sku": "42",
+        "url": "/p/42",
+    }
+    assert short.value({"workflow_id": "journey/cart/42/c-42"}) == {
+        "workflow_id": f"journey/cart/{new}/c-42"
+    }
+    assert short.value({"$sealed": "42"}) == {"$sealed": "42"}
