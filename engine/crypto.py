@@ -67,6 +67,11 @@ class DataKey:
     def encrypt(self, plaintext: bytes, purpose: str) -> bytes:
         return _seal(self._aead, plaintext, f"{self.member_id}\x00{purpose}".encode())
 
+    def for_member(self, member_id: str) -> DataKey:
+        """The same key, bound to another member id (a member given a new id keeps its key;
+        what it encrypts from then on is bound to the new id)."""
+        return DataKey(member_id, self._aead)
+
     def decrypt(self, blob: bytes, purpose: str) -> bytes:
         return _open(
             self._aead,
@@ -102,6 +107,14 @@ class Keyring:
         raw = AESGCM.generate_key(bit_length=256)
         wrapped = _seal(self._kek, raw, f"data-key\x00{member_id}".encode())
         return DataKey(member_id, AESGCM(raw)), wrapped
+
+    def rewrap(self, member_id: str, wrapped: bytes, new_member_id: str) -> bytes:
+        """The same data key wrapped for `new_member_id` (a member given a new id keeps its
+        key; the wrapping binds the key to the member's id)."""
+        raw = _open(
+            self._kek, wrapped, f"data-key\x00{member_id}".encode(), f"data key of {member_id}"
+        )
+        return _seal(self._kek, raw, f"data-key\x00{new_member_id}".encode())
 
     def unwrap(self, member_id: str, wrapped: bytes) -> DataKey:
         """The data key stored wrapped as `wrapped`. Recently unwrapped keys are kept (a busy

@@ -124,3 +124,25 @@ def open_fields(data: Mapping[str, Any], key: DataKey | None, event_id: str) -> 
         for name, value in _open_remainder(data[SEALED], key, event_id).items():
             out.setdefault(name, value)
     return out
+
+
+def reseal(
+    data: Mapping[str, Any], old: DataKey, old_event_id: str, new: DataKey, new_event_id: str
+) -> dict[str, Any]:
+    """`data` with its sealed values re-encrypted for another member id or event id (the
+    associated data binds them to both). Values that cannot be opened stay as they are."""
+    out = dict(data)
+    for name, value in data.items():
+        if name == SEALED and isinstance(value, str):
+            blob = value
+        elif is_sealed(value):
+            blob = value[SEALED]
+        else:
+            continue
+        try:
+            plain = old.decrypt(base64.b64decode(blob), _purpose(old_event_id, name))
+        except (CryptoError, ValueError):
+            continue
+        sealed = base64.b64encode(new.encrypt(plain, _purpose(new_event_id, name))).decode()
+        out[name] = sealed if name == SEALED else {SEALED: sealed}
+    return out

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio.client import Client
 
 from engine.ingest_models import FieldError
@@ -55,6 +55,12 @@ class ErasureOut(BaseModel):
     journeys_terminated: list[str]
     journeys_left_running: list[str]
     erased_at: str | None
+    ids_in_clear: int = Field(
+        0,
+        description="Erased ids that are still the client's id inside the store (a member "
+        "from before opaque ids with a journey left running): `journeyman members rekey` "
+        "gives them an id of the engine's own once the journey ends.",
+    )
 
 
 class ConsentResult(BaseModel):

@@ -1,4 +1,4 @@
-"""`journeyman members erase ID` and `journeyman members export ID`."""
+"""`journeyman members erase ID`, `journeyman members export ID` and `journeyman members rekey`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import typer
 
 from .common import console, db_url, err_console, run, settings
 
-members_app = typer.Typer(help="Members: erase (crypto-shred) and export.", no_args_is_help=True)
+members_app = typer.Typer(
+    help="Members: erase (crypto-shred), export, and re-key members from before opaque ids.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -87,6 +90,79 @@ def members_export(
         output.write_text(text + "\n", encoding="utf-8")
         output.chmod(0o600)
         err_console.print(f"wrote {output}")
+
+
+@members_app.command("rekey")
+def members_rekey(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count only; change nothing."),
+    concurrency: int = typer.Option(
+        4, "--concurrency", min=1, max=32, help="Members re-keyed side by side."
+    ),
+) -> None:
+    """Give every member created before member ids became opaque (whose store id is still
+    the client's id, often an email or a phone number) an id of the engine's own, rewriting
+    its events and rows; the old id becomes its `user_id` alias. One transaction per member:
+    safe to stop and run again. Members with a running journey, or with events the journey
+    dispatcher has not routed yet, are skipped (run again once their journeys end)."""
+
+    async def go() -> dict[str, int]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from engine.crypto import Keyring
+        from engine.identity.rekey import count, legacy_member_ids, rekey_all
+        from event_store import PostgresEventStore
+
+        store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=concurrency + 1)
+        try:
+            if dry_run:
+                counts = await count(store.pool)
+                skipped = counts.skipped_running + counts.skipped_unrouted
+                return {
+                    "to_rekey": counts.legacy - skipped,
+                    "skipped_running": counts.skipped_running,
+                    "skipped_unrouted": counts.skipped_unrouted,
+                    "already_opaque": counts.already_opaque,
+                }
+            total = len(await legacy_member_ids(store.pool))
+            with Progress(
+                TextColumn("[bold]re-keying members"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[skipped]:,} skipped"),
+                console=err_console,
+            ) as progress:
+                task = progress.add_task("rekey", total=total, skipped=0)
+                skipped = 0
+
+                def on_member(outcome: str) -> None:
+                    nonlocal skipped
+                    skipped += outcome in ("running", "unrouted")
+                    progress.update(task, advance=1, skipped=skipped)
+
+                result = await rekey_all(
+                    store,
+                    Keyring(settings().resolved_secret()),
+                    concurrency=concurrency,
+                    on_member=on_member,
+                )
+            return result.to_json()
+        finally:
+            await store.close()
+
+    out = run(go())
+    if dry_run:
+        err_console.print(
+            f"would re-key {out['to_rekey']:,} member(s); would skip {out['skipped_running']:,} "
+            f"with a running journey and {out['skipped_unrouted']:,} with events the "
+            f"dispatcher has not routed yet; {out['already_opaque']:,} already opaque"
+        )
+    else:
+        err_console.print(
+            f"re-keyed {out['rekeyed']:,} member(s); skipped {out['skipped_running']:,} with a "
+            f"running journey and {out['skipped_unrouted']:,} with events the dispatcher has "
+            f"not routed yet (run again later); {out['already_opaque']:,} already opaque"
+        )
+    console.print_json(json.dumps(out))
 
 
 def _register_key_rotation() -> None:

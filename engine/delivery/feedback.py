@@ -25,7 +25,8 @@ from typing import Any
 
 from channels import Channel, DeliveryEvent, WebhookRequest
 from engine.crypto import Keyring
-from engine.identity import normalise_phone
+from engine.identity import normalise_phone, resolve_member_id
+from engine.identity.member_ids import is_minted
 from engine.settings import Settings
 from event_store import PostgresEventStore
 
@@ -104,13 +105,20 @@ class Feedback:
                 data[k] = row[k]
         return data
 
+    async def _member(self, claims: LinkClaims) -> str:
+        """The member a link names. A link sent before its member was re-keyed (a member from
+        before opaque ids) carries the old id, which is now the member's `user_id` alias."""
+        if is_minted(claims.member_id):
+            return claims.member_id
+        return await resolve_member_id(self.store.pool, claims.member_id, self.keyring)
+
     async def click(self, claims: LinkClaims) -> str:
         """Record a click; the URL to redirect to."""
         assert claims.url is not None
         data = {**await self._about(claims), "url": claims.url}
         await record(
             self.store,
-            claims.member_id,
+            await self._member(claims),
             [
                 message_event(
                     "message.clicked",
@@ -125,7 +133,7 @@ class Feedback:
     async def open(self, claims: LinkClaims) -> None:
         await record(
             self.store,
-            claims.member_id,
+            await self._member(claims),
             [
                 message_event(
                     "message.opened",
@@ -146,7 +154,7 @@ class Feedback:
         }
         await record(
             self.store,
-            claims.member_id,
+            await self._member(claims),
             [
                 message_event(
                     "member.unsubscribed",

@@ -27,7 +27,6 @@ member id make one transaction fail with a unique violation; the caller retries 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -37,6 +36,7 @@ from engine.crypto import DataKey, Keyring, load_data_keys
 from event_store import NewEvent
 
 from .aliases import USER_ID, Alias, Claim
+from .member_ids import new_member_id
 
 _NEW_SEQ_BASE = 1 << 62
 _LOOKUP = """
@@ -206,7 +206,7 @@ class IdentityResolver:
                 if known is not None:
                     candidates.append(members.find(known))
             if not candidates:
-                target = uuid.uuid4().hex
+                target = new_member_id()
                 members.add(target)
                 result.created.append(target)
                 existed = False

@@ -241,7 +241,9 @@ async def confirm(
     store: PostgresEventStore, claims: ConfirmClaims, *, settings: Settings
 ) -> ConsentOutcome:
     """Record the grant a confirmation link stands for (idempotent: one event per request)."""
-    member_id = await resolve_member_id(store.pool, claims.member_id)
+    # a link sent before its member was re-keyed names the old id: now a `user_id` alias
+    keyring = Keyring(settings.resolved_secret())
+    member_id = await resolve_member_id(store.pool, claims.member_id, keyring)
     event_id = f"consent-confirmed:{claims.request_id}"
     if await store.pool.fetchval(
         "SELECT erased_at IS NOT NULL FROM members WHERE member_id = $1", member_id

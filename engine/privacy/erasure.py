@@ -13,6 +13,11 @@
    `journey_instances`), so no timer wakes up to send to them. Without a Temporal client
    the journeys are left to run: every send they attempt is suppressed (no contact point,
    erased profile) — the result says how many were left.
+4. give a member created before member ids became opaque (its store id is still the
+   client's id, perhaps an email) an id of the engine's own (`engine.identity.rekey`), so
+   that the client's id is left nowhere in the store. A member whose journey was left
+   running keeps its id until `journeyman members rekey` runs after the journey ends; the
+   result counts such ids (`ids_in_clear`).
 
 Erasing twice is harmless: the second call finds no key and appends nothing new.
 """
@@ -32,6 +37,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from engine.activities.instances import mark_gone
 from engine.crypto import Keyring
 from engine.identity import forget_identity, resolve_member_id
+from engine.identity.member_ids import is_minted
+from engine.identity.rekey import rekey_member
 from engine.settings import Settings
 from event_store import ANY, NewEvent, PostgresEventStore, StaleTransactionError
 
@@ -50,6 +57,8 @@ class ErasureResult:
     journeys_terminated: list[str] = field(default_factory=list)
     journeys_left_running: list[str] = field(default_factory=list)
     erased_at: dt.datetime | None = None
+    ids_in_clear: int = 0
+    """Erased ids that are still a client's id (a journey was left running)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +68,7 @@ class ErasureResult:
             "journeys_terminated": self.journeys_terminated,
             "journeys_left_running": self.journeys_left_running,
             "erased_at": self.erased_at.isoformat() if self.erased_at else None,
+            "ids_in_clear": self.ids_in_clear,
         }
 
 
@@ -140,6 +150,7 @@ async def erase_member(
                 continue
         await mark_gone(pool, wid)
         result.journeys_terminated.append(wid)
+    await _rekey_legacy(store, settings, result)
     log.info(
         "erased a member: %d id(s), %d journey(s) terminated, %d left",
         len(ids),
@@ -147,6 +158,30 @@ async def erase_member(
         len(result.journeys_left_running),
     )
     return result
+
+
+async def _rekey_legacy(
+    store: PostgresEventStore, settings: Settings, result: ErasureResult
+) -> None:
+    """Step 4: re-key the erased ids that are still a client's id."""
+    legacy = [i for i in result.erased_ids if not is_minted(i)]
+    if not legacy:
+        return
+    keyring = Keyring(settings.resolved_secret())
+    renamed: dict[str, str] = {}
+    for old in legacy:
+        outcome, new = await rekey_member(store, keyring, old, wait_for_routing=False)
+        if outcome == "rekeyed":
+            renamed[old] = new
+        else:
+            result.ids_in_clear += 1
+    if result.ids_in_clear:
+        log.warning(
+            "an erased member keeps a client's id as its store id while its journeys run: "
+            "run `journeyman members rekey` once they end"
+        )
+    result.member_id = renamed.get(result.member_id, result.member_id)
+    result.erased_ids = [renamed.get(i, i) for i in result.erased_ids]
 
 
 async def _shred(
