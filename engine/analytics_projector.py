@@ -50,8 +50,9 @@ _SELECT = (
 def _upsert(table: str, columns: list[str], key: str) -> str:
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} "
-        f"FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb) ON CONFLICT ({key}) DO UPDATE "
-        "SET " + ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+        f"FROM jsonb_populate_recordset(NULL::{table}, $1::text::jsonb) "
+        f"ON CONFLICT ({key}) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
     )
 
 
@@ -59,7 +60,7 @@ def _add_counts(table: str, keys: list[str], values: list[str]) -> str:
     columns = keys + values
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} "
-        f"FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb) "
+        f"FROM jsonb_populate_recordset(NULL::{table}, $1::text::jsonb) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
         + ", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)
     )
@@ -80,7 +81,8 @@ _DELIVERIES = _upsert("journey_deliveries", DELIVERY_COLUMNS, "delivery_id")
 _CONVERSIONS = (
     f"INSERT INTO journey_conversions ({', '.join(CONVERSION_COLUMNS)}) "
     f"SELECT {', '.join(CONVERSION_COLUMNS)} "
-    "FROM jsonb_populate_recordset(NULL::journey_conversions, $1::jsonb) ON CONFLICT DO NOTHING"
+    "FROM jsonb_populate_recordset(NULL::journey_conversions, $1::text::jsonb) "
+    "ON CONFLICT DO NOTHING"
 )
 # A conversion recorded before its send's event was seen gets its time to convert now.
 _LATE_SENDS = """
