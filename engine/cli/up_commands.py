@@ -126,9 +126,12 @@ def report(
     import asyncpg
 
     from engine.analytics import journey_stats
+    from engine.db import asyncpg_dsn
+
+    replica = settings().analytics_database_url
 
     async def go():  # type: ignore[no-untyped-def]
-        conn = await asyncpg.connect(db_url())
+        conn = await asyncpg.connect(asyncpg_dsn(replica) if replica else db_url())
         try:
             return await journey_stats(conn, journey)
         finally:
