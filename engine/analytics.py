@@ -42,20 +42,24 @@ FROM journey_channel_counts WHERE ($1::text IS NULL OR journey = $1)
 _OUTCOMES = """
 SELECT journey, type, n FROM journey_outcome_counts WHERE ($1::text IS NULL OR journey = $1)
 """
+# Time to convert is the one figure read from rows rather than counts: exact percentiles
+# over the journey's conversions, read in order from the (journey, seconds) index.
 _TIME_TO_CONVERT = """
 SELECT journey,
        percentile_cont(ARRAY[0.25, 0.5, 0.75, 0.9]) WITHIN GROUP (ORDER BY seconds) AS q,
        count(*) AS n
 FROM (
     SELECT journey, seconds FROM journey_conversions
-    WHERE seconds IS NOT NULL AND ($1::text IS NULL OR journey = $1)
+    WHERE seconds IS NOT NULL AND {where}
     UNION ALL
     SELECT journey, seconds FROM unnest($2::text[], $3::float8[]) AS t(journey, seconds)
-    WHERE ($1::text IS NULL OR journey = $1)
+    WHERE {where}
 ) AS c
 WHERE journey IS NOT NULL
 GROUP BY journey
 """
+_TIME_TO_CONVERT_ONE = _TIME_TO_CONVERT.format(where="journey = $1")
+_TIME_TO_CONVERT_ALL = _TIME_TO_CONVERT.format(where="$1::text IS NULL")
 
 
 @dataclass
@@ -202,9 +206,8 @@ async def _read(conn: asyncpg.Connection, journey: str | None, detail: bool) -> 
         if n:
             get(name).outcomes[kind] = n
     late = [c for c in tail.conversions if c.seconds is not None]
-    for r in await conn.fetch(
-        _TIME_TO_CONVERT, journey, [c.journey for c in late], [c.seconds for c in late]
-    ):
+    sql = _TIME_TO_CONVERT_ALL if journey is None else _TIME_TO_CONVERT_ONE
+    for r in await conn.fetch(sql, journey, [c.journey for c in late], [c.seconds for c in late]):
         q = r["q"]
         get(r["journey"]).time_to_convert_s = {
             "p25": q[0],
