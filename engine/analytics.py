@@ -151,23 +151,39 @@ class JourneyStats:
         }
 
 
+MAX_UNPROJECTED = 200_000
+"""A report folds at most this many events the projection has not reached; past that (the
+projection is replaying the store after an upgrade) it says so instead of answering late."""
+
+
+class ProjectionBehind(RuntimeError):
+    """The analytics projection is too far behind for a report to count the rest itself."""
+
+
 async def journey_stats(
-    pool: asyncpg.Pool | asyncpg.Connection, journey: str | None = None, *, detail: bool = True
+    pool: asyncpg.Pool | asyncpg.Connection,
+    journey: str | None = None,
+    *,
+    detail: bool = True,
+    max_unprojected: int = MAX_UNPROJECTED,
 ) -> list[JourneyStats]:
     """Stats for every journey (or one): the analytics projection's counts plus the events it
     has not reached yet, read in one snapshot. `detail=False` leaves out channels, outcomes
-    and time to convert (the journey list needs only the funnels)."""
+    and time to convert (the journey list needs only the funnels). Raises ProjectionBehind
+    when more than `max_unprojected` events are still to be projected."""
     if isinstance(pool, asyncpg.Connection):
         if pool.is_in_transaction():
-            return await _read(pool, journey, detail)
+            return await _read(pool, journey, detail, max_unprojected)
         async with pool.transaction(isolation="repeatable_read", readonly=True):
-            return await _read(pool, journey, detail)
+            return await _read(pool, journey, detail, max_unprojected)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        return await _read(conn, journey, detail)
+        return await _read(conn, journey, detail, max_unprojected)
 
 
-async def _read(conn: asyncpg.Connection, journey: str | None, detail: bool) -> list[JourneyStats]:
-    tail = await _unprojected(conn)
+async def _read(
+    conn: asyncpg.Connection, journey: str | None, detail: bool, max_unprojected: int
+) -> list[JourneyStats]:
+    tail = await _unprojected(conn, max_unprojected)
     stats: dict[str, JourneyStats] = {}
 
     def get(name: str) -> JourneyStats:
@@ -219,9 +235,14 @@ async def _read(conn: asyncpg.Connection, journey: str | None, detail: bool) -> 
     return [stats[k] for k in sorted(stats)]
 
 
-async def _unprojected(conn: asyncpg.Connection) -> Changes:
+async def _unprojected(conn: asyncpg.Connection, limit: int) -> Changes:
     """What the events after the projection's checkpoint change (none while it keeps up)."""
-    events, _ = await read_events(conn, await checkpoint(conn))
+    events, _ = await read_events(conn, await checkpoint(conn), limit=limit + 1)
+    if len(events) > limit:
+        raise ProjectionBehind(
+            f"the journey analytics projection is more than {limit:,} events behind the store "
+            "(it replays the store once after an upgrade); reports answer once it has caught up"
+        )
     fold = Fold()
     if events:
         await fold.load(conn, events)

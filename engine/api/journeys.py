@@ -79,9 +79,18 @@ class MemberTrace(BaseModel):
     )
 
 
+async def _stats(
+    request: Request, name: str | None, *, detail: bool = True
+) -> list[analytics.JourneyStats]:
+    try:
+        return await analytics.journey_stats(analytics_pool(request), name, detail=detail)
+    except analytics.ProjectionBehind as exc:
+        raise ApiError(503, "catching_up", str(exc)) from None
+
+
 async def all_summaries(request: Request) -> list[dict[str, Any]]:
     journeys = registered(request)
-    found = await analytics.journey_stats(analytics_pool(request), detail=False)
+    found = await _stats(request, None, detail=False)
     stats = {s.journey: s for s in found}
     out = []
     for name in sorted(set(journeys) | set(stats)):
@@ -98,7 +107,7 @@ async def all_summaries(request: Request) -> list[dict[str, Any]]:
 
 async def one_journey(request: Request, name: str) -> dict[str, Any]:
     journeys = registered(request)
-    found = await analytics.journey_stats(analytics_pool(request), name)
+    found = await _stats(request, name)
     if name not in journeys and not found:
         raise ApiError(404, "not_found", f"no journey named {name!r} is registered or recorded")
     stats = found[0] if found else analytics.JourneyStats(name)

@@ -137,7 +137,13 @@ def report(
         finally:
             await conn.close()
 
-    stats = run(go())
+    from engine.analytics import ProjectionBehind
+
+    try:
+        stats = run(go())
+    except ProjectionBehind as exc:
+        err_console.print(str(exc))
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in stats], indent=2, default=str))
         return

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from test_journey_stats import T0, entry
 
-from engine.analytics import journey_stats
+from engine.analytics import ProjectionBehind, journey_stats
 from engine.analytics_projector import NAME, JourneyStatsProjector
 from engine.deadletters import retry
 from engine.settings import Settings
@@ -152,3 +153,14 @@ async def test_a_bad_event_is_parked_and_the_projection_goes_on(store: PostgresE
     (bad,) = [d for d in parked if d.type == "journey.converted"]
     outcome = await retry(store, Settings(), bad.id)
     assert not outcome.ok and "lots" in outcome.message
+
+
+async def test_a_report_far_behind_the_store_says_so_instead_of_folding_it_all(
+    store: PostgresEventStore,
+) -> None:
+    await seed(store)
+    with pytest.raises(ProjectionBehind, match="more than 5 events behind"):
+        await journey_stats(store.pool, max_unprojected=5)
+    await JourneyStatsProjector(store, Settings()).run_until_caught_up()
+    (stats,) = await journey_stats(store.pool, max_unprojected=5)
+    assert stats.total.entered == 5
