@@ -83,7 +83,12 @@ async def _stats(
     request: Request, name: str | None, *, detail: bool = True
 ) -> list[analytics.JourneyStats]:
     try:
-        return await analytics.journey_stats(analytics_pool(request), name, detail=detail)
+        return await analytics.journey_stats(
+            analytics_pool(request),
+            name,
+            detail=detail,
+            max_unprojected=analytics.MAX_UNPROJECTED,
+        )
     except analytics.ProjectionBehind as exc:
         raise ApiError(503, "catching_up", str(exc)) from None
 

@@ -103,3 +103,13 @@ async def test_reports_and_dashboard_read_through_the_analytics_database(
     assert deliveries.status_code == 200 and "cart_reminder" in deliveries.text
     # the main database has none of it: the numbers can only have come from the replica
     assert await store.pool.fetchval("SELECT count(*) FROM events") == 0
+
+
+async def test_reports_answer_503_while_the_projection_is_far_behind(dash, monkeypatch) -> None:
+    from engine import analytics
+
+    monkeypatch.setattr(analytics, "MAX_UNPROJECTED", 10)  # the seeded history is not projected
+    async with dash.client("read") as c:
+        r = await c.get("/v1/journeys/cart_recovery/stats")
+    assert r.status_code == 503
+    assert "catching_up" in r.text and "more than 10 events behind" in r.text
