@@ -221,9 +221,9 @@ async def _read(
     for (name, kind), n in sorted(outcomes.items()):
         if n:
             get(name).outcomes[kind] = n
-    late = [c for c in tail.conversions if c.seconds is not None]
+    timed = [c for c in tail.conversions if c.seconds is not None]
     sql = _TIME_TO_CONVERT_ALL if journey is None else _TIME_TO_CONVERT_ONE
-    for r in await conn.fetch(sql, journey, [c.journey for c in late], [c.seconds for c in late]):
+    for r in await conn.fetch(sql, journey, [c.journey for c in timed], [c.seconds for c in timed]):
         q = r["q"]
         get(r["journey"]).time_to_convert_s = {
             "p25": q[0],
