@@ -1,9 +1,9 @@
 """Dead letters, the engine's side: no reader of the store halts on one event.
 
-A subscriber (the profile projection, each dispatcher partition) tries an event whose
-processing fails up to `JOURNEYMAN_DEAD_LETTER_ATTEMPTS` times; then it parks the event in
-`dead_letters` (see `event_store.deadletters`), counts it in the
-`journeyman_dead_letters_parked` metric, logs it once, and goes on with the rest. A row that
+A subscriber (the profile projection, the journey analytics projection, each dispatcher
+partition) tries an event whose processing fails up to `JOURNEYMAN_DEAD_LETTER_ATTEMPTS`
+times; then it parks the event in `dead_letters` (see `event_store.deadletters`), counts it
+in the `journeyman_dead_letters_parked` metric, logs it once, and goes on with the rest. A row that
 cannot be decoded is parked at once: reading it again gives the same result. An outage (the
 database or Temporal unreachable) is not the event's fault: it never counts as an attempt,
 the subscriber simply retries from its checkpoint.
@@ -190,6 +190,12 @@ async def _reprocess(
 
     if dl.consumer == PROFILES:
         await ProfileProjector(store, settings).reprocess(event)
+        return
+    from engine.analytics_projector import NAME as JOURNEY_STATS
+    from engine.analytics_projector import JourneyStatsProjector
+
+    if dl.consumer == JOURNEY_STATS:
+        await JourneyStatsProjector(store, settings).reprocess(event)
         return
     if dl.consumer == SUBSCRIPTION:
         if temporal is None:

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         default=None,
         description="postgresql:// URL of the database; empty means the embedded PostgreSQL.",
     )
+    analytics_database_url: str | None = Field(
+        default=None,
+        description="postgresql:// URL the journey reports and the dashboard read through (a "
+        "read replica, or a read-only role); they never write. Empty means the main database.",
+    )
     temporal_address: str | None = Field(
         default=None, description="host:port of Temporal; empty means the embedded dev server."
     )
@@ -118,7 +123,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8787
     api_run_projector: bool = Field(
-        default=True, description="Run the member profile projection inside the API process."
+        default=True,
+        description="Run the member profile and journey analytics projections inside the API "
+        "process.",
     )
     # --- member profile projection (engine/profiles/) ---
     activity_types: list[str] = Field(

@@ -1,6 +1,7 @@
 """Every table's metadata, gathered for Alembic's autogenerate."""
 
 from engine.activities.instances import metadata as journey_metadata
+from engine.analytics_schema import metadata as analytics_metadata
 from engine.delivery.schema import metadata as delivery_metadata
 from engine.ingest_schema import metadata as ingest_metadata
 from engine.segments.schema import metadata as segment_metadata
@@ -14,4 +15,5 @@ target_metadata = [
     delivery_metadata,
     segment_metadata,
     session_metadata,
+    analytics_metadata,
 ]

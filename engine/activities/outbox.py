@@ -66,6 +66,7 @@ class OutboxDelivery:
                 "template": request.template,
                 "purpose": request.purpose,
                 "workflow_id": request.workflow_id,
+                "entry_id": request.entry_id,
             },
             meta,
             event_id=f"message.sent/{did}",

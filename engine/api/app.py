@@ -1,5 +1,6 @@
 """The FastAPI application: routes, error handlers, OpenAPI, and the lifespan that opens
-the event store and runs the profile projection in the background."""
+the event store (and the analytics database, when it is another one) and runs the profile
+and journey analytics projections in the background."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
+from engine.analytics_projector import JourneyStatsProjector
 from engine.ingest import Ingestor
 from engine.ingest_models import EventBatchIn
 from engine.keys import KeyVerifier
 from engine.logs import quiet_http_clients
 from engine.profiles import ProfileProjector
 from engine.settings import Settings, get_settings
-from event_store import PostgresEventStore
+from event_store import PostgresEventStore, create_pool
 
 from . import (
     dashboard,
@@ -40,8 +42,8 @@ from .limits import RequestLimits
 log = logging.getLogger(__name__)
 
 
-async def _project_forever(projector: ProfileProjector) -> None:
-    """Keep the profile projection current; a failure is logged and retried."""
+async def _project_forever(projector: ProfileProjector | JourneyStatsProjector) -> None:
+    """Keep a projection current; a failure is logged and retried."""
     delay = 0.5
     while True:
         try:
@@ -49,7 +51,7 @@ async def _project_forever(projector: ProfileProjector) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("profile projection failed; retrying in %.1f s", delay)
+            log.exception("%s failed; retrying in %.1f s", type(projector).__name__, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30)
 
@@ -76,24 +78,38 @@ def create_app(
         else:
             s = store
         app.state.store = s
+        app.state.analytics_pool = s.pool
+        if settings.analytics_database_url:
+            from engine.db import asyncpg_dsn
+
+            app.state.analytics_pool = await create_pool(
+                asyncpg_dsn(settings.analytics_database_url),
+                min_size=1,
+                max_size=settings.db_pool_max,
+            )
         app.state.settings = settings
         app.state.ingestor = Ingestor(s, settings)
         app.state.verifier = KeyVerifier(s.pool)
         feedback.warn_at_start(app.state, settings)
         quiet_http_clients(settings.log_http_requests)
-        task = None
+        tasks = []
         if project:
-            task = asyncio.create_task(_project_forever(ProfileProjector(s, settings)))
+            tasks = [
+                asyncio.create_task(_project_forever(ProfileProjector(s, settings))),
+                asyncio.create_task(_project_forever(JourneyStatsProjector(s, settings))),
+            ]
         if own:
             # A process serving the API: what start-up loaded stays for its lifetime.
             freeze_startup_objects()
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if app.state.analytics_pool is not s.pool:
+                await app.state.analytics_pool.close()
             if own:
                 await s.close()
 

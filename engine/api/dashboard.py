@@ -35,7 +35,7 @@ from engine.identity import resolve_member_id
 from engine.sessions import close_session, open_session, session_key
 
 from .auth import _token
-from .journeys import all_summaries, one_journey
+from .journeys import all_summaries, analytics_pool, one_journey
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 COOKIE = "journeyman_dashboard"
@@ -242,7 +242,7 @@ _MESSAGE_TYPES = [
 async def deliveries_page(
     request: Request, journey: str | None = None, who: str = Depends(admitted)
 ) -> HTMLResponse:
-    pool = request.app.state.store.pool
+    pool = analytics_pool(request)
     if journey:
         rows = await pool.fetch(
             _RECENT.format(where="AND data->>'journey' = $3"), _MESSAGE_TYPES, 100, journey
@@ -285,7 +285,7 @@ async def member_page(
     survivor = None
     profile = None
     if id:
-        pool = request.app.state.store.pool
+        pool = analytics_pool(request)
         keyring = request.app.state.ingestor.keyring
         survivor = await resolve_member_id(pool, id.strip(), keyring)
         trace = await analytics.member_trace(pool, survivor)

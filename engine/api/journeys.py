@@ -2,6 +2,8 @@
 `GET /v1/members/{id}/journeys` (the member's journey trace), plus `/healthz` and `/metrics`.
 
 Every figure comes from `engine.analytics`, which computes it from the events in the store.
+Reports read through the analytics database (`JOURNEYMAN_ANALYTICS_DATABASE_URL`, e.g. a read
+replica), which is the main database unless set.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -23,6 +26,12 @@ from .errors import READ_ERRORS, ApiError, ErrorBody
 
 router = APIRouter()
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No such journey or member."}}
+
+
+def analytics_pool(request: Request) -> asyncpg.Pool:
+    """Where reports read: the analytics database, or the store's own pool."""
+    pool = getattr(request.app.state, "analytics_pool", None)
+    return pool if pool is not None else request.app.state.store.pool
 
 
 def registered(request: Request) -> dict[str, type]:
@@ -70,9 +79,24 @@ class MemberTrace(BaseModel):
     )
 
 
+async def _stats(
+    request: Request, name: str | None, *, detail: bool = True
+) -> list[analytics.JourneyStats]:
+    try:
+        return await analytics.journey_stats(
+            analytics_pool(request),
+            name,
+            detail=detail,
+            max_unprojected=analytics.MAX_UNPROJECTED,
+        )
+    except analytics.ProjectionBehind as exc:
+        raise ApiError(503, "catching_up", str(exc)) from None
+
+
 async def all_summaries(request: Request) -> list[dict[str, Any]]:
     journeys = registered(request)
-    stats = {s.journey: s for s in await analytics.journey_stats(request.app.state.store.pool)}
+    found = await _stats(request, None, detail=False)
+    stats = {s.journey: s for s in found}
     out = []
     for name in sorted(set(journeys) | set(stats)):
         s = stats.get(name) or analytics.JourneyStats(name)
@@ -88,7 +112,7 @@ async def all_summaries(request: Request) -> list[dict[str, Any]]:
 
 async def one_journey(request: Request, name: str) -> dict[str, Any]:
     journeys = registered(request)
-    found = await analytics.journey_stats(request.app.state.store.pool, name)
+    found = await _stats(request, name)
     if name not in journeys and not found:
         raise ApiError(404, "not_found", f"no journey named {name!r} is registered or recorded")
     stats = found[0] if found else analytics.JourneyStats(name)
@@ -134,7 +158,7 @@ async def member_journeys(
     member_id: str = Path(min_length=1, max_length=128, pattern=ID_PATTERN),
     _key: ApiKey = Depends(require("read")),
 ) -> MemberTrace:
-    pool = request.app.state.store.pool
+    pool = analytics_pool(request)
     survivor = await resolve_member_id(pool, member_id, request.app.state.ingestor.keyring)
     trace = await analytics.member_trace(pool, survivor)
     if not trace:

@@ -126,15 +126,24 @@ def report(
     import asyncpg
 
     from engine.analytics import journey_stats
+    from engine.db import asyncpg_dsn
+
+    replica = settings().analytics_database_url
 
     async def go():  # type: ignore[no-untyped-def]
-        conn = await asyncpg.connect(db_url())
+        conn = await asyncpg.connect(asyncpg_dsn(replica) if replica else db_url())
         try:
             return await journey_stats(conn, journey)
         finally:
             await conn.close()
 
-    stats = run(go())
+    from engine.analytics import ProjectionBehind
+
+    try:
+        stats = run(go())
+    except ProjectionBehind as exc:
+        err_console.print(str(exc))
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in stats], indent=2, default=str))
         return

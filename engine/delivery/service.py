@@ -627,6 +627,7 @@ class Deliverer:
             "template": request.template,
             "purpose": request.purpose,
             "workflow_id": request.workflow_id,
+            "entry_id": request.entry_id,
         }
 
     async def _record_final(

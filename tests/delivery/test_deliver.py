@@ -56,6 +56,8 @@ async def test_email_is_rendered_signed_sent_and_recorded(store, settings, smtp)
     assert "https://shop.example/cart/c1" not in html  # rewritten into a tracking link
     assert msg["List-Unsubscribe"].startswith("<http://127.0.0.1:8787/u/")
     assert await types_of(store, member) == ["member.registered", "message.sent"]
+    (sent,) = await sent_events(store, member)
+    assert sent.data["entry_id"] == req.entry_id  # reports credit the send to its entry
     row = await ledger_row(store, outcome.delivery_id)
     assert row is not None and row["status"] == "sent" and row["channel"] == "email"
     # a retry of the same request returns the recorded outcome and sends nothing
