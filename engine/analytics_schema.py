@@ -1,4 +1,4 @@
-"""The journey analytics projection's tables as SQLAlchemy Core metadata (migration 0012
+"""The journey analytics projection's tables as SQLAlchemy Core metadata (migration 0013
 creates them; `engine.analytics_projector` writes them)."""
 
 from __future__ import annotations

@@ -262,11 +262,13 @@ async def _rekey(
     columns: list[tuple[str, str]],
     wait_for_routing: bool,
 ) -> tuple[Outcome, str]:
+    from engine.analytics_projector import _LOCK as ANALYTICS_LOCK
     from engine.profiles.projector import _LOCK as PROJECTOR_LOCK
 
     # Shared: re-keys of several members run side by side; the projector's batches (which
     # take it exclusively) wait for them, and they for a batch.
     await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PROJECTOR_LOCK)
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", ANALYTICS_LOCK)
     row = await conn.fetchrow(
         "SELECT merged_into, erased_at FROM members WHERE member_id = $1 FOR UPDATE", old
     )
@@ -335,6 +337,18 @@ async def _rekey(
                 [None if r["workflow_id"] is None else ids.id(r["workflow_id"]) for r in rows],
             )
     for table, column in columns:
+        if column == "workflow_id":  # journey/<name>/<member>[/<key>]: the id is a segment
+            found = await conn.fetch(
+                f"SELECT DISTINCT {column} AS w FROM {table} "
+                f"WHERE {column} LIKE 'journey/%' AND strpos({column}, $1) > 0",
+                old,
+            )
+            for r in found:
+                if (renamed := ids.id(r["w"])) != r["w"]:
+                    await conn.execute(
+                        f"UPDATE {table} SET {column} = $2 WHERE {column} = $1", r["w"], renamed
+                    )
+            continue
         await conn.execute(f"UPDATE {table} SET {column} = $2 WHERE {column} = $1", old, new)
     log.debug("re-keyed a member created before opaque ids")
     return "rekeyed", new
@@ -488,12 +502,14 @@ async def _record_user_id(
 async def other_member_columns(
     conn: asyncpg.Connection | asyncpg.Pool,
 ) -> list[tuple[str, str]]:
-    """Text columns named `member_id` or `merged_into` of public tables not handled above
-    (tables added later are re-keyed too)."""
+    """Text columns named `member_id`, `merged_into` or `workflow_id` (which holds the member
+    id as a segment) of public tables not handled above (tables added later, such as the
+    analytics projection's, are re-keyed too)."""
     rows = await conn.fetch(
         "SELECT quote_ident(table_name) AS t, quote_ident(column_name) AS c "
         "FROM information_schema.columns WHERE table_schema = 'public' "
-        "AND column_name IN ('member_id', 'merged_into') AND data_type = 'text' "
+        "AND column_name IN ('member_id', 'merged_into', 'workflow_id') "
+        "AND data_type = 'text' "
         "AND table_name <> ALL($1::text[]) ORDER BY 1, 2",
         list(_HANDLED),
     )

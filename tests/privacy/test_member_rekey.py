@@ -21,6 +21,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from engine.activities.instances import mark_started
+from engine.analytics_projector import JourneyStatsProjector
 from engine.crypto import Keyring
 from engine.delivery.links import LinkSigner
 from engine.identity import resolver as resolver_module
@@ -99,7 +100,12 @@ async def build_legacy_store(api: Api) -> None:
             ),
             NewEvent(
                 "message.sent",
-                {"delivery_id": DID, "journey": "cart_recovery", "workflow_id": WID},
+                {
+                    "delivery_id": DID,
+                    "journey": "cart_recovery",
+                    "workflow_id": WID,
+                    "entry_id": "e1",
+                },
                 meta,
                 event_id=f"message.sent/{DID}",
             ),
@@ -154,6 +160,10 @@ async def build_legacy_store(api: Api) -> None:
         ANY,
     )
     await api.project()
+    # The analytics projection's facts name the run by its workflow id, which holds her id.
+    await JourneyStatsProjector(store, api.settings).run_until_caught_up()
+    facts = "SELECT count(*) FROM journey_entries WHERE workflow_id = $1"
+    assert await pool.fetchval(facts, WID) == 1
 
 
 async def timeline(api: Api, name: str) -> dict[str, Any]:
