@@ -50,7 +50,7 @@ async def _counting_store(url: str, counter: Counter[str]) -> Any:
 
 
 async def _seed(store: Any, members: list[str], now: dt.datetime) -> None:
-    from event_store import NewEvent
+    from event_store import ANY, NewEvent
 
     stale = now - dt.timedelta(hours=3)
     for i in range(0, len(members), 500):
@@ -61,7 +61,7 @@ async def _seed(store: Any, members: list[str], now: dt.datetime) -> None:
                 NewEvent("cart.updated", {"cart_id": "old", "items": [1]}, occurred_at=stale),
                 NewEvent("cart.updated", {"cart_id": "c", "items": [1]}, occurred_at=now),
             ]
-            items.append((f"member-{m}", events, None))
+            items.append((f"member-{m}", events, ANY))
         await store.append_batch(items)
 
 
@@ -180,9 +180,7 @@ async def measure_dispatch(
     run = uuid.uuid4().hex[:6]
     warm = [f"bw{run}-{i}" for i in range(min(50, triggers))]
     _, warm_ids = await _bare(client, warm, concurrency)
-    bare_rate, bare_ids = await _bare(
-        client, [f"b{run}-{i}" for i in range(triggers)], concurrency
-    )
+    bare_rate, bare_ids = await _bare(client, [f"b{run}-{i}" for i in range(triggers)], concurrency)
     got = await _dispatch(
         url, client, [f"d{run}-{i}" for i in range(triggers)], concurrency, batch_size
     )
@@ -223,8 +221,8 @@ async def _run(url: str, temporal: str | None, triggers: int) -> None:
     finally:
         if env is not None:
             await env.shutdown()
-    print(f"  bare signal-with-start           {r['bare_signal_with_start_per_s']:>8.1f} /s  (limit)")
-    print(f"  dispatcher triggers started      {r['dispatcher_triggers_per_s']:>8.1f} /s")
+    print(f"  bare signal-with-start       {r['bare_signal_with_start_per_s']:>8.1f} /s  (limit)")
+    print(f"  dispatcher triggers started  {r['dispatcher_triggers_per_s']:>8.1f} /s")
     print(f"  ratio {r['ratio']:.2f}")
     print(
         f"  database statements {r['db_statements']} for {r['events']} events "
