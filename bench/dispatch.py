@@ -212,6 +212,68 @@ async def measure_dispatch(
     }
 
 
+async def measure_catch_up(
+    url: str, *, members: int = 10_000, events_per_member: int = 20, batch_size: int = 500
+) -> dict[str, Any]:
+    """Catch-up over events that route nowhere (late orders and stale carts of members in no
+    journey), beside a bare read of the same events through the same subscription, with a
+    checkpoint saved per batch (the limit). No Temporal is involved: nothing is started."""
+    from engine.dispatcher import Dispatcher
+    from event_store import ANY, NewEvent
+    from workflows.cart_recovery import CartRecovery
+
+    counter: Counter[str] = Counter()
+    store = await _counting_store(url, counter)
+    try:
+        run = uuid.uuid4().hex[:6]
+        d = Dispatcher(store, None, {CART: CartRecovery}, name=f"bench-catch-up-{run}")  # type: ignore[arg-type]
+        bare = f"bench-bare-read-{run}"
+        head = await store.head()
+        await store.save_checkpoint(d.name, head)
+        await store.save_checkpoint(bare, head)
+        stale = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+        for i in range(0, members, 200):
+            items = []
+            for m in range(i, min(i + 200, members)):
+                events = [
+                    NewEvent("order.placed", {"cart_id": "late"})
+                    if k % 2
+                    else NewEvent("cart.updated", {"cart_id": "c", "items": [k]}, occurred_at=stale)
+                    for k in range(events_per_member)
+                ]
+                items.append((f"member-c{run}-{m}", events, ANY))
+            await store.append_batch(items)
+        t0 = time.perf_counter()
+        sub = store.subscribe(
+            bare,
+            types=d.types,
+            category="member",
+            batch_size=batch_size,
+            auto_checkpoint=False,
+            follow=False,
+        )
+        read = 0
+        async for events, cursor in sub.batches():
+            read += len(events)
+            await sub.save_checkpoint(cursor)
+        bare_s = time.perf_counter() - t0
+        counter.clear()
+        t0 = time.perf_counter()
+        await d.run(follow=False)
+        dispatch_s = time.perf_counter() - t0
+        statements = counter["statements"]
+    finally:
+        await store.close()
+    return {
+        "events": read,
+        "dispatcher_seconds": round(dispatch_s, 2),
+        "bare_read_seconds": round(bare_s, 2),
+        "ratio": round(bare_s / dispatch_s, 3),
+        "db_statements": statements,
+        "stats": dict(d.stats),
+    }
+
+
 async def _run(url: str, temporal: str | None, triggers: int) -> None:
     from temporalio.testing import WorkflowEnvironment
 
@@ -258,7 +320,32 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--triggers", type=int, default=0)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--temporal", default=None, help="host:port (default: a dev server)")
+    parser.add_argument(
+        "--catch-up",
+        type=int,
+        default=0,
+        metavar="MEMBERS",
+        help="instead: catch-up over MEMBERS x 20 events that route nowhere",
+    )
     args = parser.parse_args(argv)
+    if args.catch_up:
+        with bench_database(args.database_url) as url:
+            r = asyncio.run(measure_catch_up(url, members=args.catch_up))
+        print(
+            f"catch-up over {r['events']} events that route nowhere: dispatcher "
+            f"{r['dispatcher_seconds']} s, bare read of the same batches "
+            f"{r['bare_read_seconds']} s (limit), {r['db_statements']} statements"
+        )
+        print(
+            result_line(
+                "dispatch-catch-up",
+                r["events"] / r["dispatcher_seconds"],
+                "events/s",
+                r["events"] / r["bare_read_seconds"],
+                db_statements=r["db_statements"],
+            )
+        )
+        return
     n = args.triggers or (500 if args.quick else 2000)
     with bench_database(args.database_url) as url:
         asyncio.run(_run(url, args.temporal, n))
