@@ -11,6 +11,10 @@ the event types some journey declared, plus the journeys' own `journey.entered` 
   `journey_instances`, so a page view of a member in no journey is not Temporal traffic);
   Temporal saying "not found" is a no-op that clears the stale row. A late order never
   starts a cart journey.
+* A batch asks the database once: the running instances of all its members and the rows
+  its fresh triggers name, in one statement, on one connection held for the batch. Each
+  trigger then costs at most two statements (usually one: the start and its trigger noted
+  together), a stale one none, an event that routes nowhere none.
 * The checkpoint is saved after Temporal has accepted every signal of a batch: delivery is
   at-least-once and journeys drop events whose store position they have seen.
 * Partitions (`partition`/`partitions`, member-hash like the store's consumer groups) scale
@@ -27,8 +31,10 @@ import datetime as dt
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -182,26 +188,70 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ routing
     async def handle(self, events: list[RecordedEvent]) -> None:
-        """Route one batch: members concurrently, each member's events in store order."""
+        """Route one batch: members concurrently, each member's events in store order.
+
+        The batch costs one look-up (`journey_instances.load_views`) on one connection; what
+        routing writes comes back into that view, so an event following a trigger in the same
+        batch reaches the run the trigger has just begun."""
         by_member: dict[str, list[RecordedEvent]] = defaultdict(list)
         for event in events:
             if event.stream_id.startswith(MEMBER_PREFIX):
                 by_member[event.stream_id[len(MEMBER_PREFIX) :]].append(event)
+        if not by_member:
+            return
         sem = asyncio.Semaphore(self.concurrency)
+        async with self.store.pool.acquire() as conn:
+            batch = await self._batch(_Serial(conn), by_member)
 
-        async def one_member(member_id: str, evs: list[RecordedEvent]) -> None:
-            async with sem:
-                for e in evs:
-                    await self._route_or_park(member_id, e)
+            async def one_member(member_id: str, evs: list[RecordedEvent]) -> None:
+                async with sem:
+                    for e in evs:
+                        await self._route_or_park(batch, member_id, e)
 
-        await asyncio.gather(*(one_member(m, evs) for m, evs in by_member.items()))
+            await asyncio.gather(*(one_member(m, evs) for m, evs in by_member.items()))
 
-    async def _route_or_park(self, member_id: str, event: RecordedEvent) -> None:
+    async def _batch(self, db: _Serial, by_member: dict[str, list[RecordedEvent]]) -> _Batch:
+        batch = _Batch(db=db, by_member=by_member, now=self.clock())
+        await self._load(batch, list(by_member))
+        return batch
+
+    async def _load(self, batch: _Batch, member_ids: list[str]) -> None:
+        """Load the view of `member_ids` in one statement. Freshness is judged from the event
+        itself first: a stale trigger needs no row of its own (only the member's running
+        ones), and a member whose events route nowhere is not asked about at all."""
+        members: list[str] = []
+        workflow_ids: list[str] = []
+        triggers: list[tuple[str, str]] = []
+        for member_id in member_ids:
+            routed = False
+            for e in batch.by_member[member_id]:
+                for spec in self.routes.get(e.type, ()):
+                    routed = True
+                    if self._may_start(spec, e, batch.now):
+                        workflow_ids.append(spec.workflow_id(member_id, spec.key_of(e.data)))
+                        triggers.append((member_id, e.event_id))
+            if routed:
+                members.append(member_id)
+        if not members:
+            return
+        self.stats["view_loads"] += 1
+        batch.views.update(await inst.load_views(batch.db, members, workflow_ids, triggers))
+
+    def _stale(self, settings: Any, event: RecordedEvent, now: dt.datetime) -> bool:
+        return settings.freshness is not None and event.occurred_at < now - settings.freshness
+
+    def _may_start(self, spec: Any, event: RecordedEvent, now: dt.datetime) -> bool:
+        settings = self.settings[spec.name]
+        return spec.starts_on(event.type, event.data, settings.activity_types) and not self._stale(
+            settings, event, now
+        )
+
+    async def _route_or_park(self, batch: _Batch, member_id: str, event: RecordedEvent) -> None:
         """Route one event, trying again on failure; after the attempt limit, park it. An
         outage is raised (the batch is retried from the checkpoint), never counted."""
         while True:
             try:
-                await self.route(member_id, event)
+                await self.route(member_id, event, batch)
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -216,6 +266,9 @@ class Dispatcher:
                         describe(exc),
                     )
                     await self.attempts.pause(n)
+                    # The failed attempt may have written part of its work: ask again.
+                    batch.views.pop(member_id, None)
+                    await self._load(batch, [member_id])
                     continue
                 await self._park(event, describe(exc), attempts=n, first_failed_at=first)
             self.attempts.clear(event.global_position)
@@ -246,30 +299,42 @@ class Dispatcher:
         """Route one (parked) event again, as the dispatcher would have."""
         if not event.stream_id.startswith(MEMBER_PREFIX):
             raise ValueError(f"event {event.event_id} is not on a member stream")
-        await self.route(event.stream_id[len(MEMBER_PREFIX) :], event)
+        member_id = event.stream_id[len(MEMBER_PREFIX) :]
+        async with self.store.pool.acquire() as conn:
+            batch = await self._batch(_Serial(conn), {member_id: [event]})
+            await self.route(member_id, event, batch)
 
-    async def route(self, member_id: str, event: RecordedEvent) -> None:
+    async def route(self, member_id: str, event: RecordedEvent, batch: _Batch) -> None:
         self.stats["events"] += 1
+        view = batch.views.setdefault(member_id, inst.MemberView())
         if event.type == "journey.entered":
-            await self._fold_entered(member_id, event)
+            await self._fold_entered(batch, view, member_id, event)
         elif event.type == "journey.exited":
-            await self._fold_exited(event)
+            await self._fold_exited(batch, view, event)
         for spec in self.routes.get(event.type, ()):
-            settings = self.settings[spec.name]
             if spec.is_trigger(event.type, event.data):
-                await self._trigger(spec, settings, member_id, event)
+                await self._trigger(batch, view, spec, member_id, event)
             else:
-                await self._signal_running(spec, member_id, event)
+                await self._signal_running(batch, view, spec, event)
 
     async def _trigger(
-        self, spec: Any, settings: Any, member_id: str, event: RecordedEvent
+        self,
+        batch: _Batch,
+        view: inst.MemberView,
+        spec: Any,
+        member_id: str,
+        event: RecordedEvent,
     ) -> None:
+        """A trigger: to the run it belongs to if one is running, else a new run. At most two
+        statements (a stale row cleared, the start recorded), usually one, none if stale."""
+        settings = self.settings[spec.name]
         key = spec.key_of(event.data)
         if spec.trigger.key is not None and key is None:
             self.stats["trigger_without_key"] += 1
             return
+        stale = self._stale(settings, event, batch.now)
         workflow_id = spec.workflow_id(member_id, key)
-        row = await inst.get_instance(self.store.pool, workflow_id)
+        row = view.rows.get(workflow_id)
         if (
             row is not None
             and row.last_trigger_version is not None
@@ -279,28 +344,29 @@ class Dispatcher:
             self.stats["trigger_replayed"] += 1
             return
         if row is not None and row.running:
-            if await self._signal(workflow_id, event):
-                await inst.note_trigger(self.store.pool, workflow_id, event.stream_version)
+            # The run it belongs to hears of it (an import does too; it just starts nothing).
+            if await self._signal(batch, view, workflow_id, event):
+                if not stale:
+                    view.keep(await inst.note_trigger(batch.db, workflow_id, event.stream_version))
                 return
-            row = await inst.get_instance(self.store.pool, workflow_id)
+            row = view.rows.get(workflow_id)
+        if stale:
+            self.stats["stale_trigger"] += 1
+            return
         if not spec.starts_on(event.type, event.data, settings.activity_types):
             self.stats["not_a_start"] += 1
             return
-        now = self.clock()
-        if settings.freshness is not None and event.occurred_at < now - settings.freshness:
-            self.stats["stale_trigger"] += 1
-            return
         if row is not None and not spec.reentry.allows(
-            entries=row.entries + (1 if row.pending else 0), exited_at=row.exited_at, now=now
+            entries=row.entries + (1 if row.pending else 0),
+            exited_at=row.exited_at,
+            now=batch.now,
         ):
             self.stats["reentry_blocked"] += 1
             return
-        if (row is None or not row.running) and await inst.trigger_entered(
-            self.store.pool, spec.name, member_id, event.event_id
-        ):
+        if (spec.name, event.event_id) in view.entered:
             # Started before a crash that came before the trigger was noted.
             if row is not None:
-                await inst.note_trigger(self.store.pool, workflow_id, event.stream_version)
+                view.keep(await inst.note_trigger(batch.db, workflow_id, event.stream_version))
             self.stats["trigger_replayed"] += 1
             return
         jev = journey_event(event)
@@ -322,23 +388,28 @@ class Dispatcher:
         except WorkflowAlreadyStartedError:
             self.stats["reentry_rejected"] += 1
             return
-        started = inst.started_new_run(handle)
-        self.stats["started" if started else "signalled"] += 1
-        await inst.mark_started(
-            self.store.pool,
+        # The entry the call reached (new, or a run the view did not know as running):
+        # recorded with the trigger in one statement, which says whether the entry is new.
+        entry_id = inst.entry_of(handle)
+        row, started = await inst.mark_started(
+            batch.db,
             workflow_id=workflow_id,
             journey=spec.name,
             member_id=member_id,
             key=key,
-            entry_id=handle.result_run_id if started else None,
-            new_run=started,
+            entry_id=entry_id,
+            new_run=entry_id is not None,
+            trigger_version=event.stream_version,
         )
-        await inst.note_trigger(self.store.pool, workflow_id, event.stream_version)
+        view.keep(row)
+        self.stats["started" if started else "signalled"] += 1
         if self.on_routed is not None:
             self.on_routed(event, workflow_id, "start" if started else "signal")
 
-    async def _signal_running(self, spec: Any, member_id: str, event: RecordedEvent) -> None:
-        rows = await inst.running_instances(self.store.pool, member_id, spec.name)
+    async def _signal_running(
+        self, batch: _Batch, view: inst.MemberView, spec: Any, event: RecordedEvent
+    ) -> None:
+        rows = view.running(spec.name)
         if not rows:
             self.stats["skipped"] += 1
             return
@@ -346,9 +417,11 @@ class Dispatcher:
         for row in rows:
             if key is not None and row.key is not None and row.key != key:
                 continue
-            await self._signal(row.workflow_id, event)
+            await self._signal(batch, view, row.workflow_id, event)
 
-    async def _signal(self, workflow_id: str, event: RecordedEvent) -> bool:
+    async def _signal(
+        self, batch: _Batch, view: inst.MemberView, workflow_id: str, event: RecordedEvent
+    ) -> bool:
         """Signal a running journey; False (and the row cleared) when none is running."""
         try:
             await self.client.get_workflow_handle(workflow_id).signal(
@@ -358,7 +431,11 @@ class Dispatcher:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             self.stats["not_found"] += 1
-            await inst.mark_gone(self.store.pool, workflow_id)
+            row = await inst.mark_gone(batch.db, workflow_id)
+            if row is None:
+                view.rows.pop(workflow_id, None)
+            else:
+                view.keep(row)
             return False
         self.stats["signalled"] += 1
         if self.on_routed is not None:
@@ -366,12 +443,14 @@ class Dispatcher:
         return True
 
     # ------------------------------------------------------------------ projection
-    async def _fold_entered(self, member_id: str, event: RecordedEvent) -> None:
+    async def _fold_entered(
+        self, batch: _Batch, view: inst.MemberView, member_id: str, event: RecordedEvent
+    ) -> None:
         d = event.data
         if not d.get("workflow_id") or not d.get("entry_id"):
             return
-        await inst.fold_entered(
-            self.store.pool,
+        row = await inst.fold_entered(
+            batch.db,
             workflow_id=d["workflow_id"],
             journey=d.get("journey", ""),
             member_id=member_id,
@@ -381,16 +460,58 @@ class Dispatcher:
             holdout=d.get("holdout"),
             at=event.occurred_at,
         )
+        view.keep(row)
 
-    async def _fold_exited(self, event: RecordedEvent) -> None:
+    async def _fold_exited(
+        self, batch: _Batch, view: inst.MemberView, event: RecordedEvent
+    ) -> None:
         d = event.data
         if not d.get("workflow_id") or not d.get("entry_id"):
             return
-        await inst.fold_exited(
-            self.store.pool,
+        row = await inst.fold_exited(
+            batch.db,
             workflow_id=d["workflow_id"],
             entry_id=d["entry_id"],
             reason=str(d.get("reason", "")),
             converted=bool(d.get("converted")),
             at=event.occurred_at,
         )
+        view.keep(row)
+
+
+class _Serial:
+    """One pooled connection shared by a batch's routing tasks, one statement at a time.
+
+    Every statement through the pool itself would cost two round trips (the statement, then
+    the reset when the connection goes back); a batch holds one connection instead."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        async with self._lock:
+            return await self._conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        async with self._lock:
+            return await self._conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        async with self._lock:
+            return await self._conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: object) -> str:
+        async with self._lock:
+            return await self._conn.execute(query, *args)
+
+
+@dataclass
+class _Batch:
+    """One batch being routed: its connection, its events by member, its clock reading, and
+    the view of those members' journey runs."""
+
+    db: _Serial
+    by_member: dict[str, list[RecordedEvent]]
+    now: dt.datetime
+    views: dict[str, inst.MemberView] = field(default_factory=dict)

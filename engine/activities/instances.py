@@ -8,12 +8,18 @@ event following a trigger closely is never routed past a run that has just begun
 
 A stale "running" row costs one no-op signal ("not found", which clears it); a stale
 "not running" row would lose events, so every ambiguity resolves toward running.
+
+The dispatcher reads it once per batch (`load_views`: the running rows of every member in
+the batch and the rows its triggers name, in one statement) and keeps that view current
+from what its own writes return, so routing costs no look-up per event.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 from sqlalchemy import (
@@ -29,6 +35,9 @@ from sqlalchemy import (
     func,
     text,
 )
+
+if TYPE_CHECKING:
+    from temporalio.client import WorkflowHandle
 
 metadata = MetaData()
 
@@ -90,6 +99,73 @@ _COLS = (
 )
 
 
+class Queries(Protocol):
+    """What these functions need of a connection, a pool or a wrapper around either."""
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]: ...
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None: ...
+    async def fetchval(self, query: str, *args: object) -> object: ...
+    async def execute(self, query: str, *args: object) -> str: ...
+
+
+@dataclass
+class MemberView:
+    """What the dispatcher knows of one member's runs while it routes a batch: the running
+    rows, the rows its triggers name, and which triggers a run has already entered with."""
+
+    rows: dict[str, Instance] = field(default_factory=dict)
+    entered: set[tuple[str, str]] = field(default_factory=set)  # (journey, trigger event id)
+
+    def running(self, journey: str) -> list[Instance]:
+        found = [r for r in self.rows.values() if r.journey == journey and r.running]
+        return sorted(found, key=lambda r: r.workflow_id)
+
+    def keep(self, row: Instance | None) -> None:
+        if row is not None:
+            self.rows[row.workflow_id] = row
+
+
+async def load_views(
+    conn: Queries,
+    member_ids: Sequence[str],
+    workflow_ids: Sequence[str],
+    triggers: Sequence[tuple[str, str]],
+) -> dict[str, MemberView]:
+    """One statement for a whole batch: the running rows of `member_ids`, the rows named by
+    `workflow_ids` (running or not: re-entry and replay need them), and which of
+    `triggers` — (member id, trigger event id) — some run already recorded
+    `journey.entered` for (a run's first act; covers a dispatcher that died after Temporal
+    accepted a start and before the row was written)."""
+    views: dict[str, MemberView] = {m: MemberView() for m in member_ids}
+    if not member_ids and not workflow_ids:
+        return views
+    streams = sorted({f"member-{m}" for m, _ in triggers})
+    trigger_ids = sorted({t for _, t in triggers})
+    rows = await conn.fetch(
+        f"""
+        SELECT {_COLS}, NULL::text AS trigger FROM journey_instances
+        WHERE (member_id = ANY($1::text[]) AND running) OR workflow_id = ANY($2::text[])
+        UNION ALL
+        SELECT NULL, data->>'journey', substr(stream_id, {len("member-") + 1}), NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL, data->>'trigger'
+        FROM events
+        WHERE stream_id = ANY($3::text[]) AND type = 'journey.entered'
+          AND data->>'trigger' = ANY($4::text[])
+        """,
+        list(member_ids),
+        list(workflow_ids),
+        streams,
+        trigger_ids,
+    )
+    for r in rows:
+        view = views.setdefault(r["member_id"], MemberView())
+        if r["trigger"] is not None:
+            view.entered.add((r["journey"], r["trigger"]))
+        else:
+            view.keep(_instance(r))
+    return views
+
+
 async def get_instance(
     conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str
 ) -> Instance | None:
@@ -112,7 +188,7 @@ async def running_instances(
 
 
 async def mark_started(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Queries,
     *,
     workflow_id: str,
     journey: str,
@@ -120,26 +196,38 @@ async def mark_started(
     key: str | None,
     entry_id: str | None,
     new_run: bool,
-) -> None:
+    trigger_version: int | None = None,
+) -> tuple[Instance, bool]:
     """Whoever starts (or signals-with-start) a run records it at once.
 
-    With `entry_id` known (a new run was started), the row names that entry; otherwise the
-    row is `pending` until the run's `journey.entered` arrives.
+    `entry_id` is the run's entry (its first execution run id, which Temporal returns for a
+    start and for a signal-with-start alike); with `new_run` it is counted as an entry if the
+    row did not name it yet. Without it the row is `pending` until the run's
+    `journey.entered` arrives. `trigger_version` notes the trigger handed over (see
+    `note_trigger`) in the same statement. Returns the row and whether the entry is new.
     """
-    await conn.execute(
-        """
+    row = await conn.fetchrow(
+        f"""
+        WITH before AS (SELECT entry_id FROM journey_instances WHERE workflow_id = $1)
         INSERT INTO journey_instances
-            (workflow_id, journey, member_id, key, running, pending, entry_id, entries, entered_at)
+            (workflow_id, journey, member_id, key, running, pending, entry_id, entries, entered_at,
+             last_trigger_version)
         VALUES ($1, $2, $3, $4::text, true, $5::text IS NULL, $5::text,
-                CASE WHEN $6::boolean THEN 1 ELSE 0 END, now())
+                CASE WHEN $6::boolean THEN 1 ELSE 0 END, now(), $7::bigint)
         ON CONFLICT (workflow_id) DO UPDATE SET
             running = true,
             pending = CASE WHEN $5 IS NULL THEN journey_instances.pending ELSE false END,
             entry_id = coalesce($5, journey_instances.entry_id),
             entries = journey_instances.entries
                 + CASE WHEN $6 AND $5 IS DISTINCT FROM journey_instances.entry_id THEN 1 ELSE 0 END,
-            entered_at = CASE WHEN $6 THEN now() ELSE journey_instances.entered_at END,
+            entered_at = CASE WHEN $6 AND $5 IS DISTINCT FROM journey_instances.entry_id
+                              THEN now() ELSE journey_instances.entered_at END,
+            last_trigger_version = CASE WHEN $7 IS NULL THEN journey_instances.last_trigger_version
+                ELSE greatest(coalesce(journey_instances.last_trigger_version, -1), $7) END,
             updated_at = now()
+        RETURNING {_COLS},
+            ($6 AND $5 IS NOT NULL
+             AND $5 IS DISTINCT FROM (SELECT entry_id FROM before)) AS new_entry
         """,
         workflow_id,
         journey,
@@ -147,11 +235,14 @@ async def mark_started(
         key,
         entry_id,
         new_run,
+        trigger_version,
     )
+    assert row is not None
+    return _instance(row), bool(row["new_entry"])
 
 
 async def fold_entered(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Queries,
     *,
     workflow_id: str,
     journey: str,
@@ -161,9 +252,9 @@ async def fold_entered(
     variant: str | None,
     holdout: bool | None,
     at: dt.datetime,
-) -> None:
-    await conn.execute(
-        """
+) -> Instance | None:
+    row = await conn.fetchrow(
+        f"""
         INSERT INTO journey_instances (workflow_id, journey, member_id, key, running, pending,
             entry_id, entries, variant, holdout, entered_at)
         VALUES ($1, $2, $3, $4::text, true, false, $5::text, 1, $6::text, $7::boolean,
@@ -181,6 +272,7 @@ async def fold_entered(
             holdout = $7,
             entered_at = $8,
             updated_at = now()
+        RETURNING {_COLS}
         """,
         workflow_id,
         journey,
@@ -191,23 +283,25 @@ async def fold_entered(
         holdout,
         at,
     )
+    return None if row is None else _instance(row)
 
 
 async def fold_exited(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Queries,
     *,
     workflow_id: str,
     entry_id: str,
     reason: str,
     converted: bool,
     at: dt.datetime,
-) -> None:
+) -> Instance | None:
     """An exit ends the row only if it is the row's current, confirmed entry."""
-    await conn.execute(
-        """
+    row = await conn.fetchrow(
+        f"""
         UPDATE journey_instances SET running = false, exited_at = $3, exit_reason = $4,
             converted = $5, updated_at = now()
         WHERE workflow_id = $1 AND entry_id = $2 AND NOT pending
+        RETURNING {_COLS}
         """,
         workflow_id,
         entry_id,
@@ -215,22 +309,22 @@ async def fold_exited(
         reason,
         converted,
     )
+    return None if row is None else _instance(row)
 
 
-async def note_trigger(
-    conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str, stream_version: int
-) -> None:
+async def note_trigger(conn: Queries, workflow_id: str, stream_version: int) -> Instance | None:
     """Remember that the trigger at `stream_version` of the member's stream reached the run.
 
     Triggers are compared by stream version (not global position): within one member's
     stream the version is the order readers see."""
-    await conn.execute(
+    row = await conn.fetchrow(
         "UPDATE journey_instances SET last_trigger_version = "
         "greatest(coalesce(last_trigger_version, -1), $2), updated_at = now() "
-        "WHERE workflow_id = $1",
+        f"WHERE workflow_id = $1 RETURNING {_COLS}",
         workflow_id,
         stream_version,
     )
+    return None if row is None else _instance(row)
 
 
 async def trigger_entered(
@@ -251,22 +345,19 @@ async def trigger_entered(
     )
 
 
-async def mark_gone(conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str) -> None:
+async def mark_gone(conn: Queries, workflow_id: str) -> Instance | None:
     """Temporal says no run is open under this id: the row is stale."""
-    await conn.execute(
+    row = await conn.fetchrow(
         "UPDATE journey_instances SET running = false, pending = false, "
-        "exited_at = coalesce(exited_at, now()), updated_at = now() WHERE workflow_id = $1",
+        "exited_at = coalesce(exited_at, now()), updated_at = now() "
+        f"WHERE workflow_id = $1 RETURNING {_COLS}",
         workflow_id,
     )
+    return None if row is None else _instance(row)
 
 
-def started_new_run(handle: object) -> bool:
-    """Whether a start / signal-with-start call began a new run (rather than finding one).
-
-    Temporal's response says so (`started`); the SDK keeps the response on the handle.
-    """
-    resp = getattr(handle, "_start_workflow_response", None)
-    started = getattr(resp, "started", None)
-    if started is None:
-        return getattr(handle, "first_execution_run_id", None) is not None
-    return bool(started)
+def entry_of(handle: WorkflowHandle[Any, Any]) -> str | None:
+    """The entry a start or signal-with-start reached: the first execution run id of the
+    run it started or found (Temporal server 1.32 or later returns it in both cases; an
+    older server leaves it unset when a signal-with-start found a running run)."""
+    return handle.first_execution_run_id

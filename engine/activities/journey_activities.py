@@ -281,14 +281,14 @@ class JourneyActivities:
             )
         except WorkflowAlreadyStartedError:
             return False
-        new_run = instances.started_new_run(handle)
-        await instances.mark_started(
+        entry_id = instances.entry_of(handle)
+        _, new_run = await instances.mark_started(
             self.store.pool,
             workflow_id=workflow_id,
             journey=spec.name,
             member_id=member_id,
             key=None,
-            entry_id=handle.result_run_id if new_run else None,
-            new_run=new_run,
+            entry_id=entry_id,
+            new_run=entry_id is not None,
         )
         return new_run
