@@ -98,7 +98,12 @@ class ProfileRow:
 
     def to_record(self) -> list[Any]:
         """The row's values in `COLUMNS` order, its jsonb columns as JSON text (what the
-        projector's batched upsert takes: one array per column)."""
+        projector's batched upsert takes: one array per column). Raises ValueError for a
+        monetary value that is not finite: no reader of the profile could carry it in JSON."""
+        if not math.isfinite(self.monetary_value):
+            raise ValueError(
+                f"member {self.member_id}: the monetary value {self.monetary_value} is not finite"
+            )
         values = list(_values(self))
         for i in _JSONB_AT:
             values[i] = _json_text(values[i])
