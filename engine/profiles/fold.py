@@ -55,6 +55,8 @@ READS_DATA = frozenset(
 """The event types whose data `apply` (or the projector, for merges) reads. Every other
 event folds from its type, time, position and metadata alone, so the projector need not open
 its sealed properties (decrypting them is most of what a batch would otherwise cost)."""
+_FOLDED = READS_DATA | {"member.erased"}
+"""The event types `apply` does more with than count, time and activity."""
 _JSONB = ("consent", "suppressed", "traits")
 
 
@@ -159,14 +161,20 @@ def suppress(suppressed: dict[str, str], channel: str, reason: str) -> None:
 
 def apply(row: ProfileRow, event: RecordedEvent, activity_types: frozenset[str]) -> None:
     """Fold one event into `row` (in place)."""
-    t, data, at = event.type, event.data, event.occurred_at
+    t, at = event.type, event.occurred_at
     row.event_count += 1
-    row.last_position = max(row.last_position, event.global_position)
+    if event.global_position > row.last_position:
+        row.last_position = event.global_position
     if t not in _NOT_SEEN and event.metadata.get("source") != "identity":
-        row.first_seen_at = _min(row.first_seen_at, at)
-        row.last_seen_at = _max(row.last_seen_at, at)
-    if t in activity_types:
-        row.last_activity_at = _max(row.last_activity_at, at)
+        if row.first_seen_at is None or at < row.first_seen_at:
+            row.first_seen_at = at
+        if row.last_seen_at is None or at > row.last_seen_at:
+            row.last_seen_at = at
+    if t in activity_types and (row.last_activity_at is None or at > row.last_activity_at):
+        row.last_activity_at = at
+    if t not in _FOLDED:
+        return
+    data = event.data
     if t == "order.placed":
         row.order_count += 1
         row.monetary_value = round(row.monetary_value + _amount(data), 6)

@@ -269,6 +269,7 @@ class ProfileProjector:
             if e.type == "member.merged" and isinstance(e.data.get("merged"), str)
         }
         await self._load(conn, rows, wanted)
+        activity_types = self.activity_types
         for e in events:
             member_id = e.stream_id.removeprefix("member-")
             if e.type == "member.merged" and e.data.get("survivor") == member_id:
@@ -281,10 +282,12 @@ class ProfileProjector:
                     if merged.merged_into is None:
                         combine(survivor, merged)
                         merged.merged_into = survivor.member_id
-                apply(survivor, e, self.activity_types)
+                apply(survivor, e, activity_types)
                 continue
-            target = await self._target(conn, rows, member_id)
-            apply(target, e, self.activity_types)
+            target = rows.get(member_id)
+            if target is None or target.merged_into is not None:
+                target = await self._target(conn, rows, member_id)
+            apply(target, e, activity_types)
         now = self.clock()
         for r in rows.values():
             scores(r, now, self.settings)
