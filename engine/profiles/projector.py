@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 NAME = "member_profiles"
 _LOCK = 0x4A4D5F50524F46  # "JM_PROF"
+REBUILD_BATCH = 5000
 _SQL_TYPES = {
     "member_id": "text",
     "first_seen_at": "timestamptz",
@@ -225,13 +226,21 @@ class ProfileProjector:
             if not await self.run_once():
                 await self.store.wait_for_append(idle_poll)
 
-    async def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Forget every profile and the checkpoint, then replay the whole store."""
+    async def rebuild(
+        self, progress: Callable[[int], None] | None = None, *, batch_size: int = REBUILD_BATCH
+    ) -> int:
+        """Forget every profile and the checkpoint, then replay the whole store, in batches
+        of at least `batch_size` events (larger than a live batch: a replay is all backlog,
+        and each batch costs a fixed number of round trips and a commit)."""
         async with self.store.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             await conn.execute("DELETE FROM member_profiles")
             await conn.execute("DELETE FROM subscription_checkpoints WHERE name = $1", NAME)
-        return await self.run_until_caught_up(progress)
+        live_batch, self.batch_size = self.batch_size, max(self.batch_size, batch_size)
+        try:
+            return await self.run_until_caught_up(progress)
+        finally:
+            self.batch_size = live_batch
 
     async def _open(
         self, conn: asyncpg.Connection, events: list[RecordedEvent]
