@@ -79,3 +79,16 @@ def test_to_record_refuses_a_monetary_value_that_is_not_finite() -> None:
     row = ProfileRow("m", monetary_value=math.inf)
     with pytest.raises(ValueError, match="not finite"):
         row.to_record()
+
+
+async def test_the_upsert_arrays_have_the_table_column_types(store) -> None:  # type: ignore[no-untyped-def]
+    """The projector writes one typed array per column: they must be the table's."""
+    from engine.profiles.projector import _SQL_TYPES
+
+    async with store.pool.acquire() as c:
+        rows = await c.fetch(
+            "SELECT column_name, udt_name FROM information_schema.columns "
+            "WHERE table_name = 'member_profiles'"
+        )
+    assert {r["column_name"]: r["udt_name"] for r in rows} == _SQL_TYPES
+    assert tuple(_SQL_TYPES) == COLUMNS
