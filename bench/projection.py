@@ -23,6 +23,7 @@ import os
 import random
 import tempfile
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ async def build_events(store: PostgresEventStore, members: int, settings: Settin
     keyring = Keyring(settings.resolved_secret())
     clear = frozenset(settings.ingest_clear_properties)
     now = dt.datetime.now(dt.UTC)
-    ids = [f"{rng.getrandbits(64):016x}" for _ in range(members)]
+    run = uuid.uuid4().hex[:8]  # a store that already holds an earlier run keeps it
+    ids = [f"{run}{rng.getrandbits(64):016x}" for _ in range(members)]
     keys = {m: keyring.new_data_key(m) for m in ids}
     async with store.pool.acquire() as c:
         await c.executemany("INSERT INTO members (member_id) VALUES ($1)", [(m,) for m in ids])
