@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from .codec import from_json
 from .errors import ConcurrencyError, StaleTransactionError
 from .model import (
     ANY,
@@ -126,7 +127,7 @@ class _LookUpDuplicates(Exception):
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=from_json, schema="pg_catalog")
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:

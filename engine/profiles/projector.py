@@ -29,18 +29,48 @@ from engine.segments.membership import Segments, SegmentTracker
 from engine.settings import Settings, get_settings
 from event_store import START, Cursor, PostgresEventStore, RecordedEvent, UndecodableEvent
 
-from .fold import COLUMNS, ProfileRow, apply, combine, scores
+from .fold import COLUMNS, READS_DATA, ProfileRow, apply, combine, scores
 
 log = logging.getLogger(__name__)
 
 NAME = "member_profiles"
 _LOCK = 0x4A4D5F50524F46  # "JM_PROF"
+REBUILD_BATCH = 5000
+_SQL_TYPES = {
+    "member_id": "text",
+    "first_seen_at": "timestamptz",
+    "last_seen_at": "timestamptz",
+    "last_activity_at": "timestamptz",
+    "last_order_at": "timestamptz",
+    "order_count": "int4",
+    "monetary_value": "float8",
+    "recency_score": "int2",
+    "frequency_score": "int2",
+    "monetary_score": "int2",
+    "lifecycle_stage": "text",
+    "consent": "jsonb",
+    "timezone": "text",
+    "locale": "text",
+    "suppressed": "jsonb",
+    "traits": "jsonb",
+    "erased": "bool",
+    "merged_into": "text",
+    "event_count": "int8",
+    "last_position": "int8",
+}
+# One statement per batch, one array per column (jsonb columns travel as JSON text).
 _UPSERT = (
-    f"INSERT INTO member_profiles ({', '.join(COLUMNS)}) "
-    f"SELECT {', '.join(COLUMNS)} FROM jsonb_populate_recordset(NULL::member_profiles, $1::jsonb) "
-    "ON CONFLICT (member_id) DO UPDATE SET "
+    f"INSERT INTO member_profiles ({', '.join(COLUMNS)}) SELECT "
+    + ", ".join(f"{c}::jsonb" if _SQL_TYPES[c] == "jsonb" else c for c in COLUMNS)
+    + " FROM unnest("
+    + ", ".join(
+        f"${i}::{'text' if _SQL_TYPES[c] == 'jsonb' else _SQL_TYPES[c]}[]"
+        for i, c in enumerate(COLUMNS, 1)
+    )
+    + f") AS x({', '.join(COLUMNS)}) ON CONFLICT (member_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "member_id")
 )
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM member_profiles WHERE member_id = ANY($1::text[])"
 
 Clock = Callable[[], dt.datetime]
 
@@ -196,20 +226,33 @@ class ProfileProjector:
             if not await self.run_once():
                 await self.store.wait_for_append(idle_poll)
 
-    async def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Forget every profile and the checkpoint, then replay the whole store."""
+    async def rebuild(
+        self, progress: Callable[[int], None] | None = None, *, batch_size: int = REBUILD_BATCH
+    ) -> int:
+        """Forget every profile and the checkpoint, then replay the whole store, in batches
+        of at least `batch_size` events (larger than a live batch: a replay is all backlog,
+        and each batch costs a fixed number of round trips and a commit)."""
         async with self.store.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             await conn.execute("DELETE FROM member_profiles")
             await conn.execute("DELETE FROM subscription_checkpoints WHERE name = $1", NAME)
-        return await self.run_until_caught_up(progress)
+        live_batch, self.batch_size = self.batch_size, max(self.batch_size, batch_size)
+        try:
+            return await self.run_until_caught_up(progress)
+        finally:
+            self.batch_size = live_batch
 
     async def _open(
         self, conn: asyncpg.Connection, events: list[RecordedEvent]
     ) -> list[RecordedEvent]:
         """The events with their sealed personal properties opened, with the data keys of
-        the batch's members loaded in one query (an erased member's are None or absent)."""
-        sealed = {e.stream_id.removeprefix("member-") for e in events if has_sealed(e.data)}
+        the batch's members loaded in one query (an erased member's are None or absent).
+        Only events whose data the fold reads (`READS_DATA`) are opened."""
+        sealed = {
+            e.stream_id.removeprefix("member-")
+            for e in events
+            if e.type in READS_DATA and has_sealed(e.data)
+        }
         if not sealed:
             return events
         if self._keyring is None:
@@ -217,7 +260,7 @@ class ProfileProjector:
         keys = await load_data_keys(conn, self._keyring, sealed)
         opened = []
         for e in events:
-            if has_sealed(e.data):
+            if e.type in READS_DATA and has_sealed(e.data):
                 key = keys.get(e.stream_id.removeprefix("member-"))
                 e = replace(e, data=open_fields(e.data, key, e.event_id))
             opened.append(e)
@@ -235,6 +278,7 @@ class ProfileProjector:
             if e.type == "member.merged" and isinstance(e.data.get("merged"), str)
         }
         await self._load(conn, rows, wanted)
+        activity_types = self.activity_types
         for e in events:
             member_id = e.stream_id.removeprefix("member-")
             if e.type == "member.merged" and e.data.get("survivor") == member_id:
@@ -247,10 +291,12 @@ class ProfileProjector:
                     if merged.merged_into is None:
                         combine(survivor, merged)
                         merged.merged_into = survivor.member_id
-                apply(survivor, e, self.activity_types)
+                apply(survivor, e, activity_types)
                 continue
-            target = await self._target(conn, rows, member_id)
-            apply(target, e, self.activity_types)
+            target = rows.get(member_id)
+            if target is None or target.merged_into is not None:
+                target = await self._target(conn, rows, member_id)
+            apply(target, e, activity_types)
         now = self.clock()
         for r in rows.values():
             scores(r, now, self.settings)
@@ -258,7 +304,9 @@ class ProfileProjector:
         # every reader of the store from then to its commit (docs/operations.md).
         upto = None if retried else events[-1].cursor
         await self.segments.after_batch(conn, rows.values(), upto, now)
-        await conn.execute(_UPSERT, [r.to_json() for r in rows.values()])
+        if rows:
+            columns = zip(*(r.to_record() for r in rows.values()), strict=True)
+            await conn.execute(_UPSERT, *columns)
 
     async def _target(
         self, conn: asyncpg.Connection, rows: dict[str, ProfileRow], member_id: str
@@ -276,7 +324,5 @@ class ProfileProjector:
 
     @staticmethod
     async def _load(conn: asyncpg.Connection, rows: dict[str, ProfileRow], ids: set[str]) -> None:
-        for r in await conn.fetch(
-            "SELECT * FROM member_profiles WHERE member_id = ANY($1::text[])", list(ids)
-        ):
+        for r in await conn.fetch(_SELECT, list(ids)):
             rows[r["member_id"]] = ProfileRow.from_record(r)

@@ -221,7 +221,7 @@ async def test_rebuild_appends_nothing(store: PostgresEventStore, settings: Sett
     }
 
     # One event per batch: replayed, m1 would pass through every intermediate profile.
-    await projector(store, settings, batch_size=1).rebuild()
+    await projector(store, settings, batch_size=1).rebuild(batch_size=1)
     assert await all_segment_events(store) == before
     assert await members(store) == rows
 
