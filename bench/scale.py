@@ -81,53 +81,12 @@ def _settings(data_dir: Path) -> Any:
 
 async def measure_projection(
     url: str, store: PostgresEventStore, settings: Any, events: int
-) -> dict[str, float]:
-    """Profile projection rebuild against a bare fold of the same rows. Today's code:
-    `ProfileProjector.rebuild` (with every plugin's segments, as in production)."""
-    from engine.profiles.fold import ProfileRow, apply, scores
-    from engine.profiles.projector import ProfileProjector
-    from event_store import START
+) -> dict[str, Any]:
+    """Profile projection rebuild against a bare fold of the same rows (`bench projection`,
+    on the shop already loaded, with every plugin's segments as in production)."""
+    from bench.projection import measure_projection as measure
 
-    projector = ProfileProjector(store, settings)
-    t0 = time.perf_counter()
-    projected = await projector.rebuild()
-    rebuild_s = time.perf_counter() - t0
-
-    # The limit: the same rows read by the store's reader, folded in memory, nothing written.
-    # Rows are kept for the members of recent batches only (members' events are close in
-    # time), so memory stays bounded at 1M members; a row seen again later starts afresh,
-    # which costs the same as loading it.
-    activity = frozenset(settings.activity_types)
-    now = dt.datetime.now(dt.UTC)
-    rows: dict[str, ProfileRow] = {}
-    cursor, folded = START, 0
-    t0 = time.perf_counter()
-    while True:
-        batch, cursor = await store.read_all(cursor, category="member", limit=5000)
-        if not batch:
-            break
-        touched: set[str] = set()
-        for e in batch:
-            mid = e.stream_id.removeprefix("member-")
-            row = rows.get(mid)
-            if row is None:
-                row = rows[mid] = ProfileRow(mid)
-            apply(row, e, activity)
-            touched.add(mid)
-        for mid in touched:
-            scores(rows[mid], now, settings)
-        folded += len(batch)
-        if len(rows) > 50_000:
-            rows.clear()
-    bare_s = time.perf_counter() - t0
-    return {
-        "events": projected,
-        "rebuild_s": rebuild_s,
-        "events_per_s": projected / rebuild_s,
-        "bare_events_per_s": folded / bare_s,
-        "ratio": (projected / rebuild_s) / (folded / bare_s),
-        "us_per_event": rebuild_s / max(1, projected) * 1e6,
-    }
+    return await measure(url, store, settings, events)
 
 
 async def measure_scan(
