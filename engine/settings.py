@@ -86,6 +86,22 @@ class Settings(BaseSettings):
         default=200.0,
         description="Ingestion requests a key may make at once before the rate applies.",
     )
+    ingest_max_in_flight: int = Field(
+        default=8,
+        ge=1,
+        description="Ingestion requests one API process works on at once (keep it at or "
+        "below JOURNEYMAN_DB_POOL_MAX); more wait in a queue.",
+    )
+    ingest_max_queued: int = Field(
+        default=32,
+        ge=0,
+        description="Ingestion requests one API process lets wait for a free slot; beyond "
+        "them it answers 503 with Retry-After at once, so a client backs off instead of "
+        "waiting behind a queue it cannot see.",
+    )
+    ingest_retry_after_seconds: int = Field(
+        default=1, ge=1, description="The Retry-After of a 503 from a full ingestion queue."
+    )
     ingest_clear_properties: list[str] = Field(
         default=[
             # trigger keys of the built-in journeys (cart_recovery, post_purchase_survey,
