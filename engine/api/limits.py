@@ -14,8 +14,10 @@
   bucket is answered 429 with `Retry-After`. Calls without a valid key are limited by client
   address instead (and then refused with 401 by the route).
 * **Ingestion concurrency**: once its body is read, an ingestion call needs a slot of the
-  process's `AdmissionGate` (`ingest_max_in_flight` at once, `ingest_max_queued` waiting);
-  beyond the queue it is answered 503 with `Retry-After` at once (`engine.api.admission`).
+  process's `AdmissionGate` (`ingest_max_in_flight` at once, `ingest_max_queued` waiting,
+  each for at most `ingest_max_queue_seconds`); beyond the queue it is answered 503 with
+  `Retry-After` at once, and so is a request still waiting when its time is up
+  (`engine.api.admission`).
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ class RequestLimits:
                 503,
                 "overloaded",
                 f"this API process is at its limit of {gate.max_in_flight} ingestion requests "
-                f"in flight and {gate.max_queued} waiting; retry after {seconds} s",
+                f"in flight and {gate.max_queued} waiting (for at most {gate.max_wait or 0:g} "
+                f"s); retry after {seconds} s",
                 flat=scope["path"] in SEGMENT_PATHS,
             )
             response.headers["Retry-After"] = str(seconds)
@@ -126,8 +129,11 @@ class RequestLimits:
 
     def _gate(self, settings: Any) -> AdmissionGate:
         if self.gate is None:
+            wait = float(settings.ingest_max_queue_seconds)
             self.gate = AdmissionGate(
-                int(settings.ingest_max_in_flight), int(settings.ingest_max_queued)
+                int(settings.ingest_max_in_flight),
+                int(settings.ingest_max_queued),
+                wait if wait > 0 else None,
             )
         return self.gate
 

@@ -38,6 +38,7 @@ async def test_beyond_the_queue_ingestion_is_refused_at_once_and_nothing_accepte
         data_dir=tmp_path,
         ingest_max_in_flight=2,
         ingest_max_queued=3,
+        ingest_max_queue_seconds=0,  # the held requests below must not time out
         ingest_retry_after_seconds=2,
     )
     token, _ = await create_key(store.pool, ["ingest"], name="admission")
@@ -119,6 +120,15 @@ async def test_the_gate_hands_a_freed_slot_to_the_longest_waiting_request() -> N
     await second
     gate.leave()
     assert (order, gate.in_flight, gate.queued) == ([1, 2], 0, 0)
+
+
+async def test_a_request_waiting_past_its_time_is_refused_and_leaves_the_queue() -> None:
+    gate = AdmissionGate(max_in_flight=1, max_queued=2, max_wait=0.05)
+    assert await gate.enter()
+    assert not await gate.enter(), "no slot came within max_wait"
+    assert (gate.in_flight, gate.queued) == (1, 0)
+    gate.leave()
+    assert await gate.enter(), "a free slot is taken at once"
 
 
 async def test_a_cancelled_waiter_gives_up_its_place() -> None:
