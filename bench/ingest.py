@@ -163,7 +163,7 @@ def _start_api(
 
 async def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient() as c:
-        for _ in range(300):
+        for _ in range(1200):
             if proc.poll() is not None:
                 raise RuntimeError("the API process exited during startup")
             try:
@@ -171,7 +171,7 @@ async def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
                 return
             except httpx.TransportError:
                 await asyncio.sleep(0.05)
-    raise RuntimeError("the API did not start within 15 s")
+    raise RuntimeError("the API did not start within 60 s")
 
 
 async def _http_rate(jm: Any, events: list[dict[str, Any]], senders: int) -> float:
