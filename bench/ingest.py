@@ -19,7 +19,8 @@ The last line is JSON: {"bench": "ingest", "value", "unit", "limit", "ratio", ..
 
 measures ingestion under concurrency instead: against one API process, first one client
 then N concurrent clients each send batches of 100 events in a loop for the duration (a
-client answered 503 or 429 waits Retry-After and sends the same batch again). It reports
+client answered 503 or 429 sends the same batch again after Retry-After, doubled for each
+refusal in a row up to 8 times, with jitter). It reports
 events/s acknowledged, p50/p99 latency of accepted requests, the 503/429 answers and
 connection errors, and the ratio of the N-client rate to the single-client rate measured
 in the same run (the limit: N clients should not get less done than one).
@@ -291,6 +292,7 @@ async def _client_loop(
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
         body = None
+        streak = 0  # refusals in a row: back off exponentially, with jitter, like real clients
         while time.perf_counter() < until:
             if body is None:
                 body = rng.choice(bodies).replace(b"@@ID@@", uuid.uuid4().hex.encode())
@@ -305,9 +307,12 @@ async def _client_loop(
                 tally.latencies.append(time.perf_counter() - started)
                 tally.events += 100
                 body = None
+                streak = 0
             elif r.status_code in (429, 503):
                 tally.refused[r.status_code] = tally.refused.get(r.status_code, 0) + 1
-                await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                wait = float(r.headers.get("Retry-After", "1")) * 2 ** min(streak, 3)
+                streak += 1
+                await asyncio.sleep(wait * rng.uniform(0.5, 1.5))
             else:
                 tally.other[r.status_code] = tally.other.get(r.status_code, 0) + 1
                 body = None
