@@ -285,49 +285,53 @@ class _Tally:
 
 
 async def _client_loop(
-    base: str, token: str, bodies: list[bytes], until: float, tally: _Tally, seed: int
+    http: httpx.AsyncClient, bodies: list[bytes], until: float, tally: _Tally, seed: int
 ) -> None:
     rng = random.Random(seed)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as http:
-        body = None
-        streak = 0  # refusals in a row: back off exponentially, with jitter, like real clients
-        while time.perf_counter() < until:
-            if body is None:
-                body = rng.choice(bodies).replace(b"@@ID@@", uuid.uuid4().hex.encode())
-            started = time.perf_counter()
-            try:
-                r = await http.post("/v1/events", content=body, headers=headers)
-            except httpx.TransportError:
-                tally.connection_errors += 1
-                await asyncio.sleep(0.1)
-                continue
-            if r.status_code == 200:
-                tally.latencies.append(time.perf_counter() - started)
-                tally.events += 100
-                body = None
-                streak = 0
-            elif r.status_code in (429, 503):
-                tally.refused[r.status_code] = tally.refused.get(r.status_code, 0) + 1
-                wait = float(r.headers.get("Retry-After", "1")) * 2 ** min(streak, 3)
-                streak += 1
-                await asyncio.sleep(wait * rng.uniform(0.5, 1.5))
-            else:
-                tally.other[r.status_code] = tally.other.get(r.status_code, 0) + 1
-                body = None
+    body = None
+    streak = 0  # refusals in a row: back off exponentially, with jitter, like real clients
+    while time.perf_counter() < until:
+        if body is None:
+            body = rng.choice(bodies).replace(b"@@ID@@", uuid.uuid4().hex.encode())
+        started = time.perf_counter()
+        try:
+            r = await http.post("/v1/events", content=body)
+        except httpx.TransportError:
+            tally.connection_errors += 1
+            await asyncio.sleep(0.1)
+            continue
+        if r.status_code == 200:
+            tally.latencies.append(time.perf_counter() - started)
+            tally.events += 100
+            body = None
+            streak = 0
+        elif r.status_code in (429, 503):
+            tally.refused[r.status_code] = tally.refused.get(r.status_code, 0) + 1
+            wait = float(r.headers.get("Retry-After", "1")) * 2 ** min(streak, 3)
+            streak += 1
+            await asyncio.sleep(wait * rng.uniform(0.5, 1.5))
+        else:
+            tally.other[r.status_code] = tally.other.get(r.status_code, 0) + 1
+            body = None
 
 
 async def _clients_phase(
     base: str, token: str, bodies: list[bytes], clients: int, duration: float
 ) -> tuple[float, _Tally]:
     tally = _Tally()
-    started = time.perf_counter()
-    until = started + duration
-    await asyncio.gather(
-        *(_client_loop(base, token, bodies, until, tally, seed) for seed in range(clients))
-    )
-    return tally.events / (time.perf_counter() - started), tally
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    # One connection per client, from one pool: a client object per coroutine would build
+    # an SSL context each, which stalls this process's loop for seconds at 256 clients.
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=120, limits=limits
+    ) as http:
+        started = time.perf_counter()
+        until = started + duration
+        await asyncio.gather(
+            *(_client_loop(http, bodies, until, tally, seed) for seed in range(clients))
+        )
+        return tally.events / (time.perf_counter() - started), tally
 
 
 def _describe(label: str, rate: float, tally: _Tally) -> str:
