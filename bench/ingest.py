@@ -309,7 +309,8 @@ async def _client_loop(
             tally.refused[r.status_code] = tally.refused.get(r.status_code, 0) + 1
             wait = float(r.headers.get("Retry-After", "1")) * 2 ** min(streak, 3)
             streak += 1
-            await asyncio.sleep(wait * rng.uniform(0.5, 1.5))
+            # Never past the end of the phase: a sleeping client must not stretch it.
+            await asyncio.sleep(min(wait * rng.uniform(0.5, 1.5), until - time.perf_counter()))
         else:
             tally.other[r.status_code] = tally.other.get(r.status_code, 0) + 1
             body = None
