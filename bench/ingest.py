@@ -14,6 +14,16 @@ On a fresh embedded PostgreSQL (one migrated database per measurement):
 Members are registered first (id, email, device id; not timed); timed events then name
 their member by email, device id or member id at random, like a shop's mixed traffic.
 The last line is JSON: {"bench": "ingest", "value", "unit", "limit", "ratio", ...}.
+
+    python -m bench ingest --clients 64 [--duration 60] [--quick]
+
+measures ingestion under concurrency instead: against one API process, first one client
+then N concurrent clients each send batches of 100 events in a loop for the duration (a
+client answered 503 or 429 sends the same batch again after Retry-After, doubled for each
+refusal in a row up to 8 times, with jitter). It reports
+events/s acknowledged, p50/p99 latency of accepted requests, the 503/429 answers and
+connection errors, and the ratio of the N-client rate to the single-client rate measured
+in the same run (the limit: N clients should not get less done than one).
 """
 
 from __future__ import annotations
@@ -133,13 +143,16 @@ class _Bare:
         return len(events) / (time.perf_counter() - started)
 
 
-def _start_api(url: str, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+def _start_api(
+    url: str, port: int, log: Path, workers: int, extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "JOURNEYMAN_DATABASE_URL": url,
         "JOURNEYMAN_SECRET_KEY": SECRET,
         "JOURNEYMAN_API_RUN_PROJECTOR": "false",
         "JOURNEYMAN_DB_POOL_MAX": "12",
+        **(extra or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "engine.api", "--port", str(port), "--workers", str(workers)],
@@ -151,7 +164,7 @@ def _start_api(url: str, port: int, log: Path, workers: int) -> subprocess.Popen
 
 async def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient() as c:
-        for _ in range(300):
+        for _ in range(1200):
             if proc.poll() is not None:
                 raise RuntimeError("the API process exited during startup")
             try:
@@ -159,7 +172,7 @@ async def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
                 return
             except httpx.TransportError:
                 await asyncio.sleep(0.05)
-    raise RuntimeError("the API did not start within 15 s")
+    raise RuntimeError("the API did not start within 60 s")
 
 
 async def _http_rate(jm: Any, events: list[dict[str, Any]], senders: int) -> float:
@@ -250,6 +263,163 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def _bodies(members: int, rng: random.Random, count: int = 64) -> list[bytes]:
+    """Request bodies of 100 events with a placeholder in every event id, filled with a fresh
+    prefix per request (a bytes replace: the client costs the shared cores little)."""
+    out = []
+    for _ in range(count):
+        events = _events(100, members, rng)
+        for i, e in enumerate(events):
+            e["event_id"] = f"@@ID@@-{i}"
+        out.append(json.dumps({"events": events}, separators=(",", ":")).encode())
+    return out
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.events = 0
+        self.latencies: list[float] = []
+        self.refused: dict[int, int] = {}
+        self.connection_errors = 0
+        self.other: dict[int, int] = {}
+
+
+async def _client_loop(
+    http: httpx.AsyncClient, bodies: list[bytes], until: float, tally: _Tally, seed: int
+) -> None:
+    rng = random.Random(seed)
+    body = None
+    streak = 0  # refusals in a row: back off exponentially, with jitter, like real clients
+    while time.perf_counter() < until:
+        if body is None:
+            body = rng.choice(bodies).replace(b"@@ID@@", uuid.uuid4().hex.encode())
+        started = time.perf_counter()
+        try:
+            r = await http.post("/v1/events", content=body)
+        except httpx.TransportError:
+            tally.connection_errors += 1
+            await asyncio.sleep(0.1)
+            continue
+        if r.status_code == 200:
+            tally.latencies.append(time.perf_counter() - started)
+            tally.events += 100
+            body = None
+            streak = 0
+        elif r.status_code in (429, 503):
+            tally.refused[r.status_code] = tally.refused.get(r.status_code, 0) + 1
+            wait = float(r.headers.get("Retry-After", "1")) * 2 ** min(streak, 3)
+            streak += 1
+            # Never past the end of the phase: a sleeping client must not stretch it.
+            await asyncio.sleep(min(wait * rng.uniform(0.5, 1.5), until - time.perf_counter()))
+        else:
+            tally.other[r.status_code] = tally.other.get(r.status_code, 0) + 1
+            body = None
+
+
+async def _clients_phase(
+    base: str, token: str, bodies: list[bytes], clients: int, duration: float
+) -> tuple[float, _Tally]:
+    tally = _Tally()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    # One connection per client, from one pool: a client object per coroutine would build
+    # an SSL context each, which stalls this process's loop for seconds at 256 clients.
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=120, limits=limits
+    ) as http:
+        started = time.perf_counter()
+        until = started + duration
+        await asyncio.gather(
+            *(_client_loop(http, bodies, until, tally, seed) for seed in range(clients))
+        )
+        return tally.events / (time.perf_counter() - started), tally
+
+
+def _describe(label: str, rate: float, tally: _Tally) -> str:
+    lat = tally.latencies or [0.0]
+    refused = ", ".join(f"{n} x {code}" for code, n in sorted(tally.refused.items())) or "none"
+    other = ", ".join(f"{n} x {code}" for code, n in sorted(tally.other.items()))
+    return (
+        f"{label}: {rate:,.0f} events/s acknowledged; accepted requests p50 "
+        f"{_percentile(lat, 50) * 1000:.0f} ms, p99 {_percentile(lat, 99) * 1000:.0f} ms, "
+        f"max {max(lat) * 1000:.0f} ms ({len(tally.latencies)} requests); refused: {refused}; "
+        f"connection errors: {tally.connection_errors}" + (f"; other: {other}" if other else "")
+    )
+
+
+def _clients_main(args: argparse.Namespace) -> None:
+    from engine.stack import EmbeddedPostgres
+
+    duration = args.duration or (20.0 if args.quick else 60.0)
+    root = Path(tempfile.mkdtemp(prefix="journeyman-bench-ingest-"))
+    pg = EmbeddedPostgres(root / "pg")
+    pg.start()
+
+    async def go() -> tuple[tuple[float, _Tally], tuple[float, _Tally]]:
+        from engine.client import AsyncJourneymanClient
+        from engine.keys import create_key
+        from engine.stack import free_port
+        from event_store import create_pool
+
+        (api_url,) = await _databases(pg, ["bench_api"])
+        pool = await create_pool(api_url, min_size=1, max_size=2)
+        token, _ = await create_key(pool, ["ingest"], "bench")
+        await pool.close()
+        port = free_port()
+        log = Path(tempfile.gettempdir()) / f"journeyman-bench-api-{port}.log"
+        no_rate = {"JOURNEYMAN_INGEST_RATE_PER_SECOND": "0"}
+        proc = _start_api(api_url, port, log, args.api_workers, no_rate)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            await _wait_ready(base, proc)
+            async with AsyncJourneymanClient(base, token, batch_size=500, timeout=120) as jm:
+                reg = await jm.send_batch(_registrations(args.members), concurrency=4)
+                assert reg.rejected == 0, reg.results[:3]
+            bodies = _bodies(args.members, random.Random(11))
+            one = await _clients_phase(base, token, bodies, 1, duration)
+            many = await _clients_phase(base, token, bodies, args.clients, duration)
+            return one, many
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            print(f"API log: {log}")
+
+    try:
+        (rate1, tally1), (rate_n, tally_n) = asyncio.run(go())
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    ratio = rate_n / rate1 if rate1 else 0.0
+    print(_describe("1 client", rate1, tally1))
+    print(_describe(f"{args.clients} clients", rate_n, tally_n))
+    print(
+        f"ratio {ratio:.2f} ({args.clients} clients / 1 client, target >= 0.8); reproduce: "
+        f"python -m bench ingest --clients {args.clients} --duration {duration:g}"
+    )
+    lat = tally_n.latencies or [0.0]
+    print(
+        json.dumps(
+            {
+                "bench": "ingest-clients",
+                "clients": args.clients,
+                "value": round(rate_n),
+                "unit": "events/s",
+                "limit": round(rate1),
+                "ratio": round(ratio, 3),
+                "p50_ms": round(_percentile(lat, 50) * 1000, 1),
+                "p99_ms": round(_percentile(lat, 99) * 1000, 1),
+                "refused_503": tally_n.refused.get(503, 0),
+                "refused_429": tally_n.refused.get(429, 0),
+                "connection_errors": tally_n.connection_errors,
+                "duration_s": duration,
+            }
+        )
+    )
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench ingest", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer events (under a minute)")
@@ -258,7 +428,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--members", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds")
     parser.add_argument("--api-workers", type=int, default=1, help="API processes")
+    parser.add_argument(
+        "--clients", type=int, default=None, help="concurrent clients mode (see above)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds per phase (--clients)"
+    )
     args = parser.parse_args(argv)
+    if args.clients:
+        _clients_main(args)
+        return
     n = args.events or (40_000 if args.quick else 200_000)
     args.rounds = args.rounds or (3 if args.quick else 5)
     latency_batches = 60 if args.quick else 300

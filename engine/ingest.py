@@ -5,24 +5,30 @@ endpoints and bulk import. For a batch it:
 
 1. applies the rules pydantic cannot know (clock skew, reserved types) and drops repeated
    event ids inside the batch (answered as duplicates of the first);
-2. in one transaction: resolves the members of the batch with one query
+2. before any transaction: plans the members of the batch with one query
    (`engine.identity`), seals the personal properties of every event under its member's
    data key (every property outside `JOURNEYMAN_INGEST_CLEAR_PROPERTIES`, and `traits`
-   always: `engine.sealing.seal_event`), appends every event to its member's stream
-   `member-<id>` (the store answers event ids it already holds as duplicates and stores
-   them once), and stores the identity decisions (new members, data keys, aliases, merges);
-3. answers one outcome per event, in request order.
+   always: `engine.sealing.seal_event`) and encodes the appends;
+3. in one short transaction: locks the batch's streams (`event_store.lock_streams`) and the
+   members the plan read, checks the plan still holds, appends every event to its member's
+   stream `member-<id>` (the store answers event ids it already holds as duplicates and
+   stores them once), and stores the identity decisions (new members, data keys, aliases,
+   merges);
+4. answers one outcome per event, in request order.
 
-A rejected event stores nothing; accepted events are committed before the answer. Races
-with concurrent batches (same new alias, member id or stream) end in a unique violation
-(or the store's stale-transaction error) and the whole batch is retried from the start;
-retries take a transaction-scoped advisory lock, so they queue instead of colliding again.
+A rejected event stores nothing; accepted events are committed before the answer.
+Concurrent batches over the same streams queue on the stream locks and never conflict.
+What can still collide is identity: two batches creating the same new alias or member id
+end in a unique violation, and a member merged or erased after the plan read it raises
+`IdentityChanged`; the batch is then planned again from the start, after a short jittered
+pause (`journeyman_ingest_retries_total` counts them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,7 +38,7 @@ import asyncpg
 from pydantic import TypeAdapter, ValidationError
 
 from engine import metrics
-from engine.crypto import Keyring
+from engine.crypto import DataKey, Keyring
 from engine.identity import IdentityResolver
 from engine.identity.aliases import (
     DEVICE_ID,
@@ -44,7 +50,7 @@ from engine.identity.aliases import (
     Claim,
 )
 from engine.identity.aliases import PushSubscription as PushRef
-from engine.identity.resolver import ErasedMembers, IdentityChanged
+from engine.identity.resolver import ErasedMembers, IdentityChanged, Resolution
 from engine.ingest_models import (
     RESERVED_TYPES,
     EventIn,
@@ -63,11 +69,12 @@ from event_store import (
     InvalidEventError,
     NewEvent,
     PostgresEventStore,
+    PreparedBatch,
+    lock_streams,
 )
 
 SCHEMA_VERSION = 1
 _ATTEMPTS = 12
-_RETRY_LOCK = 0x4A4D5F494E4753  # "JM_INGS"
 _RETRYABLE = (
     ConcurrencyError,  # the store's "retry the whole transaction" (ANY never conflicts)
     asyncpg.UniqueViolationError,
@@ -271,22 +278,19 @@ class Ingestor:
         attempt = 0
         while True:
             try:
-                async with self.store.pool.acquire() as conn, conn.transaction():
-                    if attempt:
-                        # Lost a race: retry serialised behind other retrying batches, so
-                        # heavy overlap between concurrent senders still makes progress.
-                        await conn.execute("SELECT pg_advisory_xact_lock($1)", _RETRY_LOCK)
-                    appended = await self._append(conn, batch, metadata, amend)
+                appended = await self._attempt(batch, metadata, amend)
                 break
             except ErasedMembers as exc:
                 batch = await self._refuse_erased(batch, exc, outcomes)
                 if not batch:
                     return
-            except _RETRYABLE:
+            except _RETRYABLE as exc:
                 attempt += 1
+                metrics.INGEST_RETRIES.labels(type(exc).__name__).inc()
                 if attempt == _ATTEMPTS:
                     raise
-                await asyncio.sleep(0.002 * attempt)
+                # Jittered back-off: batches that lost the same race spread out.
+                await asyncio.sleep(min(0.05, 0.002 * 2**attempt) * random.uniform(0.5, 1.5))
         metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
         metrics.record_ingested(e.type for _, e in batch if not appended[e.event_id].duplicate)
         for i, e in batch:
@@ -298,6 +302,51 @@ class Ingestor:
                 member_id=r.stream_id.removeprefix("member-"),
                 global_position=r.global_position,
             )
+
+    async def _attempt(
+        self,
+        batch: list[tuple[int, EventIn]],
+        metadata: dict[str, Any],
+        amend: Amend | None,
+    ) -> dict[str, AppendResult]:
+        """Plan outside any transaction, then lock, check, append and write in a short one.
+
+        All the Python work (identity decisions, data keys, sealing, JSON) is done before
+        the transaction opens, so it holds its locks only for its own statements. Streams
+        are locked first (before anything gives the transaction an id: see
+        `event_store.lock_streams`), then the members the plan read; a plan that no longer
+        holds raises one of `_RETRYABLE` and is made again.
+        """
+        claims = [claim_of(e, self.clear) for _, e in batch]
+        async with self.store.pool.acquire() as conn:
+            resolution = await self.resolver.plan(conn, claims)
+            prepared, places = self._prepare(batch, claims, resolution, metadata)
+            async with conn.transaction():
+                await lock_streams(conn, prepared.stream_ids)
+                await self.resolver.lock(conn, resolution)
+                if amend is not None:
+                    amended = await amend(conn, [e for _, e in batch], resolution.member_ids)
+                    for j, data in amended.items():
+                        # Only the changed events are sealed and encoded again here.
+                        k, at = places[j]
+                        member_id = resolution.member_ids[j]
+                        e = batch[j][1]
+                        like = prepared.items[k][1][at]
+                        sealed = self._sealed(e, claims[j], data, resolution.keys.get(member_id))
+                        prepared.replace(
+                            k,
+                            at,
+                            NewEvent(
+                                e.type,
+                                sealed,
+                                like.metadata,
+                                event_id=e.event_id,
+                                occurred_at=e.occurred_at,
+                            ),
+                        )
+                results = await self.store.append_batch(prepared, conn=conn)
+                await self.resolver.write(conn, resolution)
+        return {r.event_id: r for r in results}
 
     async def _refuse_erased(
         self,
@@ -346,27 +395,34 @@ class Ingestor:
         drop = set(exc.claims)
         return [b for j, b in enumerate(batch) if j not in drop]
 
-    async def _append(
+    def _sealed(
+        self, e: EventIn, claim: Claim, data: dict[str, Any], key: DataKey | None
+    ) -> dict[str, Any]:
+        if not claim.seal:
+            return data
+        assert key is not None, "the resolver loads the data key of every claim to seal"
+        try:
+            return seal_event(data, key, e.event_id, self.clear)
+        except (TypeError, ValueError) as exc:
+            raise InvalidEventError(str(exc)) from exc
+
+    def _prepare(
         self,
-        conn: asyncpg.Connection,
         fresh: list[tuple[int, EventIn]],
+        claims: list[Claim],
+        resolution: Resolution,
         metadata: dict[str, Any],
-        amend: Amend | None = None,
-    ) -> dict[str, AppendResult]:
-        """Resolve, append, then store the identity decisions, in the caller's transaction.
+    ) -> tuple[PreparedBatch, list[tuple[int, int]]]:
+        """The batch's appends, sealed and encoded, and where each claim's event sits in
+        them (item, index).
 
         Events already stored come back from the store as duplicates. Resolving them again
         is harmless: their aliases and members exist since their first time, so they link
         nothing new (and system events have derived ids, so nothing is appended twice).
         """
-        clear = self.clear
-        claims = [claim_of(e, clear) for _, e in fresh]
-        resolution = await self.resolver.resolve(conn, claims)
-        amended = (
-            await amend(conn, [e for _, e in fresh], list(resolution.member_ids)) if amend else {}
-        )
         streams: dict[str, list[NewEvent]] = {}
         metas: dict[tuple[str, ...], dict[str, Any]] = {}
+        spots: list[tuple[str, int]] = []
         for j, (_, e) in enumerate(fresh):
             for member_id, system_event in resolution.system_events.get(j, ()):
                 streams.setdefault(stream_of(member_id), []).append(system_event)
@@ -375,25 +431,15 @@ class Ingestor:
             if meta is None:
                 meta = metas[kinds] = {**metadata, "aliases": list(kinds)} if kinds else metadata
             member_id = resolution.member_ids[j]
-            data = amended.get(j, e.properties)
-            if claims[j].seal:
-                try:
-                    data = seal_event(data, resolution.keys[member_id], e.event_id, clear)
-                except (TypeError, ValueError) as exc:
-                    raise InvalidEventError(str(exc)) from exc
-            streams.setdefault(stream_of(member_id), []).append(
-                NewEvent(
-                    e.type,
-                    data,
-                    meta,
-                    event_id=e.event_id,
-                    occurred_at=e.occurred_at,
-                )
+            data = self._sealed(e, claims[j], e.properties, resolution.keys.get(member_id))
+            events = streams.setdefault(stream_of(member_id), [])
+            spots.append((stream_of(member_id), len(events)))
+            events.append(
+                NewEvent(e.type, data, meta, event_id=e.event_id, occurred_at=e.occurred_at)
             )
         # Streams in a fixed (sorted) order: concurrent batches touching the same streams
-        # then wait for each other instead of deadlocking.
-        results = await self.store.append_batch(
-            [(stream, streams[stream], ANY) for stream in sorted(streams)], conn=conn
-        )
-        await self.resolver.write(conn, resolution)
-        return {r.event_id: r for r in results}
+        # then meet in the same order.
+        order = sorted(streams)
+        item_of = {stream: k for k, stream in enumerate(order)}
+        prepared = self.store.prepare([(stream, streams[stream], ANY) for stream in order])
+        return prepared, [(item_of[stream], at) for stream, at in spots]

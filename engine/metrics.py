@@ -53,6 +53,15 @@ APPEND_SECONDS = Histogram(
     "Latency of one ingestion append transaction (resolve identities, append, commit).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+INGEST_RETRIES = Counter(
+    "journeyman_ingest_retries",
+    "Ingest batches planned again after losing an identity race, by reason (exception).",
+    ["reason"],
+)
+INGEST_REFUSED = Counter(
+    "journeyman_ingest_refused",
+    "Ingestion requests answered 503 because the API process had too many in flight.",
+)
 SIGNALS_SENT = Counter(
     "journeyman_signals_sent",
     "Events the dispatcher handed to Temporal: kind=start (signal-with-start) or signal.",

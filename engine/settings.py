@@ -91,6 +91,29 @@ class Settings(BaseSettings):
         default=200.0,
         description="Ingestion requests a key may make at once before the rate applies.",
     )
+    ingest_max_in_flight: int = Field(
+        default=4,
+        ge=1,
+        description="Ingestion requests one API process works on at once (keep it at or "
+        "below JOURNEYMAN_DB_POOL_MAX); more wait in a queue.",
+    )
+    ingest_max_queued: int = Field(
+        default=32,
+        ge=0,
+        description="Ingestion requests one API process lets wait for a free slot; beyond "
+        "them it answers 503 with Retry-After at once, so a client backs off instead of "
+        "waiting behind a queue it cannot see.",
+    )
+    ingest_max_queue_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="How long a queued ingestion request may wait for a slot before it is "
+        "answered 503 with Retry-After (it was not stored); 0 waits without limit. Bounds "
+        "the latency of accepted requests whatever the load.",
+    )
+    ingest_retry_after_seconds: int = Field(
+        default=1, ge=1, description="The Retry-After of a 503 from a full ingestion queue."
+    )
     ingest_clear_properties: list[str] = Field(
         default=[
             # trigger keys of the built-in journeys (cart_recovery, post_purchase_survey,

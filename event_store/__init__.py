@@ -18,7 +18,13 @@ from .model import (
     UndecodableEvent,
     category_of,
 )
-from .postgres import PostgresEventStore, create_pool, partition_clause
+from .postgres import (
+    PostgresEventStore,
+    PreparedBatch,
+    create_pool,
+    lock_streams,
+    partition_clause,
+)
 from .subscription import Subscription
 
 __all__ = [
@@ -34,11 +40,13 @@ __all__ = [
     "InvalidEventError",
     "NewEvent",
     "PostgresEventStore",
+    "PreparedBatch",
     "RecordedEvent",
     "StaleTransactionError",
     "Subscription",
     "UndecodableEvent",
     "category_of",
     "create_pool",
+    "lock_streams",
     "partition_clause",
 ]

@@ -1,11 +1,13 @@
 """The PostgreSQL event store (asyncpg).
 
-Appends run as one transaction per batch: look up already-stored event ids (idempotency),
-read the current version of every stream in the batch, check `expected_version`, and insert
-all new rows with one `INSERT … SELECT FROM unnest(…)`. Unique constraints on `event_id` and
-`(stream_id, stream_version)` make the checks hold under races: a losing concurrent append
-gets a unique violation, and the batch is retried from the start (a stale explicit
-`expected_version` then becomes a `ConcurrencyError`).
+Appends run as one transaction per batch: take a transaction-scoped advisory lock per
+stream of the batch (in one sorted order, so batches over the same streams queue instead of
+deadlocking), read the current version of every stream, check `expected_version`, and
+insert all new rows with one `COPY`. Because the head is read after the stream's lock, two
+appends to one stream with `ANY` never conflict: the second waits for the first to commit
+and continues from its last version. Unique constraints on `event_id` and
+`(stream_id, stream_version)` stay as the last line of defence; an event id stored by a
+concurrent batch is found by its unique violation and the batch redone with a look-up.
 
 Readers of the whole store never trust `global_position` alone: see `read_all`.
 """
@@ -82,7 +84,14 @@ _RAW_COLUMNS = (
 )
 _PARTITION_SQL = "((hashtextextended(stream_id, 0) & 9223372036854775807) % {n}) = {i}"
 _APPEND_ATTEMPTS = 50
-_RETRY_LOCK = 0x6A6D_7265_7472_79  # advisory lock key taken by retrying appends
+STREAM_LOCK_CLASS = 0x4A4D  # first key of the per-stream advisory locks (two-key lock space)
+# One statement, locks taken in ascending key order (the ORDER BY runs before the
+# aggregate calls the function): every appender uses the same order, so none deadlock.
+_LOCK_STREAMS = f"""
+SELECT count(pg_advisory_xact_lock({STREAM_LOCK_CLASS}, k)) FROM (
+    SELECT DISTINCT hashtext(s) AS k FROM unnest($1::text[]) AS s ORDER BY 1
+) x
+"""
 _COPY_COLUMNS = [
     "global_position",
     "stream_id",
@@ -95,6 +104,33 @@ _COPY_COLUMNS = [
 ]
 
 StreamAppend = tuple[str, Sequence[NewEvent], ExpectedVersion]
+
+
+class PreparedBatch:
+    """A batch checked and encoded ahead of its transaction (`PostgresEventStore.prepare`),
+    so a caller's transaction spends no time on JSON."""
+
+    __slots__ = ("encoded", "items")
+
+    def __init__(self, items: Sequence[StreamAppend]) -> None:
+        self.items = items
+        self.encoded = prepare_batch(items)
+
+    @property
+    def stream_ids(self) -> list[str]:
+        return list(dict.fromkeys(s for s, _, _ in self.items))
+
+    def replace(self, item: int, index: int, event: NewEvent) -> None:
+        """Put `event` in place of the `index`-th event of item `item` (same event id),
+        checked and encoded like the others."""
+        stream_id, events, expected = self.items[item]
+        if events[index].event_id != event.event_id:
+            raise ValueError("replace() keeps the event id")
+        (encoded,) = prepare_batch([(stream_id, [event], expected)])
+        self.encoded[item][index] = encoded[0]
+        events = list(events)
+        events[index] = event
+        self.items = [*self.items[:item], (stream_id, events, expected), *self.items[item + 1 :]]
 
 
 def partition_clause(partition: int, partitions: int) -> str:
@@ -120,6 +156,17 @@ def _needs_field_escapes(records: list[tuple[Any, ...]]) -> bool:
     other than a backslash (checked over all of them at once)."""
     joined = "".join([f"{r[0]}{r[2]}{r[3]}" for r in records])
     return "\t" in joined or "\n" in joined or "\r" in joined
+
+
+async def lock_streams(conn: asyncpg.Connection, stream_ids: Iterable[str]) -> None:
+    """Lock streams for appending until the end of `conn`'s transaction.
+
+    A caller that appends inside its own transaction calls this before its first write,
+    so the transaction's id (the store's read order, see `read_all`) is assigned after the
+    previous append to these streams has committed; `append_batch` takes the locks itself
+    otherwise. Several calls are fine when each names every stream in one go or the
+    streams only grow in the same order (the locks are re-entrant)."""
+    await conn.execute(_LOCK_STREAMS, list(stream_ids))
 
 
 class _LookUpDuplicates(Exception):
@@ -196,17 +243,27 @@ class PostgresEventStore:
         """Append events to one stream; see `append_batch`."""
         return await self.append_batch([(stream_id, events, expected_version)], conn=conn)
 
+    @staticmethod
+    def prepare(items: Sequence[StreamAppend]) -> PreparedBatch:
+        """Check and encode a batch now, to append it later with `append_batch`."""
+        return PreparedBatch(items)
+
     async def append_batch(
-        self, items: Sequence[StreamAppend], *, conn: asyncpg.Connection | None = None
+        self,
+        items: Sequence[StreamAppend] | PreparedBatch,
+        *,
+        conn: asyncpg.Connection | None = None,
     ) -> list[AppendResult]:
         """Append to many streams in one transaction; all of it is stored or none of it.
 
         Returns one `AppendResult` per event, in input order. An event whose `event_id` is
         already stored is not stored again: its result carries the original position and
         `duplicate=True`. When `conn` is given, the append joins the caller's transaction
-        (in a savepoint, so a lost race is retried without aborting the caller).
+        (in a savepoint, so a lost race is retried without aborting the caller). `items` may
+        be a `PreparedBatch` (see `prepare`).
         """
-        encoded = prepare_batch(items)
+        prepared = items if isinstance(items, PreparedBatch) else PreparedBatch(items)
+        items, encoded = prepared.items, prepared.encoded
         if not any(events for _, events, _ in items):
             return []
         # Duplicates are rare (client retries), so the first attempt lets the unique index on
@@ -222,10 +279,6 @@ class PostgresEventStore:
                             conn, items, encoded, dedupe=look_up_duplicates
                         )
                 async with self.pool.acquire() as c, c.transaction():
-                    if attempt:
-                        # Contended: retries queue behind each other instead of colliding
-                        # again (first attempts stay lock-free).
-                        await c.execute("SELECT pg_advisory_xact_lock($1)", _RETRY_LOCK)
                     results = await self._append_tx(c, items, encoded, dedupe=look_up_duplicates)
                 self._appended.set()
                 self._appended = asyncio.Event()
@@ -251,6 +304,9 @@ class PostgresEventStore:
     ) -> list[AppendResult]:
         all_ids = [e.event_id for _, events, _ in items for e in events]
         stream_ids = list(dict.fromkeys(s for s, _, _ in items))
+        # The head is read only once this transaction owns the streams (taken again at no
+        # cost when the caller's transaction already holds them: `lock_streams`).
+        await lock_streams(conn, stream_ids)
         row = await conn.fetchrow(_PREPARE, stream_ids, all_ids if dedupe else [], len(all_ids))
         if row["stale"]:
             # This transaction got its id before reading the stream (the caller's transaction

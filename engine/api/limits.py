@@ -13,6 +13,11 @@
   `/v1/batch`) take a token from the bucket of their API key (`engine.ratelimit`); an empty
   bucket is answered 429 with `Retry-After`. Calls without a valid key are limited by client
   address instead (and then refused with 401 by the route).
+* **Ingestion concurrency**: once its body is read, an ingestion call needs a slot of the
+  process's `AdmissionGate` (`ingest_max_in_flight` at once, `ingest_max_queued` waiting,
+  each for at most `ingest_max_queue_seconds`); beyond the queue it is answered 503 with
+  `Retry-After` at once, and so is a request still waiting when its time is up
+  (`engine.api.admission`).
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from engine import metrics
 from engine.ratelimit import TokenBuckets
 
+from .admission import AdmissionGate
 from .auth import _token
 from .errors import SEGMENT_PATHS, error_response
 
@@ -56,6 +63,7 @@ class RequestLimits:
         self.app = app
         self._buckets: TokenBuckets | None = None
         self._anonymous: TokenBuckets | None = None
+        self.gate: AdmissionGate | None = None
 
     def _settings(self, scope: Scope) -> Any:
         return scope["app"].state.settings if hasattr(scope["app"].state, "settings") else None
@@ -68,8 +76,9 @@ class RequestLimits:
         if settings is None:
             await self.app(scope, receive, send)
             return
+        ingest = scope["method"] == "POST" and scope["path"] in INGEST_PATHS
         try:
-            if scope["method"] == "POST" and scope["path"] in INGEST_PATHS:
+            if ingest:
                 await self._rate(scope, settings)
             body = await self._read(scope, receive, settings.ingest_max_body_bytes)
             body = _inflate(scope, body, settings.ingest_max_body_bytes)
@@ -94,7 +103,39 @@ class RequestLimits:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        if not ingest:
+            await self.app(scope, replay, send)
+            return
+        gate = self._gate(settings)
+        if not await gate.enter():
+            # The body was read whole: the connection stays usable for the retry.
+            metrics.INGEST_REFUSED.inc()
+            seconds = int(settings.ingest_retry_after_seconds)
+            response = error_response(
+                503,
+                "overloaded",
+                f"this API process is at its limit of {gate.max_in_flight} ingestion requests "
+                f"in flight and {gate.max_queued} waiting (for at most {gate.max_wait or 0:g} "
+                f"s); retry after {seconds} s",
+                flat=scope["path"] in SEGMENT_PATHS,
+            )
+            response.headers["Retry-After"] = str(seconds)
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            gate.leave()
+
+    def _gate(self, settings: Any) -> AdmissionGate:
+        if self.gate is None:
+            wait = float(settings.ingest_max_queue_seconds)
+            self.gate = AdmissionGate(
+                int(settings.ingest_max_in_flight),
+                int(settings.ingest_max_queued),
+                wait if wait > 0 else None,
+            )
+        return self.gate
 
     async def _rate(self, scope: Scope, settings: Any) -> None:
         rate = float(settings.ingest_rate_per_second)
@@ -193,19 +234,21 @@ def _is_json(scope: Scope) -> bool:
 
 
 def document(schema: dict[str, Any]) -> None:
-    """Add the answers this middleware can give to an OpenAPI schema: 429 on ingestion
-    operations, 400 and 413 on every operation that takes a body."""
+    """Add the answers this middleware can give to an OpenAPI schema: 429 and 503 on
+    ingestion operations, 400 and 413 on every operation that takes a body."""
     ref = {"$ref": "#/components/schemas/ErrorBody"}
     answers = {
         "400": "The body is not valid JSON, or nests too deeply.",
         "413": "The body is too large.",
         "429": "Too many ingestion requests for this API key; see Retry-After.",
+        "503": "The API process has too many ingestion requests in flight and waiting; "
+        "retry after Retry-After seconds (nothing of the request was stored).",
     }
     for path, operations in schema.get("paths", {}).items():
         for method, op in operations.items():
             if method.upper() not in _BODY_METHODS or "requestBody" not in op:
                 continue
-            codes = ("400", "413", "429") if path in INGEST_PATHS else ("400", "413")
+            codes = ("400", "413", "429", "503") if path in INGEST_PATHS else ("400", "413")
             for code in codes:
                 op.setdefault("responses", {}).setdefault(
                     code,

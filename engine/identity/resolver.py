@@ -13,15 +13,23 @@ batch size. Rules, applied event by event in batch order:
 - aliases not seen before are linked to the chosen member; when that member existed before
   the event, a `member.identified` event records the link.
 
-Every event of the batch goes to the member that survives the batch. `resolve` reads, then
-locks the existing members it read (the ones it merges away `FOR UPDATE`, then the others
-`FOR KEY SHARE`, each in member id order) and checks they are as it read them: a member
-merged or erased meanwhile raises `IdentityChanged` (retry the transaction; the retry sees
-the winner's rows), and claims naming an erased member raise `ErasedMembers`. While the
-locks are held, no merge or erasure can change those members, so the batch's aliases and
-merges are decided on the state they are written over. `write` stores the decisions and
-runs after the events are appended. Concurrent batches that race on the same new alias or
-member id make one transaction fail with a unique violation; the caller retries it.
+Every event of the batch goes to the member that survives the batch. Resolution has three
+steps, so that all the Python work (decisions, data keys, encryption) happens before the
+caller's transaction opens:
+
+- `plan` reads (one query for aliases and members, one for data keys) and decides, outside
+  any transaction;
+- `lock`, first thing in the transaction, locks the existing members the plan read (the
+  ones it merges away `FOR UPDATE`, then the others `FOR KEY SHARE`, each in member id
+  order) and checks they are as read: a member merged or erased meanwhile raises
+  `IdentityChanged` (plan again; the new plan sees the winner's rows), and claims naming an
+  erased member raise `ErasedMembers`. While the locks are held, no merge or erasure can
+  change those members, so the batch's aliases and merges are decided on the state they
+  are written over;
+- `write` stores the decisions, after the events are appended.
+
+`resolve` is `plan` then `lock`. Concurrent batches that race on the same new alias or
+member id make one transaction fail with a unique violation; the caller plans again.
 """
 
 from __future__ import annotations
@@ -96,6 +104,14 @@ class Resolution:
     merges, claims with `seal`), created by `write` where missing."""
     _plan: _Plan | None = field(default=None, repr=False)
 
+    @property
+    def streams(self) -> list[str]:
+        """The member ids whose streams the batch appends to (claims and merge events)."""
+        found = dict.fromkeys(self.member_ids)
+        for pairs in self.system_events.values():
+            found.update(dict.fromkeys(m for m, _ in pairs))
+        return list(found)
+
 
 @dataclass
 class _Plan:
@@ -108,6 +124,10 @@ class _Plan:
     keys: dict[str, DataKey] = field(default_factory=dict)
     new_keys: list[tuple[str, bytes]] = field(default_factory=list)
     push: dict[bytes, tuple[str, str, bytes]] = field(default_factory=dict)
+    alias_rows: tuple[list, list, list, list] = field(default_factory=lambda: ([], [], [], []))
+    """New aliases as columns (kind, blind, member id, sealed value), encrypted by `plan`."""
+    named: list[list[str]] = field(default_factory=list)
+    """The members each claim named and the one it resolved to (for `lock`)."""
 
 
 class _Members:
@@ -144,7 +164,21 @@ class IdentityResolver:
         self.keyring = keyring
 
     async def resolve(self, conn: asyncpg.Connection, claims: Sequence[Claim]) -> Resolution:
-        """Decide the member of every claim, reading only; `write` stores the decisions.
+        """`plan` then `lock`, in the caller's transaction; `write` stores the decisions."""
+        resolution = await self.plan(conn, claims)
+        await self.lock(conn, resolution)
+        return resolution
+
+    async def lock(self, conn: asyncpg.Connection, resolution: Resolution) -> None:
+        """Lock the members `plan` read and check they are as read (inside the transaction
+        that will `write` the resolution)."""
+        plan = resolution._plan
+        assert plan is not None, "lock() needs the Resolution returned by plan()"
+        await _lock_and_check(conn, plan.members, plan.named, {loser for _, loser in plan.merges})
+
+    async def plan(self, conn: asyncpg.Connection, claims: Sequence[Claim]) -> Resolution:
+        """Decide the member of every claim, reading only (no transaction needed): `lock`
+        then checks the decision still holds, and `write` stores it.
 
         Reading first and writing after the events are appended keeps the append the first
         write of the transaction (so it never has to wait behind its own earlier writes).
@@ -232,7 +266,7 @@ class IdentityResolver:
         result.member_ids = [members.find(m) for m in result.member_ids]
         for ms, m in zip(named, result.member_ids, strict=True):
             ms.append(m)
-        await _lock_and_check(conn, members, named, {loser for _, loser in plan.merges})
+        plan.named = named
         need_keys = {members.find(owner[k]) for k in plan.new_aliases}
         need_keys |= {result.member_ids[i] for i, c in enumerate(claims) if c.push or c.seal}
         need_keys |= {members.find(loser) for _, loser in plan.merges}
@@ -242,6 +276,12 @@ class IdentityResolver:
             plan.new_keys.append((m, wrapped))
         plan.push = self._push_rows(claims, result.member_ids, plan.keys)
         result.keys = plan.keys
+        for (kind, b), a in sorted(plan.new_aliases.items(), key=lambda kv: kv[0]):
+            m = members.find(plan.owner[(kind, b)])
+            plan.alias_rows[0].append(kind)
+            plan.alias_rows[1].append(b)
+            plan.alias_rows[2].append(m)
+            plan.alias_rows[3].append(plan.keys[m].encrypt(a.value.encode(), f"alias:{kind}"))
 
         for i, m, kinds in identified:
             c = claims[i]
@@ -277,7 +317,6 @@ class IdentityResolver:
         """Store what `resolve` decided: new members, keys, aliases, merges, push."""
         plan = resolution._plan
         assert plan is not None, "write() needs the Resolution returned by resolve()"
-        members = plan.members
         if resolution.created:
             await conn.execute(
                 "INSERT INTO members (member_id) SELECT unnest($1::text[])", resolution.created
@@ -291,18 +330,11 @@ class IdentityResolver:
             )
         if plan.merges:
             await self._merge(conn, plan)
-        if plan.new_aliases:
-            cols: tuple[list, list, list, list] = ([], [], [], [])
-            for (kind, b), a in sorted(plan.new_aliases.items(), key=lambda kv: kv[0]):
-                m = members.find(plan.owner[(kind, b)])
-                cols[0].append(kind)
-                cols[1].append(b)
-                cols[2].append(m)
-                cols[3].append(plan.keys[m].encrypt(a.value.encode(), f"alias:{kind}"))
+        if plan.alias_rows[0]:
             await conn.execute(
                 "INSERT INTO member_aliases (kind, blind, member_id, value_enc) "
                 "SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[])",
-                *cols,
+                *plan.alias_rows,
             )
         if plan.push:
             rows = sorted(plan.push.items())

@@ -40,7 +40,7 @@ from engine.identity import forget_identity, resolve_member_id
 from engine.identity.member_ids import is_minted
 from engine.identity.rekey import rekey_member
 from engine.settings import Settings
-from event_store import ANY, NewEvent, PostgresEventStore, StaleTransactionError
+from event_store import ANY, NewEvent, PostgresEventStore, StaleTransactionError, lock_streams
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,9 @@ async def _lock_members(conn: asyncpg.Connection, member_id: str) -> list[str]:
         ids = await member_ids_of(conn, member_id)
         if set(ids) <= locked:
             return ids
+        # Their streams first, as an ingest batch takes them before the members it names
+        # (`event_store.lock_streams`): the same order on both sides, so neither deadlocks.
+        await lock_streams(conn, [f"member-{m}" for m in sorted(set(ids) - locked)])
         await conn.execute(
             "SELECT 1 FROM members WHERE member_id = ANY($1::text[]) ORDER BY member_id FOR UPDATE",
             sorted(set(ids) - locked),

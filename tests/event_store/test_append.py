@@ -240,3 +240,47 @@ async def test_concurrent_batches_over_the_same_streams_all_land(
         )
     assert len(rows) == 30
     assert all(r["top"] == r["n"] - 1 for r in rows)  # versions 0..n-1 without holes
+
+
+async def _until_a_session_waits_on_a_lock(store: PostgresEventStore) -> None:
+    for _ in range(1000):
+        if await store.pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no session ever waited on a lock")
+
+
+async def test_appends_with_any_to_one_stream_queue_instead_of_conflicting(
+    store: PostgresEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second append starts while the first holds the stream between reading its head
+    and committing: it waits and continues from the first one's version, with no retry."""
+    await store.append("member-q", [ev("q0")])
+    attempts = 0
+    real_tx = PostgresEventStore._append_tx
+    real_copy = PostgresEventStore._copy_rows
+    first_read, release = asyncio.Event(), asyncio.Event()
+
+    async def counted(self: PostgresEventStore, *args: object, **kwargs: object) -> object:
+        nonlocal attempts
+        attempts += 1
+        return await real_tx(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    async def paused(*args: object) -> None:
+        if not first_read.is_set():
+            first_read.set()  # the first append has read the head: hold it there
+            await release.wait()
+        await real_copy(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PostgresEventStore, "_append_tx", counted)
+    monkeypatch.setattr(PostgresEventStore, "_copy_rows", staticmethod(paused))
+    first = asyncio.create_task(store.append("member-q", [ev("q1")], ANY))
+    await asyncio.wait_for(first_read.wait(), 10)
+    second = asyncio.create_task(store.append("member-q", [ev("q2")], ANY))
+    await _until_a_session_waits_on_a_lock(store)
+    release.set()
+    one, two = await asyncio.wait_for(asyncio.gather(first, second), 30)
+    assert (one[0].stream_version, two[0].stream_version) == (1, 2)
+    assert attempts == 2, f"{attempts - 2} append(s) were retried"
+    events = await store.read_stream("member-q")
+    assert [e.event_id for e in events] == ["q0", "q1", "q2"]

@@ -1,8 +1,9 @@
 """Identity races, forced deterministically: a pause between the resolver's read and its
 writes lets a concurrent merge or erasure land exactly there.
 
-The pause sits in `_load_members` (called right after the resolver's read) or in
-`load_data_keys` (called after the resolver has locked the members it read)."""
+The pause sits in `_load_members` (called right after the resolver's read, before the
+batch's transaction) or right after `_lock_and_check` (the resolver has locked the members
+it read, inside the transaction)."""
 
 from __future__ import annotations
 
@@ -22,18 +23,27 @@ from tests.ingestion.helpers import event
 
 
 def pause_first_calls(
-    monkeypatch: pytest.MonkeyPatch, name: str, gate: Callable[[], Awaitable[None]], n: int
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    gate: Callable[[], Awaitable[None]],
+    n: int,
+    *,
+    after: bool = False,
 ) -> None:
-    """Make the first `n` calls of `resolver.<name>` await `gate()` before running."""
+    """Make the first `n` calls of `resolver.<name>` await `gate()` before running (or,
+    with `after`, once they have run)."""
     real = getattr(resolver_module, name)
     calls = 0
 
     async def paused(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls <= n:
+        if calls <= n and not after:
             await gate()
-        return await real(*args, **kwargs)
+        result = await real(*args, **kwargs)
+        if calls <= n and after:
+            await gate()
+        return result
 
     monkeypatch.setattr(resolver_module, name, paused)
 
@@ -140,7 +150,7 @@ async def test_an_erasure_waits_for_a_batch_that_locked_the_member(
         locked.set()
         await release.wait()
 
-    pause_first_calls(monkeypatch, "load_data_keys", gate, 1)
+    pause_first_calls(monkeypatch, "_lock_and_check", gate, 1, after=True)
     batch = asyncio.create_task(
         ingestor.ingest_raw([event(email="erase.wait@example.com", device_id="new-device")])
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import asyncpg
+import pytest
 
 from engine.identity import get_contact_points
 from engine.ingest import Ingestor
@@ -149,7 +151,6 @@ async def test_contact_points_are_encrypted_at_rest(
 async def test_concurrent_batches_with_the_same_new_alias_agree(
     ingestor: Ingestor, store: PostgresEventStore
 ) -> None:
-    import asyncio
 
     results = await asyncio.gather(
         *[ingestor.ingest_raw([event(email="race@example.com")]) for _ in range(6)]
@@ -176,3 +177,50 @@ async def test_the_engines_own_event_types_cannot_be_posted(
     assert [o.status for o in result.results] == ["rejected"] * len(types)
     assert all("reserved" in o.errors[0].reason for o in result.results)
     assert await store.pool.fetchval("SELECT count(*) FROM events") == 0
+
+
+async def _until_a_session_waits_on_a_lock(store: PostgresEventStore) -> None:
+    for _ in range(1000):
+        if await store.pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the second batch never waited for the first")
+
+
+async def test_concurrent_batches_for_one_member_both_commit_without_a_retry(
+    ingestor: Ingestor, store: PostgresEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches for one existing member: the second starts while the first holds the
+    member's stream between reading its head and committing. It waits, then appends after
+    it; neither batch is rolled back and planned again."""
+    first = await ingestor.ingest_raw([event(id="same-member")])
+    member_id = first.results[0].member_id
+    appends = 0
+    real_tx = PostgresEventStore._append_tx
+    real_copy = PostgresEventStore._copy_rows
+    first_read, release = asyncio.Event(), asyncio.Event()
+
+    async def counted(self: PostgresEventStore, *args: object, **kwargs: object) -> object:
+        nonlocal appends
+        appends += 1
+        return await real_tx(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    async def paused(*args: object) -> None:
+        if not first_read.is_set():
+            first_read.set()
+            await release.wait()
+        await real_copy(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PostgresEventStore, "_append_tx", counted)
+    monkeypatch.setattr(PostgresEventStore, "_copy_rows", staticmethod(paused))
+    batches = [[event(id="same-member") for _ in range(n)] for n in (3, 2)]
+    tasks = [asyncio.create_task(ingestor.ingest_raw(batches[0]))]
+    await asyncio.wait_for(first_read.wait(), 10)
+    tasks.append(asyncio.create_task(ingestor.ingest_raw(batches[1])))
+    await _until_a_session_waits_on_a_lock(store)
+    release.set()
+    r1, r2 = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    assert (r1.accepted, r2.accepted) == (3, 2)
+    assert appends == 2, f"{appends - 2} append(s) were rolled back and retried"
+    versions = [e.stream_version for e in await store.read_stream(f"member-{member_id}")]
+    assert versions == list(range(6))
