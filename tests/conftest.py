@@ -5,6 +5,7 @@ Temporal dev server. Nothing is mocked: these are the real servers, from PyPI pa
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -135,6 +136,27 @@ async def temporal_dev():  # type: ignore[no-untyped-def]
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# pytest imports readline early, and GNU readline exports COLUMNS=80 and LINES=24 to every
+# process started afterwards, pytest-xdist's workers included: a worker would then lay out
+# rich tables at 80 columns where a plain run follows the environment it was given.
+TERMINAL_ENV = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    """pytest-xdist, on the controller: hand each worker the terminal variables as given."""
+    node.workerinput["terminal_env"] = {name: os.environ.get(name) for name in TERMINAL_ENV}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    given = getattr(config, "workerinput", {}).get("terminal_env")
+    for name, value in (given or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
