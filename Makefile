@@ -19,9 +19,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# pytest-xdist workers, one per core; each worker starts its own PostgreSQL and Temporal
+# servers. A file runs whole on one worker, so module fixtures (the e2e demo, `up`) run once.
+# `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # The dashboard tests drive Debian's headless Chromium; installed once, a no-op when present.
 chromium:

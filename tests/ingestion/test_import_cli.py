@@ -17,7 +17,10 @@ import asyncpg
 
 from .helpers import T0, event
 
-LINES = 20_000
+# Ten batches of the default size (500), fifty of the size the killed import uses: enough
+# for a kill to land midway and for the resumed run to skip what was committed.
+LINES = 5_000
+KILL_BATCH = 100
 
 
 def _env(database_url: str, tmp: Path) -> dict[str, str]:
@@ -97,7 +100,9 @@ async def test_jsonl_longer_than_a_batch_is_stored_once_and_resumes_after_a_kill
     data = tmp_path / "events.jsonl"
     _jsonl(data)
     # An import killed midway (after some batches committed) ...
-    proc = await _start(database_url, tmp_path, "ingest", str(data), "--batch-size", "500")
+    proc = await _start(
+        database_url, tmp_path, "ingest", str(data), "--batch-size", str(KILL_BATCH)
+    )
     for _ in range(600):
         if (await _imported(database_url))[0] >= 1_000:
             break
