@@ -384,18 +384,25 @@ async def test_the_command_counts_then_rekeys(api: Api, database_url: str, tmp_p
 
 
 def pause_first_call(
-    monkeypatch: pytest.MonkeyPatch, name: str, gate: Callable[[], Awaitable[None]]
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    gate: Callable[[], Awaitable[None]],
+    *,
+    after: bool = False,
 ) -> None:
-    """Make the first call of `resolver.<name>` await `gate()` before running."""
+    """Make the first call of `resolver.<name>` await `gate()` before (or `after`) running."""
     real = getattr(resolver_module, name)
     calls = 0
 
     async def paused(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 1:
+        if calls == 1 and not after:
             await gate()
-        return await real(*args, **kwargs)
+        result = await real(*args, **kwargs)
+        if calls == 1 and after:
+            await gate()
+        return result
 
     monkeypatch.setattr(resolver_module, name, paused)
 
@@ -403,8 +410,9 @@ def pause_first_call(
 @pytest.mark.parametrize(
     ("paused", "waits"),
     [
-        # the batch holds the member (FOR KEY SHARE): the re-key waits for it
-        ("load_data_keys", True),
+        # the batch has locked the member (FOR KEY SHARE) in its transaction: the re-key
+        # waits for it
+        ("_lock_and_check", True),
         # the batch read the member before the re-key and locks it after: it retries
         ("_load_members", False),
     ],
@@ -422,7 +430,7 @@ async def test_an_event_arriving_mid_rekey_lands_on_the_new_id(
         inside.set()
         await release.wait()
 
-    pause_first_call(monkeypatch, paused, gate)
+    pause_first_call(monkeypatch, paused, gate, after=waits)
     batch = asyncio.create_task(ingestor.ingest_raw([event("order.placed", id=KATE)]))
     await asyncio.wait_for(inside.wait(), 10)
     rekey = asyncio.create_task(rekey_member(api.store, keyring, KATE))
