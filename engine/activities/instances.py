@@ -13,6 +13,7 @@ A stale "running" row costs one no-op signal ("not found", which clears it); a s
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -29,6 +30,8 @@ from sqlalchemy import (
     func,
     text,
 )
+
+from engine import inactivity_due
 
 metadata = MetaData()
 
@@ -150,6 +153,53 @@ async def mark_started(
     )
 
 
+@dataclass(frozen=True)
+class Started:
+    """One start call's outcome, for `mark_started_many`."""
+
+    workflow_id: str
+    member_id: str
+    entry_id: str | None
+    new_run: bool
+
+
+async def mark_started_many(
+    conn: asyncpg.Connection | asyncpg.Pool, journey: str, started: list[Started]
+) -> None:
+    """`mark_started` for a batch of unkeyed runs of one journey, in one statement. A row
+    whose run was already seen to end (its `journey.exited` folded for this very entry before
+    the batch was marked) stays ended."""
+    if not started:
+        return
+    await conn.execute(
+        """
+        INSERT INTO journey_instances AS j
+            (workflow_id, journey, member_id, key, running, pending, entry_id, entries, entered_at)
+        SELECT x.workflow_id, $1, x.member_id, NULL, true, x.entry_id IS NULL, x.entry_id,
+               CASE WHEN x.new_run THEN 1 ELSE 0 END, now()
+        FROM unnest($2::text[], $3::text[], $4::text[], $5::boolean[])
+             AS x(workflow_id, member_id, entry_id, new_run)
+        ON CONFLICT (workflow_id) DO UPDATE SET
+            running = CASE WHEN excluded.entry_id IS NOT NULL AND j.entry_id = excluded.entry_id
+                            AND NOT j.pending AND NOT j.running AND j.exited_at IS NOT NULL
+                           THEN false ELSE true END,
+            pending = CASE WHEN excluded.entry_id IS NULL THEN j.pending ELSE false END,
+            entry_id = coalesce(excluded.entry_id, j.entry_id),
+            entries = j.entries
+                + CASE WHEN excluded.entries = 1 AND excluded.entry_id IS DISTINCT FROM j.entry_id
+                       THEN 1 ELSE 0 END,
+            entered_at = CASE WHEN excluded.entries = 1 AND excluded.entry_id IS DISTINCT FROM
+                                   j.entry_id THEN now() ELSE j.entered_at END,
+            updated_at = now()
+        """,
+        journey,
+        [s.workflow_id for s in started],
+        [s.member_id for s in started],
+        [s.entry_id for s in started],
+        [s.new_run for s in started],
+    )
+
+
 async def fold_entered(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
@@ -202,19 +252,28 @@ async def fold_exited(
     converted: bool,
     at: dt.datetime,
 ) -> None:
-    """An exit ends the row only if it is the row's current, confirmed entry."""
-    await conn.execute(
-        """
-        UPDATE journey_instances SET running = false, exited_at = $3, exit_reason = $4,
-            converted = $5, updated_at = now()
-        WHERE workflow_id = $1 AND entry_id = $2 AND NOT pending
-        """,
-        workflow_id,
-        entry_id,
-        at,
-        reason,
-        converted,
-    )
+    """An exit ends the row only if it is the row's current, confirmed entry. For an
+    inactivity journey, the member's due moment follows the re-entry rule (in the same
+    transaction)."""
+
+    async def fold(c: asyncpg.Connection) -> None:
+        row = await c.fetchrow(
+            """
+            UPDATE journey_instances SET running = false, exited_at = $3, exit_reason = $4,
+                converted = $5, updated_at = now()
+            WHERE workflow_id = $1 AND entry_id = $2 AND NOT pending
+            RETURNING journey, member_id, exited_at
+            """,
+            workflow_id,
+            entry_id,
+            at,
+            reason,
+            converted,
+        )
+        if row is not None:
+            await inactivity_due.run_ended(c, row["journey"], row["member_id"], row["exited_at"])
+
+    await _in_transaction(conn, fold)
 
 
 async def note_trigger(
@@ -253,11 +312,30 @@ async def trigger_entered(
 
 async def mark_gone(conn: asyncpg.Connection | asyncpg.Pool, workflow_id: str) -> None:
     """Temporal says no run is open under this id: the row is stale."""
-    await conn.execute(
-        "UPDATE journey_instances SET running = false, pending = false, "
-        "exited_at = coalesce(exited_at, now()), updated_at = now() WHERE workflow_id = $1",
-        workflow_id,
-    )
+
+    async def fold(c: asyncpg.Connection) -> None:
+        row = await c.fetchrow(
+            "UPDATE journey_instances SET running = false, pending = false, "
+            "exited_at = coalesce(exited_at, now()), updated_at = now() WHERE workflow_id = $1 "
+            "RETURNING journey, member_id, exited_at",
+            workflow_id,
+        )
+        if row is not None:
+            await inactivity_due.run_ended(c, row["journey"], row["member_id"], row["exited_at"])
+
+    await _in_transaction(conn, fold)
+
+
+async def _in_transaction(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    fn: Callable[[asyncpg.Connection], Awaitable[None]],
+) -> None:
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c, c.transaction():
+            await fn(c)
+    else:
+        async with conn.transaction():
+            await fn(conn)
 
 
 def started_new_run(handle: object) -> bool:

@@ -140,14 +140,24 @@ class ScanRequest(BaseModel):
     journeys: list[str] = Field(default_factory=list)
     page_size: int = 500
     now: dt.datetime | None = None
+    start_concurrency: int = Field(
+        default=50, description="Workflow starts in flight at once while starting a page."
+    )
+    lease_seconds: float = Field(
+        default=900,
+        description="How long a claimed page stays away from other scans; a scan that dies "
+        "before starting its runs leaves them due again after this.",
+    )
 
 
 class SegmentRefreshRequest(BaseModel):
-    """Input of `refresh_segments`: every member's segments evaluated as of `now` (the
-    activity's clock when None), `page_size` profiles per transaction."""
+    """Input of `refresh_segments`: segments evaluated as of `now` (the activity's clock when
+    None), `page_size` profiles per transaction; of the members whose time-based profile
+    fields can have changed, or of every member with `full`."""
 
     page_size: int = 500
     now: dt.datetime | None = None
+    full: bool = False
 
 
 class SegmentRefreshResult(BaseModel):
@@ -166,7 +176,7 @@ class SegmentRefreshResult(BaseModel):
 
 
 class ScanResult(BaseModel):
-    examined: int = 0
+    examined: int = Field(default=0, description="Due rows the scan read (and claimed).")
     started: int = 0
     pages: int = 0
     segments: SegmentRefreshResult | None = Field(
