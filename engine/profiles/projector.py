@@ -237,7 +237,9 @@ class ProfileProjector:
             if e.type == "member.merged" and isinstance(e.data.get("merged"), str)
         }
         await self._load(conn, rows, wanted)
-        before = {m: (r.last_activity_at, r.erased or r.merged_into is not None) for m, r in rows.items()}
+        before = {
+            m: (r.last_activity_at, r.erased or r.merged_into is not None) for m, r in rows.items()
+        }
         for e in events:
             member_id = e.stream_id.removeprefix("member-")
             if e.type == "member.merged" and e.data.get("survivor") == member_id:
@@ -302,6 +304,8 @@ async def _track_inactivity(
         if is_gone:
             if was is None or not was[1]:
                 gone.append(member_id)
-        elif r.last_activity_at is not None and (was is None or was[0] != r.last_activity_at or was[1]):
+        elif r.last_activity_at is not None and (
+            was is None or was[0] != r.last_activity_at or was[1]
+        ):
             active.append((member_id, r.last_activity_at))
     await inactivity_due.track_activity(conn, active, gone)

@@ -129,9 +129,7 @@ async def test_a_finished_member_who_may_not_reenter_is_never_read_again(
     assert due_at is None  # out of the partial index for good
 
 
-async def test_a_cooldown_makes_the_member_due_again_only_when_it_ends(
-    temporal_env, store
-) -> None:
+async def test_a_cooldown_makes_the_member_due_again_only_when_it_ends(temporal_env, store) -> None:
     client, starts = _counting_client(temporal_env.client)
     member = f"cool-{uuid.uuid4().hex[:6]}"
     await _active(store, {member: T0 - 31 * DAY})
