@@ -154,6 +154,19 @@ async def run_ended(conn: Conn, journey: str, member_id: str, exited_at: dt.date
     )
 
 
+CLAIM_SQL = """
+        WITH c AS MATERIALIZED (
+            SELECT member_id FROM inactivity_due
+            WHERE journey = $1 AND due_at IS NOT NULL AND due_at <= $2
+            ORDER BY due_at, member_id LIMIT $4 FOR UPDATE SKIP LOCKED)
+        UPDATE inactivity_due d SET due_at = $3
+        WHERE d.journey = $1 AND d.member_id = ANY(ARRAY(SELECT member_id FROM c))
+        RETURNING d.member_id
+        """
+"""Parameters: journey, now, lease end, page size. Reads the due rows by the partial index
+and updates them by primary key (never a scan of the table)."""
+
+
 async def claim_due(
     conn: Conn, journey: str, now: dt.datetime, lease_until: dt.datetime, limit: int
 ) -> list[str]:
@@ -161,21 +174,7 @@ async def claim_due(
     index: their `due_at` moves to `lease_until`, so an overlapping scan skips them (rows
     another scan is claiming are skipped too), and a scan that dies before starting their
     runs leaves them due again when the lease ends."""
-    rows = await conn.fetch(
-        """
-        WITH c AS MATERIALIZED (
-            SELECT member_id FROM inactivity_due
-            WHERE journey = $1 AND due_at IS NOT NULL AND due_at <= $2
-            ORDER BY due_at, member_id LIMIT $4 FOR UPDATE SKIP LOCKED)
-        UPDATE inactivity_due d SET due_at = $3 FROM c
-        WHERE d.journey = $1 AND d.member_id = c.member_id
-        RETURNING d.member_id
-        """,
-        journey,
-        now,
-        lease_until,
-        limit,
-    )
+    rows = await conn.fetch(CLAIM_SQL, journey, now, lease_until, limit)
     return sorted(r["member_id"] for r in rows)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -168,9 +169,11 @@ class JourneyActivities:
             payload = settings.model_dump(mode="json")
             while True:
                 lease = now + dt.timedelta(seconds=request.lease_seconds)
+                began = time.perf_counter()
                 members = await inactivity_due.claim_due(
                     self.store.pool, name, now, lease, request.page_size
                 )
+                result.seconds_finding += time.perf_counter() - began
                 result.pages += 1
                 result.examined += len(members)
                 if members:

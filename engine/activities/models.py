@@ -179,6 +179,9 @@ class ScanResult(BaseModel):
     examined: int = Field(default=0, description="Due rows the scan read (and claimed).")
     started: int = 0
     pages: int = 0
+    seconds_finding: float = Field(
+        default=0.0, description="Time spent reading (claiming) due rows, starts excluded."
+    )
     segments: SegmentRefreshResult | None = Field(
         default=None, description="The segment refresh that ran after the inactivity scan."
     )

@@ -12,6 +12,7 @@ from once_only_journey import OnceOnlyWinback
 from temporalio.client import Client, Interceptor, OutboundInterceptor, StartWorkflowInput
 from temporalio.testing import ActivityEnvironment
 
+from engine import inactivity_due
 from engine.activities import ScanRequest, ScanResult, instances
 from engine.activities.journey_activities import JourneyActivities
 from engine.profiles import ProfileProjector
@@ -175,12 +176,11 @@ async def test_the_scan_query_uses_the_partial_index(store) -> None:
         "FROM generate_series(1, 20000) AS i"
     )
     await store.pool.execute("ANALYZE inactivity_due")
+    now = dt.datetime.now(dt.UTC)
     plan = "\n".join(
         r[0]
         for r in await store.pool.fetch(
-            "EXPLAIN SELECT member_id FROM inactivity_due WHERE journey = 'winback' "
-            "AND due_at IS NOT NULL AND due_at <= now() ORDER BY due_at, member_id LIMIT 500 "
-            "FOR UPDATE SKIP LOCKED"
+            "EXPLAIN " + inactivity_due.CLAIM_SQL, "winback", now, now + DAY, 500
         )
     )
     assert "inactivity_due_due_idx" in plan, plan
