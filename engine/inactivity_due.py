@@ -8,8 +8,8 @@ It is kept current by:
 
 * the profile projector (`track_activity`), in the transaction of the profile write, when a
   member's last activity changes, or the member is erased or merged away;
-* the scan (`claim_due` / `mark_claimed_started`), which takes due rows under a lease and
-  blocks them once their runs are started;
+* the scan (`due_page` / `mark_started`), which reads due rows under a per-journey scan
+  lock and blocks them once their runs are started;
 * the end of a run (`run_ended`, called by `journey_instances`' exit and "gone" folds),
   which applies the journey's re-entry rule: a member who may not re-enter gets no
   `due_at` again, and is never read by a scan again.
@@ -55,19 +55,28 @@ async def register(conn: asyncpg.Connection, j: InactivityJourney) -> str:
     """Make `inactivity_due` right for `j`: "same" when it already was, otherwise
     "added"/"recomputed" after (re)building the journey's rows from the profiles and
     `journey_instances`. Call inside a transaction."""
-    row = await conn.fetchrow(
-        "SELECT inactive_days, reentry, cooldown, workflow_prefix FROM inactivity_journeys "
-        "WHERE journey = $1",
-        j.journey,
-    )
-    if row is not None and (
-        row["inactive_days"] == j.inactive_days
-        and row["reentry"] == j.reentry
-        and row["cooldown"] == j.cooldown
-        and row["workflow_prefix"] == j.workflow_prefix
-    ):
+
+    async def stored() -> asyncpg.Record | None:
+        return await conn.fetchrow(
+            "SELECT inactive_days, reentry, cooldown, workflow_prefix FROM inactivity_journeys "
+            "WHERE journey = $1",
+            j.journey,
+        )
+
+    def same(row: asyncpg.Record | None) -> bool:
+        return row is not None and (
+            row["inactive_days"] == j.inactive_days
+            and row["reentry"] == j.reentry
+            and row["cooldown"] == j.cooldown
+            and row["workflow_prefix"] == j.workflow_prefix
+        )
+
+    if same(await stored()):
         return "same"
     await conn.execute("SELECT pg_advisory_xact_lock($1)", PROFILES_LOCK)
+    row = await stored()
+    if same(row):  # another scan recomputed it while this one waited for the lock
+        return "same"
     await conn.execute(
         "INSERT INTO inactivity_journeys VALUES ($1, $2, $3, $4, $5) ON CONFLICT (journey) DO "
         "UPDATE SET inactive_days = $2, reentry = $3, cooldown = $4, workflow_prefix = $5",
@@ -108,7 +117,11 @@ async def track_activity(
 ) -> None:
     """The profile projector's part, in its transaction: members whose last activity moved
     (`(member_id, last_activity_at)`) get their due moments recomputed (a row per registered
-    inactivity journey); erased or merged-away members (`gone`) lose their rows."""
+    inactivity journey); erased or merged-away members (`gone`) lose their rows.
+
+    Last activity only moves forward (profiles keep the latest), so an older value — a
+    profile rebuild replaying the store from the start — changes nothing: a half-replayed
+    profile never makes a member due."""
     pairs = sorted(active)
     if pairs:
         await conn.execute(
@@ -121,7 +134,7 @@ async def track_activity(
                 last_activity_at = excluded.last_activity_at,
                 due_at = CASE WHEN d.blocked_until = 'infinity'::timestamptz THEN NULL
                               ELSE greatest(excluded.due_at, d.blocked_until) END
-            WHERE d.last_activity_at IS DISTINCT FROM excluded.last_activity_at
+            WHERE d.last_activity_at < excluded.last_activity_at
             """,
             [m for m, _ in pairs],
             [t for _, t in pairs],
@@ -154,40 +167,53 @@ async def run_ended(conn: Conn, journey: str, member_id: str, exited_at: dt.date
     )
 
 
-CLAIM_SQL = """
-        WITH c AS MATERIALIZED (
-            SELECT member_id FROM inactivity_due
-            WHERE journey = $1 AND due_at IS NOT NULL AND due_at <= $2
-            ORDER BY due_at, member_id LIMIT $4 FOR UPDATE SKIP LOCKED)
-        UPDATE inactivity_due d SET due_at = $3
-        WHERE d.journey = $1 AND d.member_id = ANY(ARRAY(SELECT member_id FROM c))
-        RETURNING d.member_id
-        """
-"""Parameters: journey, now, lease end, page size. Reads the due rows by the partial index
-and updates them by primary key (never a scan of the table)."""
+SCAN_LOCK = 0x4A4D5343  # "JMSC"; with hashtext(journey): one scan per journey at a time
+
+DUE_PAGE_SQL = """
+SELECT member_id, due_at FROM inactivity_due
+WHERE journey = $1 AND due_at IS NOT NULL AND due_at <= $2 AND (due_at, member_id) > ($3, $4)
+ORDER BY due_at, member_id LIMIT $5
+"""
+"""Parameters: journey, now, cursor (due_at, member_id), page size. Reads due rows by the
+partial index, from the cursor on (so rows left behind are never walked over again)."""
+
+MARK_SQL = """
+UPDATE inactivity_due d SET blocked_until = 'infinity', due_at = NULL
+FROM unnest($2::text[], $3::timestamptz[]) AS x(member_id, due_at)
+WHERE d.journey = $1 AND d.member_id = x.member_id AND d.due_at = x.due_at
+"""
+"""Parameters: journey, member ids, the due moments the page read."""
 
 
-async def claim_due(
-    conn: Conn, journey: str, now: dt.datetime, lease_until: dt.datetime, limit: int
-) -> list[str]:
-    """Take up to `limit` members due for `journey` at `now`, soonest first, by the partial
-    index: their `due_at` moves to `lease_until`, so an overlapping scan skips them (rows
-    another scan is claiming are skipped too), and a scan that dies before starting their
-    runs leaves them due again when the lease ends."""
-    rows = await conn.fetch(CLAIM_SQL, journey, now, lease_until, limit)
-    return sorted(r["member_id"] for r in rows)
+@dataclass(frozen=True)
+class Due:
+    member_id: str
+    due_at: dt.datetime
 
 
-async def mark_claimed_started(
-    conn: Conn, journey: str, member_ids: list[str], lease_until: dt.datetime
-) -> None:
-    """Runs were started (or found open, or refused by Temporal's reuse rule) for these
-    claimed members: block them until the run ends. A row whose run already ended, or whose
-    member was active, meanwhile no longer holds this claim's lease and is left as it is."""
-    await conn.execute(
-        "UPDATE inactivity_due SET blocked_until = 'infinity', due_at = NULL "
-        "WHERE journey = $1 AND member_id = ANY($2::text[]) AND due_at = $3",
-        journey,
-        member_ids,
-        lease_until,
+async def try_lock_scan(conn: asyncpg.Connection, journey: str) -> bool:
+    """Take the journey's scan lock on `conn` (a session lock: released by `unlock_scan`, or
+    by PostgreSQL when the connection ends), or say that another scan holds it."""
+    return bool(
+        await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", SCAN_LOCK, journey)
     )
+
+
+async def unlock_scan(conn: asyncpg.Connection, journey: str) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", SCAN_LOCK, journey)
+
+
+async def due_page(
+    conn: Conn, journey: str, now: dt.datetime, after: Due | None, limit: int
+) -> list[Due]:
+    """Up to `limit` members due for `journey` at `now`, soonest first, after `after`."""
+    cursor = after or Due("", dt.datetime.min.replace(tzinfo=dt.UTC))
+    rows = await conn.fetch(DUE_PAGE_SQL, journey, now, cursor.due_at, cursor.member_id, limit)
+    return [Due(r["member_id"], r["due_at"]) for r in rows]
+
+
+async def mark_started(conn: Conn, journey: str, page: list[Due]) -> None:
+    """Runs were started (or found open, or refused by Temporal's reuse rule) for this page:
+    block its rows until the run ends. A row whose due moment moved since the page was read
+    (its run already ended, or the member was active) is left as it is."""
+    await conn.execute(MARK_SQL, journey, [d.member_id for d in page], [d.due_at for d in page])

@@ -138,9 +138,9 @@ class JourneyActivities:
     async def scan_inactive(self, request: ScanRequest) -> ScanResult:
         """Start the runs of members who are due for each inactivity journey, reading only
         their rows of `inactivity_due` (by its partial index on `due_at`), a page at a time:
-        a page is claimed under a lease, its runs are started concurrently (at most
-        `start_concurrency` at once) and marked started in one statement. See
-        `engine.inactivity_due`."""
+        a page's runs are started concurrently (at most `start_concurrency` at once) and
+        marked started in one statement. One scan per journey at a time (a second one skips
+        it, `busy`). See `engine.inactivity_due`."""
         if self.client is None:
             raise RuntimeError("scan_inactive_members needs a Temporal client")
         now = request.now or dt.datetime.now(dt.UTC)
@@ -167,22 +167,15 @@ class JourneyActivities:
                     ),
                 )
             payload = settings.model_dump(mode="json")
-            while True:
-                lease = now + dt.timedelta(seconds=request.lease_seconds)
-                began = time.perf_counter()
-                members = await inactivity_due.claim_due(
-                    self.store.pool, name, now, lease, request.page_size
-                )
-                result.seconds_finding += time.perf_counter() - began
-                result.pages += 1
-                result.examined += len(members)
-                if members:
-                    result.started += await self._start_page(
-                        spec, members, payload, lease, request.start_concurrency
-                    )
-                activity.heartbeat({"journey": name, "result": result.model_dump()})
-                if len(members) < request.page_size:
-                    break
+            async with self.store.pool.acquire() as lock:
+                if not await inactivity_due.try_lock_scan(lock, name):
+                    log.info("inactivity scan of %s skipped: another scan holds it", name)
+                    result.busy.append(name)
+                    continue
+                try:
+                    await self._scan_journey(spec, now, payload, request, result)
+                finally:
+                    await inactivity_due.unlock_scan(lock, name)
         return result
 
     @activity.defn(name="refresh_segments")
@@ -235,29 +228,56 @@ class JourneyActivities:
         )
         return totals(result)
 
+    async def _scan_journey(
+        self,
+        spec: Any,
+        now: dt.datetime,
+        payload: dict[str, Any],
+        request: ScanRequest,
+        result: ScanResult,
+    ) -> None:
+        """Read the journey's due rows a page at a time (by index, from a cursor) and start
+        each page's runs; the caller holds the journey's scan lock."""
+        after: inactivity_due.Due | None = None
+        while True:
+            began = time.perf_counter()
+            page = await inactivity_due.due_page(
+                self.store.pool, spec.name, now, after, request.page_size
+            )
+            result.seconds_finding += time.perf_counter() - began
+            result.pages += 1
+            result.examined += len(page)
+            if page:
+                result.started += await self._start_page(
+                    spec, page, payload, request.start_concurrency
+                )
+                after = page[-1]
+            activity.heartbeat({"journey": spec.name, "result": result.model_dump()})
+            if len(page) < request.page_size:
+                return
+
     async def _start_page(
         self,
         spec: Any,
-        member_ids: list[str],
+        page: list[inactivity_due.Due],
         settings: dict[str, Any],
-        lease: dt.datetime,
         concurrency: int,
     ) -> int:
-        """Start the claimed members' runs, at most `concurrency` calls at once, then record
-        them in `journey_instances` and `inactivity_due` with one statement each. How many
-        new runs began."""
+        """Start the page's runs, at most `concurrency` calls at once, then record them in
+        `journey_instances` and `inactivity_due` with one statement each. How many new runs
+        began."""
         sem = asyncio.Semaphore(max(1, concurrency))
 
         async def start(member_id: str) -> instances.Started:
             async with sem:
                 return await self._start_inactivity_run(spec, member_id, settings)
 
-        outcomes = await asyncio.gather(*(start(m) for m in member_ids))
+        outcomes = await asyncio.gather(*(start(d.member_id) for d in page))
         async with self.store.pool.acquire() as conn, conn.transaction():
             await instances.mark_started_many(
                 conn, spec.name, [o for o in outcomes if o.workflow_id]
             )
-            await inactivity_due.mark_claimed_started(conn, spec.name, member_ids, lease)
+            await inactivity_due.mark_started(conn, spec.name, page)
         return sum(o.new_run for o in outcomes)
 
     async def _start_inactivity_run(

@@ -143,11 +143,6 @@ class ScanRequest(BaseModel):
     start_concurrency: int = Field(
         default=50, description="Workflow starts in flight at once while starting a page."
     )
-    lease_seconds: float = Field(
-        default=900,
-        description="How long a claimed page stays away from other scans; a scan that dies "
-        "before starting its runs leaves them due again after this.",
-    )
 
 
 class SegmentRefreshRequest(BaseModel):
@@ -176,11 +171,14 @@ class SegmentRefreshResult(BaseModel):
 
 
 class ScanResult(BaseModel):
-    examined: int = Field(default=0, description="Due rows the scan read (and claimed).")
+    examined: int = Field(default=0, description="Due rows the scan read.")
     started: int = 0
     pages: int = 0
     seconds_finding: float = Field(
-        default=0.0, description="Time spent reading (claiming) due rows, starts excluded."
+        default=0.0, description="Time spent reading due rows, starts excluded."
+    )
+    busy: list[str] = Field(
+        default_factory=list, description="Journeys skipped: another scan was scanning them."
     )
     segments: SegmentRefreshResult | None = Field(
         default=None, description="The segment refresh that ran after the inactivity scan."

@@ -95,8 +95,10 @@ async def test_overlapping_scans_start_each_member_once(temporal_env, store) -> 
     results = await asyncio.gather(
         *(_scan(acts, T0, journeys=["winback"], page_size=4) for _ in range(3))
     )
+    # One scan per journey at a time: the others skip it, or find nobody left.
     assert sum(r.started for r in results) == 40
     assert sum(r.examined for r in results) == 40
+    assert all(r.busy in ([], ["winback"]) for r in results)
     assert sorted(starts.ids) == sorted(f"journey/winback/{m}" for m in due)
     for m in due:
         await client.get_workflow_handle(f"journey/winback/{m}").terminate()
@@ -168,7 +170,7 @@ async def test_activity_and_a_changed_inactive_days_move_the_due_moment(
     await client.get_workflow_handle(f"journey/winback/{member}").terminate()
 
 
-async def test_the_scan_query_uses_the_partial_index(store) -> None:
+async def test_the_scan_reads_and_marks_by_index(store) -> None:
     await store.pool.execute(
         "INSERT INTO inactivity_due (journey, member_id, last_activity_at, due_at) "
         "SELECT 'winback', 'm' || i, now(), CASE WHEN i % 100 = 0 THEN now() - interval '1 day' "
@@ -177,14 +179,14 @@ async def test_the_scan_query_uses_the_partial_index(store) -> None:
     )
     await store.pool.execute("ANALYZE inactivity_due")
     now = dt.datetime.now(dt.UTC)
-    plan = "\n".join(
-        r[0]
-        for r in await store.pool.fetch(
-            "EXPLAIN " + inactivity_due.CLAIM_SQL, "winback", now, now + DAY, 500
-        )
-    )
-    assert "inactivity_due_due_idx" in plan, plan
-    assert "Seq Scan" not in plan, plan
+    ids = [f"m{i}" for i in range(100, 5100, 100)]
+    for sql, args in (
+        (inactivity_due.DUE_PAGE_SQL, ("winback", now, now - 400 * DAY, "", 500)),
+        (inactivity_due.MARK_SQL, ("winback", ids, [now] * len(ids))),
+    ):
+        plan = "\n".join(r[0] for r in await store.pool.fetch("EXPLAIN " + sql, *args))
+        assert "Seq Scan" not in plan, plan
+        assert "inactivity_due_due_idx" in plan or "inactivity_due_pkey" in plan, plan
 
 
 async def test_an_erased_member_has_no_due_rows(store) -> None:
@@ -195,3 +197,18 @@ async def test_an_erased_member_has_no_due_rows(store) -> None:
     await store.append(f"member-{member}", [NewEvent("member.erased", {}, occurred_at=T0)])
     await ProfileProjector(store, clock=lambda: T0).run_until_caught_up()
     assert await store.pool.fetchval(count, member) == 0
+
+
+async def test_a_half_replayed_profile_never_makes_a_member_due(store) -> None:
+    member = f"r-{uuid.uuid4().hex[:6]}"
+    for at in (T0 - 40 * DAY, T0 - DAY):
+        await store.append(f"member-{member}", [NewEvent("page.viewed", {}, occurred_at=at)])
+    await ProfileProjector(store, clock=lambda: T0).run_until_caught_up()
+    due_at = "SELECT due_at FROM inactivity_due WHERE journey = 'winback' AND member_id = $1"
+    assert await store.pool.fetchval(due_at, member) == T0 + 29 * DAY
+    rebuilding = ProfileProjector(store, clock=lambda: T0, batch_size=1)
+    async with store.pool.acquire() as c:  # what `rebuild` does first
+        await c.execute("DELETE FROM member_profiles")
+        await c.execute("DELETE FROM subscription_checkpoints WHERE name = 'member_profiles'")
+    assert await rebuilding.run_once() == 1  # only the 40-day-old view is folded so far
+    assert await store.pool.fetchval(due_at, member) == T0 + 29 * DAY
