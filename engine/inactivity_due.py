@@ -180,7 +180,8 @@ partial index, from the cursor on (so rows left behind are never walked over aga
 MARK_SQL = """
 UPDATE inactivity_due d SET blocked_until = 'infinity', due_at = NULL
 FROM unnest($2::text[], $3::timestamptz[]) AS x(member_id, due_at)
-WHERE d.journey = $1 AND d.member_id = x.member_id AND d.due_at = x.due_at
+WHERE d.journey = $1 AND d.member_id = ANY($2::text[])
+  AND d.member_id = x.member_id AND d.due_at = x.due_at
 """
 """Parameters: journey, member ids, the due moments the page read."""
 
