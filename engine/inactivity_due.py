@@ -175,7 +175,9 @@ WHERE journey = $1 AND due_at IS NOT NULL AND due_at <= $2 AND (due_at, member_i
 ORDER BY due_at, member_id LIMIT $5
 """
 """Parameters: journey, now, cursor (due_at, member_id), page size. Reads due rows by the
-partial index, from the cursor on (so rows left behind are never walked over again)."""
+partial index on (journey, due_at, member_id), starting at the cursor (the row comparison is
+an index condition), so the entries of rows already handled are never walked over again,
+even when many members share one due moment."""
 
 MARK_SQL = """
 UPDATE inactivity_due d SET blocked_until = 'infinity', due_at = NULL

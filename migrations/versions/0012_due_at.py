@@ -51,7 +51,7 @@ def upgrade() -> None:
         """
     )
     op.execute(
-        "CREATE INDEX inactivity_due_due_idx ON inactivity_due (journey, due_at) "
+        "CREATE INDEX inactivity_due_due_idx ON inactivity_due (journey, due_at, member_id) "
         "WHERE due_at IS NOT NULL"
     )
     op.execute(

@@ -187,6 +187,9 @@ async def test_the_scan_reads_and_marks_by_index(store) -> None:
         plan = "\n".join(r[0] for r in await store.pool.fetch("EXPLAIN " + sql, *args))
         assert "Seq Scan" not in plan, plan
         assert "inactivity_due_due_idx" in plan or "inactivity_due_pkey" in plan, plan
+        if sql == inactivity_due.DUE_PAGE_SQL:  # the index scan starts at the cursor
+            conds = [line for line in plan.splitlines() if "Index Cond" in line]
+            assert any("ROW(due_at, member_id) >" in line for line in conds), plan
 
 
 async def test_an_erased_member_has_no_due_rows(store) -> None:
