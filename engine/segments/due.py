@@ -98,6 +98,8 @@ async def refresh_due(
 
     chosen = segment_list(segments)
     result = RefreshResult()
+    if not chosen:
+        return result
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
     while True:
