@@ -99,7 +99,7 @@ async def make_due(url: str, share: float, *, journey: str = "winback", days: fl
     conn = await asyncpg.connect(url)
     try:
         total = await conn.fetchval("SELECT count(*) FROM member_profiles")
-        n = max(1, round(total * share))
+        n = round(total * share)
         quiet = dt.datetime.now(dt.UTC) - dt.timedelta(days=days + 10)
         async with conn.transaction():
             chosen = [
@@ -239,6 +239,21 @@ async def _full_read(
         await conn.close()
 
 
+async def _bare_starts(client: Any, n: int, concurrency: int) -> float:
+    """The limit for starting: `n` starts of a workflow type nobody runs, with the same
+    concurrency and nothing else (no database); seconds."""
+    sem = asyncio.Semaphore(concurrency)
+    tq = f"bench-bare-{uuid.uuid4().hex[:6]}"
+
+    async def one(i: int) -> None:
+        async with sem:
+            await client.start_workflow("bench_nothing", id=f"{tq}-{i}", task_queue=tq)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - t0
+
+
 async def measure_scan(
     url: str,
     *,
@@ -287,7 +302,12 @@ async def measure_scan(
     finally:
         await store.close()
     after = await _table_reads(url)
+    starts = counter.starts
+    bare_starts = None
+    if not isinstance(client, CountingClient):
+        bare_starts = round(await _bare_starts(client, due, concurrency), 3)
     return {
+        "bare_starts_seconds": bare_starts,
         "members": profiles,
         "due": due,
         "seconds_finding": round(result.seconds_finding, 4),
@@ -295,7 +315,7 @@ async def measure_scan(
         "examined": result.examined,
         "pages": result.pages,
         "rows_read": {t: after.get(t, 0) - before.get(t, 0) for t in STATS_TABLES},
-        "workflow_starts": counter.starts,
+        "workflow_starts": starts,
         "runs_started": result.started,
         "bare_index_read_seconds": round(bare, 4),
         "full_profile_read_seconds": round(full, 4),
@@ -334,6 +354,12 @@ async def _run(url: str, sizes: list[int], share: float, temporal: bool) -> list
                 f"{m['full_profile_read_seconds']:.3f} s), "
                 f"{m['examined']:,} due rows read, rows read per table {m['rows_read']}, "
                 f"{m['workflow_starts']:,} workflow starts, whole scan {m['seconds_total']:.2f} s"
+                + (
+                    f" (the same number of bare starts, same concurrency: "
+                    f"{m['bare_starts_seconds']:.2f} s)"
+                    if m["bare_starts_seconds"] is not None
+                    else ""
+                )
             )
     finally:
         if env is not None:
