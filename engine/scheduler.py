@@ -1,6 +1,6 @@
 """The inactivity scheduler: a Temporal Schedule that runs the inactivity scan workflow
-(hourly by default). The scan's activity pages through the profile projection and starts
-inactivity journeys (win-back) only for members who are due.
+(hourly by default). The scan's activity reads only the members who are due (see
+`engine.inactivity_due`) and starts their inactivity journeys (win-back) in batches.
 
     journeyman scheduler --every 3600     # create or update the schedule, then exit
 """

@@ -1,12 +1,12 @@
 """The inactivity scan: a Temporal Schedule runs this workflow (hourly by default); its first
-activity pages through the profile projection for members who became due for an
-inactivity journey and starts their runs. Temporal work grows with the members who are due,
-not with the member count.
+activity reads the members who became due for an inactivity journey (`inactivity_due`, by
+its partial index) and starts their runs in batches. Rows read and Temporal work grow with
+the members who are due, not with the member count.
 
-Its second activity, `refresh_segments`, re-evaluates every member's segments as of now:
-recency scores and lifecycle stages change with time alone, without an event that would make
-the profile projection look at the member. (Scans started before this step existed replay
-without it: `workflow.patched`.)"""
+Its second activity, `refresh_segments`, re-evaluates the segments of members whose recency
+score or lifecycle stage can have changed since they were last evaluated: those change with
+time alone, without an event that would make the profile projection look at the member.
+(Scans started before this step existed replay without it: `workflow.patched`.)"""
 
 from __future__ import annotations
 

@@ -36,6 +36,8 @@ from sqlalchemy import (
     text,
 )
 
+from engine import inactivity_due
+
 if TYPE_CHECKING:
     from temporalio.client import WorkflowHandle
 
@@ -241,6 +243,68 @@ async def mark_started(
     return _instance(row), bool(row["new_entry"])
 
 
+@dataclass(frozen=True)
+class Started:
+    """One start call's outcome, for `mark_started_many`."""
+
+    workflow_id: str
+    member_id: str
+    entry_id: str | None
+    new_run: bool
+
+
+async def mark_started_many(
+    conn: asyncpg.Connection | asyncpg.Pool, journey: str, started: list[Started]
+) -> int:
+    """`mark_started` for a batch of unkeyed runs of one journey, in one statement; how many
+    entries were new to their rows. A row whose run was already seen to end (its
+    `journey.exited` folded for this very entry before the batch was marked) stays ended."""
+    if not started:
+        return 0
+    return int(
+        await conn.fetchval(
+            """
+            WITH before AS (
+                SELECT workflow_id, entry_id FROM journey_instances
+                WHERE workflow_id = ANY($2::text[])
+            ), marked AS (
+                INSERT INTO journey_instances AS j
+                    (workflow_id, journey, member_id, key, running, pending, entry_id, entries,
+                     entered_at)
+                SELECT x.workflow_id, $1, x.member_id, NULL, true, x.entry_id IS NULL,
+                       x.entry_id, CASE WHEN x.new_run THEN 1 ELSE 0 END, now()
+                FROM unnest($2::text[], $3::text[], $4::text[], $5::boolean[])
+                     AS x(workflow_id, member_id, entry_id, new_run)
+                ON CONFLICT (workflow_id) DO UPDATE SET
+                    running = CASE WHEN excluded.entry_id IS NOT NULL
+                                    AND j.entry_id = excluded.entry_id
+                                    AND NOT j.pending AND NOT j.running
+                                    AND j.exited_at IS NOT NULL
+                                   THEN false ELSE true END,
+                    pending = CASE WHEN excluded.entry_id IS NULL THEN j.pending ELSE false END,
+                    entry_id = coalesce(excluded.entry_id, j.entry_id),
+                    entries = j.entries
+                        + CASE WHEN excluded.entries = 1
+                                AND excluded.entry_id IS DISTINCT FROM j.entry_id
+                               THEN 1 ELSE 0 END,
+                    entered_at = CASE WHEN excluded.entries = 1
+                                       AND excluded.entry_id IS DISTINCT FROM j.entry_id
+                                      THEN now() ELSE j.entered_at END,
+                    updated_at = now()
+                RETURNING j.workflow_id, j.entry_id
+            )
+            SELECT count(*) FROM marked m LEFT JOIN before b USING (workflow_id)
+            WHERE m.entry_id IS NOT NULL AND m.entry_id IS DISTINCT FROM b.entry_id
+            """,
+            journey,
+            [s.workflow_id for s in started],
+            [s.member_id for s in started],
+            [s.entry_id for s in started],
+            [s.new_run for s in started],
+        )
+    )
+
+
 async def fold_entered(
     conn: Queries,
     *,
@@ -295,13 +359,18 @@ async def fold_exited(
     converted: bool,
     at: dt.datetime,
 ) -> Instance | None:
-    """An exit ends the row only if it is the row's current, confirmed entry."""
+    """An exit ends the row only if it is the row's current, confirmed entry. For an
+    inactivity journey, the member's due moment follows the re-entry rule (in the same
+    statement)."""
     row = await conn.fetchrow(
         f"""
-        UPDATE journey_instances SET running = false, exited_at = $3, exit_reason = $4,
-            converted = $5, updated_at = now()
-        WHERE workflow_id = $1 AND entry_id = $2 AND NOT pending
-        RETURNING {_COLS}
+        WITH ended AS (
+            UPDATE journey_instances SET running = false, exited_at = $3, exit_reason = $4,
+                converted = $5, updated_at = now()
+            WHERE workflow_id = $1 AND entry_id = $2 AND NOT pending
+            RETURNING {_COLS}
+        ), {inactivity_due.after_runs_ended("ended")}
+        SELECT * FROM ended
         """,
         workflow_id,
         entry_id,
@@ -348,9 +417,15 @@ async def trigger_entered(
 async def mark_gone(conn: Queries, workflow_id: str) -> Instance | None:
     """Temporal says no run is open under this id: the row is stale."""
     row = await conn.fetchrow(
-        "UPDATE journey_instances SET running = false, pending = false, "
-        "exited_at = coalesce(exited_at, now()), updated_at = now() "
-        f"WHERE workflow_id = $1 RETURNING {_COLS}",
+        f"""
+        WITH ended AS (
+            UPDATE journey_instances SET running = false, pending = false,
+                exited_at = coalesce(exited_at, now()), updated_at = now()
+            WHERE workflow_id = $1
+            RETURNING {_COLS}
+        ), {inactivity_due.after_runs_ended("ended")}
+        SELECT * FROM ended
+        """,
         workflow_id,
     )
     return None if row is None else _instance(row)

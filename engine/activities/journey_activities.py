@@ -1,6 +1,6 @@
 """Activities the journey kit and the inactivity scan call. Journeys reach side effects only
-through these. The scan also runs `refresh_segments`, which re-evaluates every member's
-segments for tests that change with time alone.
+through these. The scan also runs `refresh_segments`, which re-evaluates the segments of
+members whose time-based profile fields can have changed.
 
 `JourneyActivities(store, ...)` holds the connections; `.all()` lists the activity callables
 for a worker. Tests register the same object against their own database.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,8 +20,9 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from engine import metrics
+from engine import inactivity_due, metrics
 from engine.profile_model import MemberProfile
+from engine.segments.due import refresh_due
 from engine.segments.membership import RefreshResult, Segments, refresh, segment_list
 from engine.settings import Settings, get_settings
 from event_store import NewEvent, PostgresEventStore
@@ -134,61 +136,54 @@ class JourneyActivities:
     # ------------------------------------------------------------------ inactivity scan
     @activity.defn(name="scan_inactive_members")
     async def scan_inactive(self, request: ScanRequest) -> ScanResult:
-        """Page through the profile projection for members who are due for each inactivity
-        journey and start their runs. The cursor is heartbeated: a retried attempt resumes
-        where the last one stopped."""
+        """Start the runs of members who are due for each inactivity journey, reading only
+        their rows of `inactivity_due` (by its partial index on `due_at`), a page at a time:
+        a page's runs are started concurrently (at most `start_concurrency` at once) and
+        marked started in one statement. One scan per journey at a time (a second one skips
+        it, `busy`). See `engine.inactivity_due`."""
         if self.client is None:
             raise RuntimeError("scan_inactive_members needs a Temporal client")
         now = request.now or dt.datetime.now(dt.UTC)
-        details = activity.info().heartbeat_details
-        resume: dict[str, Any] = dict(details[0]) if details else {}
-        result = ScanResult(**resume.get("result", {}))
+        result = ScanResult()
         names = request.journeys or [
             n for n, c in self.journeys.items() if c.__journey__.trigger.kind == "inactivity"
         ]
-        done: list[str] = list(resume.get("done", []))
         for name in names:
-            if name in done:
-                continue
-            cls = self.journeys[name]
-            spec = cls.__journey__
+            spec = self.journeys[name].__journey__
             settings = spec.resolve_settings(
                 self.journey_settings.get(name), activity_types=self.activity_types
             )
             if not settings.enabled:
-                done.append(name)
                 continue
-            cutoff = now - dt.timedelta(days=settings.inactive_days)
-            cooldown_cutoff = now - (spec.reentry.cooldown or dt.timedelta(0))
-            prefix = spec.workflow_id("")
-            cursor = resume.get("cursor") if resume.get("journey") == name else None
-            while True:
-                rows = await self._due_page(
-                    spec, prefix, cutoff, cooldown_cutoff, cursor, request.page_size
+            async with self.store.pool.acquire() as conn, conn.transaction():
+                await inactivity_due.register(
+                    conn,
+                    inactivity_due.InactivityJourney(
+                        journey=name,
+                        inactive_days=float(settings.inactive_days),
+                        reentry=spec.reentry.mode,
+                        cooldown=spec.reentry.cooldown,
+                        workflow_prefix=spec.workflow_id(""),
+                    ),
                 )
-                result.pages += 1
-                result.examined += len(rows)
-                if not rows:
-                    break
-                started = await self._start_many(
-                    spec, [r["member_id"] for r in rows], settings.model_dump(mode="json")
-                )
-                result.started += sum(started)
-                last = rows[-1]
-                cursor = [last["last_activity_at"].isoformat(), last["member_id"]]
-                activity.heartbeat(
-                    {"journey": name, "cursor": cursor, "done": done, "result": result.model_dump()}
-                )
-                if len(rows) < request.page_size:
-                    break
-            done.append(name)
+            payload = settings.model_dump(mode="json")
+            async with self.store.pool.acquire() as lock:
+                if not await inactivity_due.try_lock_scan(lock, name):
+                    log.info("inactivity scan of %s skipped: another scan holds it", name)
+                    result.busy.append(name)
+                    continue
+                try:
+                    await self._scan_journey(spec, now, payload, request, result)
+                finally:
+                    await inactivity_due.unlock_scan(lock, name)
         return result
 
     @activity.defn(name="refresh_segments")
     async def refresh_segments(self, request: SegmentRefreshRequest) -> SegmentRefreshResult:
-        """Evaluate every member's segments as of `request.now` (see
-        `engine.segments.membership.refresh`). The cursor is heartbeated after each page: a
-        retried attempt resumes where the last one stopped."""
+        """Evaluate segments as of `request.now`: by default only of the members whose
+        time-based profile fields can have changed (`engine.segments.due.refresh_due`); with
+        `full`, every member's (`engine.segments.membership.refresh`, whose cursor is
+        heartbeated after each page: a retried attempt resumes where the last one stopped)."""
         if self._segments is None:
             from engine.segments import registered_segments
 
@@ -212,6 +207,16 @@ class JourneyActivities:
         def page(r: RefreshResult) -> None:
             activity.heartbeat({"cursor": r.cursor, "result": totals(r).model_dump()})
 
+        if not request.full:
+            result = await refresh_due(
+                self.store,
+                self._segments,
+                settings=self._settings or get_settings(),
+                now=now,
+                page_size=request.page_size,
+                on_page=page,
+            )
+            return totals(result)
         result = await refresh(
             self.store,
             self._segments,
@@ -223,51 +228,63 @@ class JourneyActivities:
         )
         return totals(result)
 
-    async def _due_page(
+    async def _scan_journey(
         self,
         spec: Any,
-        prefix: str,
-        cutoff: dt.datetime,
-        cooldown_cutoff: dt.datetime,
-        cursor: list[str] | None,
-        limit: int,
-    ) -> list[Any]:
-        args: list[Any] = [cutoff, spec.name, prefix, cooldown_cutoff, spec.reentry.mode, limit]
-        after = ""
-        if cursor is not None:
-            args += [dt.datetime.fromisoformat(cursor[0]), cursor[1]]
-            after = "AND (p.last_activity_at, p.member_id) > ($7, $8)"
-        return await self.store.pool.fetch(
-            f"""
-            SELECT p.member_id, p.last_activity_at
-            FROM member_profiles p
-            LEFT JOIN journey_instances j
-                   ON j.journey = $2 AND j.workflow_id = $3 || p.member_id
-            WHERE p.last_activity_at < $1 AND NOT p.erased AND p.merged_into IS NULL {after}
-              AND (j.workflow_id IS NULL OR (
-                    NOT j.running
-                    AND $5 <> 'never'
-                    AND ($5 = 'always' OR j.exited_at IS NULL OR j.exited_at < $4)))
-            ORDER BY p.last_activity_at, p.member_id
-            LIMIT $6
-            """,
-            *args,
-        )
+        now: dt.datetime,
+        payload: dict[str, Any],
+        request: ScanRequest,
+        result: ScanResult,
+    ) -> None:
+        """Read the journey's due rows a page at a time (by index, from a cursor) and start
+        each page's runs; the caller holds the journey's scan lock."""
+        after: inactivity_due.Due | None = None
+        while True:
+            began = time.perf_counter()
+            page = await inactivity_due.due_page(
+                self.store.pool, spec.name, now, after, request.page_size
+            )
+            result.seconds_finding += time.perf_counter() - began
+            result.pages += 1
+            result.examined += len(page)
+            if page:
+                result.started += await self._start_page(
+                    spec, page, payload, request.start_concurrency
+                )
+                after = page[-1]
+            activity.heartbeat({"journey": spec.name, "result": result.model_dump()})
+            if len(page) < request.page_size:
+                return
 
-    async def _start_many(
-        self, spec: Any, member_ids: list[str], settings: dict[str, Any]
-    ) -> list[bool]:
-        sem = asyncio.Semaphore(16)
+    async def _start_page(
+        self,
+        spec: Any,
+        page: list[inactivity_due.Due],
+        settings: dict[str, Any],
+        concurrency: int,
+    ) -> int:
+        """Start the page's runs, at most `concurrency` calls at once, then record them in
+        `journey_instances` and `inactivity_due` with one statement each. How many new runs
+        began."""
+        sem = asyncio.Semaphore(max(1, concurrency))
 
-        async def start(member_id: str) -> bool:
+        async def start(member_id: str) -> instances.Started:
             async with sem:
                 return await self._start_inactivity_run(spec, member_id, settings)
 
-        return await asyncio.gather(*(start(m) for m in member_ids))
+        outcomes = await asyncio.gather(*(start(d.member_id) for d in page))
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            new_entries = await instances.mark_started_many(
+                conn, spec.name, [o for o in outcomes if o.workflow_id]
+            )
+            await inactivity_due.mark_started(conn, spec.name, page)
+        return new_entries
 
     async def _start_inactivity_run(
         self, spec: Any, member_id: str, settings: dict[str, Any]
-    ) -> bool:
+    ) -> instances.Started:
+        """Start one run (Temporal's id reuse rule and `USE_EXISTING` keep it to one run per
+        member however often this is called). A refused start has an empty workflow id."""
         assert self.client is not None
         workflow_id = spec.workflow_id(member_id)
         try:
@@ -280,15 +297,8 @@ class JourneyActivities:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
         except WorkflowAlreadyStartedError:
-            return False
+            return instances.Started("", member_id, None, False)
+        # The run's first execution id, whether this call started it or found it running:
+        # `mark_started_many` counts an entry only when the id is new to the row.
         entry_id = instances.entry_of(handle)
-        _, new_run = await instances.mark_started(
-            self.store.pool,
-            workflow_id=workflow_id,
-            journey=spec.name,
-            member_id=member_id,
-            key=None,
-            entry_id=entry_id,
-            new_run=entry_id is not None,
-        )
-        return new_run
+        return instances.Started(workflow_id, member_id, entry_id, entry_id is not None)

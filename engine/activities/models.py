@@ -140,14 +140,19 @@ class ScanRequest(BaseModel):
     journeys: list[str] = Field(default_factory=list)
     page_size: int = 500
     now: dt.datetime | None = None
+    start_concurrency: int = Field(
+        default=50, description="Workflow starts in flight at once while starting a page."
+    )
 
 
 class SegmentRefreshRequest(BaseModel):
-    """Input of `refresh_segments`: every member's segments evaluated as of `now` (the
-    activity's clock when None), `page_size` profiles per transaction."""
+    """Input of `refresh_segments`: segments evaluated as of `now` (the activity's clock when
+    None), `page_size` profiles per transaction; of the members whose time-based profile
+    fields can have changed, or of every member with `full`."""
 
     page_size: int = 500
     now: dt.datetime | None = None
+    full: bool = False
 
 
 class SegmentRefreshResult(BaseModel):
@@ -166,9 +171,15 @@ class SegmentRefreshResult(BaseModel):
 
 
 class ScanResult(BaseModel):
-    examined: int = 0
+    examined: int = Field(default=0, description="Due rows the scan read.")
     started: int = 0
     pages: int = 0
+    seconds_finding: float = Field(
+        default=0.0, description="Time spent reading due rows, starts excluded."
+    )
+    busy: list[str] = Field(
+        default_factory=list, description="Journeys skipped: another scan was scanning them."
+    )
     segments: SegmentRefreshResult | None = Field(
         default=None, description="The segment refresh that ran after the inactivity scan."
     )

@@ -1,5 +1,5 @@
-"""`journeyman ingest FILE`, `journeyman keys …`, `journeyman projections rebuild` and
-`journeyman api`."""
+"""`journeyman ingest FILE`, `journeyman keys …`, `journeyman projections rebuild`,
+`journeyman projections refresh-segments` and `journeyman api`."""
 
 from __future__ import annotations
 
@@ -273,6 +273,31 @@ def projections_rebuild() -> None:
     console.print(
         f"member_profiles rebuilt from {n:,} events in {time.perf_counter() - started:.1f} s"
     )
+
+
+@projections_app.command("refresh-segments")
+def projections_refresh_segments() -> None:
+    """Evaluate every member's segments now and rewrite when each is next due. Run it after
+    changing the recency or lifecycle settings, or the registered segments: the hourly scan
+    only re-evaluates members whose time-based fields can have changed."""
+    import datetime as dt
+
+    from engine.segments import registered_segments
+    from engine.segments.membership import refresh
+    from event_store import PostgresEventStore
+
+    async def go() -> tuple[int, int, int]:
+        store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=2)
+        try:
+            r = await refresh(
+                store, registered_segments(), settings=settings(), now=dt.datetime.now(dt.UTC)
+            )
+        finally:
+            await store.close()
+        return r.examined, len(r.changes.entered), len(r.changes.exited)
+
+    examined, entered, exited = run(go())
+    console.print(f"{examined:,} members evaluated: {entered:,} entries, {exited:,} exits")
 
 
 def api(

@@ -22,9 +22,11 @@ from dataclasses import replace
 
 import asyncpg
 
+from engine import inactivity_due
 from engine.crypto import Keyring, load_data_keys
 from engine.deadletters import Attempts, announce, describe, is_transient, park
 from engine.sealing import has_sealed, open_fields
+from engine.segments import due as segment_due
 from engine.segments.membership import Segments, SegmentTracker
 from engine.settings import Settings, get_settings
 from event_store import START, Cursor, PostgresEventStore, RecordedEvent, UndecodableEvent
@@ -279,6 +281,9 @@ class ProfileProjector:
         }
         await self._load(conn, rows, wanted)
         activity_types = self.activity_types
+        before = {
+            m: (r.last_activity_at, r.erased or r.merged_into is not None) for m, r in rows.items()
+        }
         for e in events:
             member_id = e.stream_id.removeprefix("member-")
             if e.type == "member.merged" and e.data.get("survivor") == member_id:
@@ -307,6 +312,8 @@ class ProfileProjector:
         if rows:
             columns = zip(*(r.to_record() for r in rows.values()), strict=True)
             await conn.execute(_UPSERT, *columns)
+        await _track_inactivity(conn, rows, before)
+        await segment_due.track(conn, rows.values(), now, self.settings)
 
     async def _target(
         self, conn: asyncpg.Connection, rows: dict[str, ProfileRow], member_id: str
@@ -326,3 +333,25 @@ class ProfileProjector:
     async def _load(conn: asyncpg.Connection, rows: dict[str, ProfileRow], ids: set[str]) -> None:
         for r in await conn.fetch(_SELECT, list(ids)):
             rows[r["member_id"]] = ProfileRow.from_record(r)
+
+
+async def _track_inactivity(
+    conn: asyncpg.Connection,
+    rows: dict[str, ProfileRow],
+    before: dict[str, tuple[dt.datetime | None, bool]],
+) -> None:
+    """Keep the inactivity scan's due moments (`engine.inactivity_due`) in step with the
+    profiles this batch changed, in the batch's transaction."""
+    active: list[tuple[str, dt.datetime]] = []
+    gone: list[str] = []
+    for member_id, r in rows.items():
+        is_gone = r.erased or r.merged_into is not None
+        was = before.get(member_id)
+        if is_gone:
+            if was is None or not was[1]:
+                gone.append(member_id)
+        elif r.last_activity_at is not None and (
+            was is None or was[0] != r.last_activity_at or was[1]
+        ):
+            active.append((member_id, r.last_activity_at))
+    await inactivity_due.track_activity(conn, active, gone)

@@ -16,8 +16,10 @@ Two callers evaluate segments:
 
 * the profile projector, through `SegmentTracker.after_batch`, for the members a batch of
   events changed, in the transaction that also moves the projection's checkpoint;
-* `refresh`, run by the hourly scan, which pages through every profile, because recency
-  scores and lifecycle stages change with time alone.
+* the hourly scan, because recency scores and lifecycle stages change with time alone:
+  `engine.segments.due.refresh_due` evaluates only the members whose time-based fields can
+  have changed (by the index on `segment_due.due_at`); `refresh` pages through every profile
+  (after a change of the score settings or of the registered segments).
 
 A profile rebuild replays every event into empty profiles. The tracker remembers how far the
 projection had evaluated segments (the checkpoint `member_profiles.segments`) and evaluates
@@ -309,6 +311,8 @@ async def refresh(
     from engine.profiles.projector import _LOCK as PROFILES_LOCK
     from engine.profiles.projector import NAME as PROFILES
 
+    from .due import track as track_due
+
     chosen = segment_list(segments)
     result = RefreshResult(cursor=after)
     if not chosen:
@@ -335,6 +339,7 @@ async def refresh(
                 scores(row, now, settings)
                 profiles[row.member_id] = profile_of(row)
             changes = await apply_profiles(conn, store, chosen, profiles, now=now)
+            await track_due(conn, [ProfileRow.from_record(r) for r in records], now, settings)
         result.pages += 1
         result.examined += len(records)
         result.changes.add(changes)

@@ -116,3 +116,5 @@ async def test_cli_ingest_keys_and_rebuild(database_url: str, tmp_path: Path) ->
     assert code == 0 and out.strip().startswith("jm_"), err
     code, out, err = await _cli(database_url, tmp_path, "projections", "rebuild")
     assert code == 0 and "from 3 events" in out, err
+    code, out, err = await _cli(database_url, tmp_path, "projections", "refresh-segments")
+    assert code == 0 and "1 members evaluated" in out, err

@@ -13,6 +13,7 @@ from engine.activities import ScanRequest, ScanResult, SegmentRefreshRequest
 from engine.activities.journey_activities import JourneyActivities
 from engine.profiles import ProfileProjector
 from engine.segments import Segment
+from engine.segments.due import refresh_due
 from engine.segments.membership import refresh
 from engine.settings import Settings
 from engine.worker import build_worker
@@ -102,7 +103,7 @@ async def test_refresh_does_not_judge_a_replaying_projection(
     assert await members(store) == {("lapsed_vip", "best")}
 
 
-async def test_the_refresh_activity_resumes_after_its_heartbeated_cursor(
+async def test_the_full_refresh_activity_resumes_after_its_heartbeated_cursor(
     store: PostgresEventStore, settings: Settings
 ) -> None:
     await _setup(store, settings)
@@ -114,7 +115,7 @@ async def test_the_refresh_activity_resumes_after_its_heartbeated_cursor(
     )
     beats: list[dict] = []
     env.on_heartbeat = lambda *details: beats.append(details[0])
-    request = SegmentRefreshRequest(page_size=1, now=T0 + dt.timedelta(days=40))
+    request = SegmentRefreshRequest(page_size=1, now=T0 + dt.timedelta(days=40), full=True)
     result = await env.run(acts.refresh_segments, request)
     assert (result.examined, result.pages, result.entered, result.exited) == (3, 4, 2, 0)
     assert [b["cursor"] for b in beats] == ["casual", "quiet", "quiet"]
@@ -152,3 +153,28 @@ async def test_the_scan_workflow_refreshes_segments(
         ("at_risk", "casual"),
         ("at_risk", "quiet"),
     }
+
+
+async def test_a_time_based_entry_happens_without_a_full_refresh(
+    store: PostgresEventStore, settings: Settings
+) -> None:
+    """Only members whose recency or lifecycle stage can have changed are read: here one of
+    ten crosses the at-risk line (30 quiet days) and is the only profile the pass reads."""
+    for i in range(10):
+        at = T0 + dt.timedelta(days=i)
+        await store.append(f"member-m{i}", [NewEvent("page.viewed", {}, occurred_at=at)])
+    clock = T0 + dt.timedelta(days=10)
+    await ProfileProjector(
+        store, settings, clock=lambda: clock, segments=[AT_RISK]
+    ).run_until_caught_up()
+    # Day 25: everyone has stopped being new (14 days after first seen): each is read once.
+    day25 = await refresh_due(store, [AT_RISK], settings=settings, now=T0 + dt.timedelta(days=25))
+    assert (day25.examined, day25.changes.entered) == (10, [])
+    day30 = T0 + dt.timedelta(days=30, hours=12)
+    later = await refresh_due(store, [AT_RISK], settings=settings, now=day30)
+    assert later.examined == 1
+    assert later.changes.entered == [("at_risk", "m0")]
+    assert await changes(store, "m0") == [("segment.entered", "at_risk")]
+    assert await members(store) == {("at_risk", "m0")}
+    again = await refresh_due(store, [AT_RISK], settings=settings, now=day30)
+    assert again.examined == 0
