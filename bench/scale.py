@@ -27,9 +27,9 @@ beside a limit or peer of the same run where one exists:
 With two or more sizes it prints the cost-growth table (largest over smallest; per-member
 and per-due-member costs should stay within 1.5x). The last line is JSON.
 
-The measures whose engine parts are being reworked call today's code through the
-`measure_*` adapters below, one function each, so a dedicated bench module can replace
-one with a one-line change.
+Each measure is one `measure_*` function below; where a part has a bench of its own
+(`bench projection`, `bench analytics`, `bench dispatch`, `bench scan`), that bench measures
+it in more detail on a shop built for it.
 """
 
 from __future__ import annotations
@@ -74,9 +74,7 @@ def _settings(data_dir: Path) -> Any:
     return Settings(secret_key=SecretStr("bench-scale-" + "s" * 40), data_dir=data_dir)
 
 
-# ---------------------------------------------------------------------------- adapters
-# Each measure the engine's owners may replace with their own bench module. The ones marked
-# "today's code" call the current implementation directly.
+# ---------------------------------------------------------------------------- measures
 
 
 async def measure_projection(
@@ -92,35 +90,35 @@ async def measure_projection(
 async def measure_scan(
     url: str, store: PostgresEventStore, client: Any, now: dt.datetime, due: int
 ) -> dict[str, Any]:
-    """The inactivity scan for the win-back journey. Today's code: the paging query of
-    `scan_inactive_members` alone (finding), then the whole activity in an activity
-    environment (finding and starting), against a bare count over the profile index."""
+    """The inactivity scan for the win-back journey: finding the due members (the scan's own
+    paging over `inactivity_due` by its partial index), then the whole activity in an
+    activity environment (finding and starting), against a bare indexed count of the same
+    rows."""
     from temporalio.testing import ActivityEnvironment
 
+    from engine import inactivity_due
     from engine.activities import ScanRequest
     from engine.activities.journey_activities import JourneyActivities
     from workflows.winback import Winback
 
-    spec = Winback.__journey__
     tq = f"scan-{uuid.uuid4().hex[:6]}"
     acts = JourneyActivities(store, client=client, journeys={"winback": Winback}, task_queue=tq)
-    settings = spec.resolve_settings(None)
-    cutoff = now - dt.timedelta(days=settings.inactive_days)
-    cooldown = now - (spec.reentry.cooldown or dt.timedelta(0))
 
     t0 = time.perf_counter()
-    found, cursor = 0, None
+    found, after = 0, None
     while True:
-        rows = await acts._due_page(spec, spec.workflow_id(""), cutoff, cooldown, cursor, 500)
-        found += len(rows)
-        if len(rows) < 500:
+        page = await inactivity_due.due_page(store.pool, "winback", now, after, 500)
+        found += len(page)
+        if len(page) < 500:
             break
-        cursor = [rows[-1]["last_activity_at"].isoformat(), rows[-1]["member_id"]]
+        after = page[-1]
     find_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     bare = await store.pool.fetchval(
-        "SELECT count(*) FROM member_profiles WHERE last_activity_at < $1", cutoff
+        "SELECT count(*) FROM inactivity_due WHERE journey = 'winback' "
+        "AND due_at IS NOT NULL AND due_at <= $1",
+        now,
     )
     bare_s = time.perf_counter() - t0
 
@@ -139,6 +137,7 @@ async def measure_scan(
         "bare_count": bare,
         "bare_count_s": bare_s,
         "scan_s": scan_s,
+        "examined": result.examined,
         "started": result.started,
         "temporal_starts": started,
         "ms_per_due_member_find": find_s / max(1, due) * 1e3,
@@ -162,7 +161,7 @@ async def measure_api(url: str, settings: Any) -> dict[str, Any]:
     least 5, then until `API_BUDGET_S` is spent, at most 20 each). A request is given
     `REQUEST_TIMEOUT_S` (the API's database sessions get it as `statement_timeout`): one
     that takes longer counts as that long, is reported in `timed_out`, and its path is not
-    asked again. Today's code: `create_app` served in this process."""
+    asked again. `create_app` served in this process."""
     import httpx
 
     from engine.api.app import create_app
