@@ -38,7 +38,7 @@ def test_scale_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path, capsys) -> N
     # Exactly the members who went quiet are found and started, and Temporal counts them.
     assert scan["due"] == due_count(300) == 3
     assert scan["found"] == scan["started"] == scan["temporal_starts"] == 3
-    assert 0 < result["value"] < 60
+    assert 0 <= result["value"] < 60  # seconds, rounded: finding 3 members takes under 5 ms
     for window in ("first", "last"):
         assert 0 < result["load_ratio_to_copy"][window] < 10
     assert 0 < result["projection_ratio_to_bare_fold"] < 10
@@ -49,6 +49,7 @@ def test_scale_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path, capsys) -> N
 
     (one,) = json.loads(figures.read_text())
     assert one["load"]["events"] == 300 * 20
+    assert 0 < one["scan"]["find_s"] < 60 and one["scan"]["examined"] == 3
     assert one["projection"]["events"] == 300 * 20
     assert one["segments"]["members"] == 300
     assert one["api"]["entered"] == 300
