@@ -30,7 +30,7 @@ from engine.analytics_fold import (
     Fold,
     JourneyEvent,
 )
-from engine.deadletters import Attempts, announce, describe, is_transient, park
+from engine.deadletters import Attempts, NarrowingReader, announce, describe, park
 from engine.settings import Settings, get_settings
 from event_store import START, Cursor, PostgresEventStore, RecordedEvent, UndecodableEvent
 
@@ -208,10 +208,12 @@ async def write(conn: asyncpg.Connection, ch: Changes) -> None:
         await conn.execute(_OUTCOMES, _json(outcomes))
 
 
-class JourneyStatsProjector:
+class JourneyStatsProjector(NarrowingReader):
     """Keeps the journey analytics tables current. `run_until_caught_up()` for tests and
     rebuilds, `run_forever()` as a background task (the API runs one, like the profile
     projection)."""
+
+    label = "journey stats projection"
 
     def __init__(
         self,
@@ -226,22 +228,6 @@ class JourneyStatsProjector:
         self.attempts = Attempts(self.settings.dead_letter_attempts)
         self._reading_upto: Cursor | None = None
         self._narrow_until: Cursor | None = None
-
-    async def run_once(self) -> int:
-        """Apply the next batch, if any; returns how many events it held (parked ones too)."""
-        if self._narrow_until is not None:
-            return await self._run_narrowed()
-        try:
-            return await self._run(self.batch_size)
-        except Exception as exc:
-            if is_transient(exc) or self._reading_upto is None:
-                raise
-            log.warning(
-                "journey stats projection: a batch failed (%s); applying it one event at a time",
-                describe(exc),
-            )
-            self._narrow_until = self._reading_upto
-            return await self._run_narrowed()
 
     async def _run(self, limit: int) -> int:
         self._reading_upto = None
@@ -267,28 +253,6 @@ class JourneyStatsProjector:
         for u in undecodable:
             announce(NAME, u, u.error)
         return len(events) + len(undecodable)
-
-    async def _run_narrowed(self) -> int:
-        upto = self._narrow_until
-        error = ""
-        first: dt.datetime | None = None
-        for attempt in range(self.attempts.limit):
-            if attempt:
-                await self.attempts.pause(attempt)
-            try:
-                n = await self._run(1)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                error = describe(exc)
-                first = first or dt.datetime.now(dt.UTC)
-                continue
-            if n == 0 or (
-                self._reading_upto is not None and upto is not None and self._reading_upto >= upto
-            ):
-                self._narrow_until = None
-            return n
-        return await self._park_next(error, first)
 
     async def _park_next(self, error: str, first_failed_at: dt.datetime | None) -> int:
         async with self.store.pool.acquire() as conn, conn.transaction():

@@ -98,6 +98,69 @@ class Attempts:
         await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
 
 
+class NarrowingReader:
+    """A subscriber that applies batches, and a failing batch one event at a time.
+
+    A batch whose processing fails (other than by an outage, see `is_transient`) is applied
+    again one event per transaction, up to its end; an event that still fails
+    `attempts.limit` times is parked by `_park_next` and the reader goes on. Subclasses set
+    `batch_size`, `attempts`, `label` (for the log) and implement `_run(limit)` (one
+    transaction; it sets `_reading_upto` to the end of what it read before applying it) and
+    `_park_next(error, first_failed_at)`."""
+
+    label = "reader"
+    batch_size: int
+    attempts: Attempts
+    _reading_upto: Any = None
+    _narrow_until: Any = None
+
+    async def _run(self, limit: int) -> int:
+        raise NotImplementedError
+
+    async def _park_next(self, error: str, first_failed_at: dt.datetime | None) -> int:
+        raise NotImplementedError
+
+    async def run_once(self) -> int:
+        """Apply the next batch, if any; returns how many events it held (parked ones too)."""
+        if self._narrow_until is not None:
+            return await self._run_narrowed()
+        try:
+            return await self._run(self.batch_size)
+        except Exception as exc:
+            if is_transient(exc) or self._reading_upto is None:
+                raise
+            log.warning(
+                "%s: a batch failed (%s); applying it one event at a time",
+                self.label,
+                describe(exc),
+            )
+            self._narrow_until = self._reading_upto
+            return await self._run_narrowed()
+
+    async def _run_narrowed(self) -> int:
+        """One event in its own transaction, tried up to the attempt limit, then parked."""
+        upto = self._narrow_until
+        error = ""
+        first: dt.datetime | None = None
+        for attempt in range(self.attempts.limit):
+            if attempt:
+                await self.attempts.pause(attempt)
+            try:
+                n = await self._run(1)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                error = describe(exc)
+                first = first or dt.datetime.now(dt.UTC)
+                continue
+            if n == 0 or (
+                self._reading_upto is not None and upto is not None and self._reading_upto >= upto
+            ):
+                self._narrow_until = None
+            return n
+        return await self._park_next(error, first)
+
+
 def announce(consumer: str, event: RecordedEvent | UndecodableEvent, error: str) -> None:
     """Log a parked event (once: it is parked once) and count it."""
     from engine.metrics import record_dead_letter

@@ -24,7 +24,7 @@ import asyncpg
 
 from engine import inactivity_due
 from engine.crypto import Keyring, load_data_keys
-from engine.deadletters import Attempts, announce, describe, is_transient, park
+from engine.deadletters import Attempts, NarrowingReader, announce, park
 from engine.sealing import has_sealed, open_fields
 from engine.segments import due as segment_due
 from engine.segments.membership import Segments, SegmentTracker
@@ -81,10 +81,12 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class ProfileProjector:
+class ProfileProjector(NarrowingReader):
     """Folds member events into profiles. `run_until_caught_up()` for tests and rebuilds,
     `run_forever()` as a background task. `segments`: those to evaluate (by default, every
     plugin's; `()` for none)."""
+
+    label = "profile projection"
 
     def __init__(
         self,
@@ -105,27 +107,6 @@ class ProfileProjector:
         self._keyring: Keyring | None = None
         self._reading_upto: Cursor | None = None
         self._narrow_until: Cursor | None = None
-
-    async def run_once(self) -> int:
-        """Apply the next batch, if any; returns how many events it held (parked ones too).
-
-        A batch whose processing fails (other than by an outage, see
-        `engine.deadletters.is_transient`) is applied again one event per transaction, up to
-        its end; an event that still fails `dead_letter_attempts` times is parked as a dead
-        letter and the projection goes on."""
-        if self._narrow_until is not None:
-            return await self._run_narrowed()
-        try:
-            return await self._run(self.batch_size)
-        except Exception as exc:
-            if is_transient(exc) or self._reading_upto is None:
-                raise
-            log.warning(
-                "profile projection: a batch failed (%s); applying it one event at a time",
-                describe(exc),
-            )
-            self._narrow_until = self._reading_upto
-            return await self._run_narrowed()
 
     async def _run(self, limit: int) -> int:
         """Read and apply up to `limit` events after the checkpoint, in one transaction."""
@@ -148,29 +129,6 @@ class ProfileProjector:
         for u in undecodable:
             announce(NAME, u, u.error)
         return len(events) + len(undecodable)
-
-    async def _run_narrowed(self) -> int:
-        """One event in its own transaction, tried up to the attempt limit, then parked."""
-        upto = self._narrow_until
-        error = ""
-        first: dt.datetime | None = None
-        for attempt in range(self.attempts.limit):
-            if attempt:
-                await self.attempts.pause(attempt)
-            try:
-                n = await self._run(1)
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                error = describe(exc)
-                first = first or dt.datetime.now(dt.UTC)
-                continue
-            if n == 0 or (
-                self._reading_upto is not None and upto is not None and self._reading_upto >= upto
-            ):
-                self._narrow_until = None
-            return n
-        return await self._park_next(error, first)
 
     async def _park_next(self, error: str, first_failed_at: dt.datetime | None) -> int:
         """Park the event after the checkpoint and move the checkpoint past it."""
