@@ -18,6 +18,7 @@ from event_store import (
     NewEvent,
     PostgresEventStore,
 )
+from tests.lock_waits import until_a_session_waits_on_a_lock
 
 
 def ev(event_id: str, type_: str = "page.viewed", **data: object) -> NewEvent:
@@ -242,14 +243,6 @@ async def test_concurrent_batches_over_the_same_streams_all_land(
     assert all(r["top"] == r["n"] - 1 for r in rows)  # versions 0..n-1 without holes
 
 
-async def _until_a_session_waits_on_a_lock(store: PostgresEventStore) -> None:
-    for _ in range(1000):
-        if await store.pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("no session ever waited on a lock")
-
-
 async def test_appends_with_any_to_one_stream_queue_instead_of_conflicting(
     store: PostgresEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -277,7 +270,7 @@ async def test_appends_with_any_to_one_stream_queue_instead_of_conflicting(
     first = asyncio.create_task(store.append("member-q", [ev("q1")], ANY))
     await asyncio.wait_for(first_read.wait(), 10)
     second = asyncio.create_task(store.append("member-q", [ev("q2")], ANY))
-    await _until_a_session_waits_on_a_lock(store)
+    await until_a_session_waits_on_a_lock(store.pool, "no session ever waited on a lock")
     release.set()
     one, two = await asyncio.wait_for(asyncio.gather(first, second), 30)
     assert (one[0].stream_version, two[0].stream_version) == (1, 2)

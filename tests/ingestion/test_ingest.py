@@ -11,6 +11,7 @@ import pytest
 from engine.identity import get_contact_points
 from engine.ingest import Ingestor
 from event_store import PostgresEventStore
+from tests.lock_waits import until_a_session_waits_on_a_lock
 
 from .helpers import event
 
@@ -179,14 +180,6 @@ async def test_the_engines_own_event_types_cannot_be_posted(
     assert await store.pool.fetchval("SELECT count(*) FROM events") == 0
 
 
-async def _until_a_session_waits_on_a_lock(store: PostgresEventStore) -> None:
-    for _ in range(1000):
-        if await store.pool.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the second batch never waited for the first")
-
-
 async def test_concurrent_batches_for_one_member_both_commit_without_a_retry(
     ingestor: Ingestor, store: PostgresEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,7 +210,7 @@ async def test_concurrent_batches_for_one_member_both_commit_without_a_retry(
     tasks = [asyncio.create_task(ingestor.ingest_raw(batches[0]))]
     await asyncio.wait_for(first_read.wait(), 10)
     tasks.append(asyncio.create_task(ingestor.ingest_raw(batches[1])))
-    await _until_a_session_waits_on_a_lock(store)
+    await until_a_session_waits_on_a_lock(store.pool, "the second batch never waited for the first")
     release.set()
     r1, r2 = await asyncio.wait_for(asyncio.gather(*tasks), 30)
     assert (r1.accepted, r2.accepted) == (3, 2)
