@@ -98,8 +98,14 @@ async def test_restart_mid_stream_loses_and_duplicates_nothing(temporal_dev, sto
         c = Dispatcher(store, client, found, task_queue=tq, journey_settings=slow)
         await c.run(follow=False)
         assert c.stats["started"] == 0 and c.stats["trigger_replayed"] == len(members)
+
         # The runs end; a re-delivery after that must not start them again either (the cart
         # journey allows re-entry, so only the remembered trigger stops a second run).
+        # Each run has recorded its `journey.entered` (naming its trigger) before it ends.
+        async def all_entered() -> bool:
+            return all(["journey.entered" in await types_of(store, m) for m in members])
+
+        await eventually(all_entered, what="every run's journey.entered")
         for m in members:
             await client.get_workflow_handle(f"journey/cart_recovery/{m}/c").terminate()
         await store.save_checkpoint(b.name, START)
