@@ -13,6 +13,7 @@ that fails is applied again one event at a time, and an event that still fails
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Callable
@@ -213,7 +214,6 @@ class JourneyStatsProjector(NarrowingReader):
     projection)."""
 
     label = "journey stats projection"
-    name = NAME
 
     def __init__(
         self,
@@ -254,13 +254,31 @@ class JourneyStatsProjector(NarrowingReader):
             announce(NAME, u, u.error)
         return len(events) + len(undecodable)
 
-    async def _read_one(self, conn: asyncpg.Connection) -> tuple[list[Any], Cursor | None]:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-        undecodable: list[UndecodableEvent] = []
-        events, last = await read_events(
-            conn, await checkpoint(conn), limit=1, below_xmin=True, undecodable=undecodable
-        )
-        return [*events, *undecodable], last
+    async def _park_next(self, error: str, first_failed_at: dt.datetime | None) -> int:
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            cursor = await checkpoint(conn)
+            undecodable: list[UndecodableEvent] = []
+            events, last = await read_events(
+                conn, cursor, limit=1, below_xmin=True, undecodable=undecodable
+            )
+            parked: list[Any] = [*events, *undecodable]
+            if last is None or not parked:
+                self._narrow_until = None
+                return 0
+            await park(
+                conn,
+                NAME,
+                parked[0],
+                error,
+                attempts=self.attempts.limit,
+                first_failed_at=first_failed_at,
+            )
+            await self.store.save_checkpoint(NAME, last, conn=conn)
+        announce(NAME, parked[0], error)
+        if self._narrow_until is not None and last >= self._narrow_until:
+            self._narrow_until = None
+        return 1
 
     async def reprocess(self, event: RecordedEvent) -> None:
         """Fold one (parked) event into the tables again, without moving the checkpoint."""

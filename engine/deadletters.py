@@ -104,13 +104,11 @@ class NarrowingReader:
     A batch whose processing fails (other than by an outage, see `is_transient`) is applied
     again one event per transaction, up to its end; an event that still fails
     `attempts.limit` times is parked by `_park_next` and the reader goes on. Subclasses set
-    `store`, `name`, `batch_size`, `attempts`, `label` (for the log) and implement
-    `_run(limit)` (one transaction; it sets `_reading_upto` to the end of what it read before
-    applying it) and `_read_one(conn)`."""
+    `batch_size`, `attempts`, `label` (for the log) and implement `_run(limit)` (one
+    transaction; it sets `_reading_upto` to the end of what it read before applying it) and
+    `_park_next(error, first_failed_at)`."""
 
     label = "reader"
-    name: str  # the consumer's name: its checkpoint and its dead letters
-    store: PostgresEventStore
     batch_size: int
     attempts: Attempts
     _reading_upto: Any = None
@@ -119,31 +117,8 @@ class NarrowingReader:
     async def _run(self, limit: int) -> int:
         raise NotImplementedError
 
-    async def _read_one(self, conn: asyncpg.Connection) -> tuple[list[Any], Any]:
-        """In `conn`'s transaction, under the reader's lock: the event after the checkpoint
-        (decoded or not) and the cursor past it."""
-        raise NotImplementedError
-
     async def _park_next(self, error: str, first_failed_at: dt.datetime | None) -> int:
-        """Park the event after the checkpoint and move the checkpoint past it."""
-        async with self.store.pool.acquire() as conn, conn.transaction():
-            parked, nxt = await self._read_one(conn)
-            if nxt is None or not parked:
-                self._narrow_until = None
-                return 0
-            await park(
-                conn,
-                self.name,
-                parked[0],
-                error,
-                attempts=self.attempts.limit,
-                first_failed_at=first_failed_at,
-            )
-            await self.store.save_checkpoint(self.name, nxt, conn=conn)
-        announce(self.name, parked[0], error)
-        if self._narrow_until is not None and nxt >= self._narrow_until:
-            self._narrow_until = None
-        return 1
+        raise NotImplementedError
 
     async def run_once(self) -> int:
         """Apply the next batch, if any; returns how many events it held (parked ones too)."""

@@ -19,7 +19,6 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import asyncpg
 
@@ -88,7 +87,6 @@ class ProfileProjector(NarrowingReader):
     plugin's; `()` for none)."""
 
     label = "profile projection"
-    name = NAME
 
     def __init__(
         self,
@@ -132,13 +130,32 @@ class ProfileProjector(NarrowingReader):
             announce(NAME, u, u.error)
         return len(events) + len(undecodable)
 
-    async def _read_one(self, conn: asyncpg.Connection) -> tuple[list[Any], Cursor]:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+    async def _park_next(self, error: str, first_failed_at: dt.datetime | None) -> int:
+        """Park the event after the checkpoint and move the checkpoint past it."""
         undecodable: list[UndecodableEvent] = []
-        events, nxt = await self.store.read_all(
-            await self._checkpoint(conn), category="member", limit=1, undecodable=undecodable
-        )
-        return [*events, *undecodable], nxt
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            cursor = await self._checkpoint(conn)
+            events, nxt = await self.store.read_all(
+                cursor, category="member", limit=1, undecodable=undecodable
+            )
+            parked = [*events, *undecodable]
+            if not parked:
+                self._narrow_until = None
+                return 0
+            await park(
+                conn,
+                NAME,
+                parked[0],
+                error,
+                attempts=self.attempts.limit,
+                first_failed_at=first_failed_at,
+            )
+            await self.store.save_checkpoint(NAME, nxt, conn=conn)
+        announce(NAME, parked[0], error)
+        if self._narrow_until is not None and nxt >= self._narrow_until:
+            self._narrow_until = None
+        return 1
 
     async def reprocess(self, event: RecordedEvent) -> None:
         """Fold one (parked) event into the profiles again and evaluate its member's
