@@ -18,6 +18,7 @@ import pytest
 
 from engine.stack import EmbeddedPostgres, temporal_cli, temporal_test_server
 from event_store import PostgresEventStore
+from tests.stall_watch import pytest_runtest_protocol  # noqa: F401  (a hook: stalled tests fail)
 
 TEMPLATE_DB = "journeyman_template"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
