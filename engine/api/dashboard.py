@@ -3,7 +3,8 @@
 * `/dashboard` — journeys with their funnel totals and lift;
 * `/dashboard/journeys/{name}` — one journey: funnel chart (treatment vs holdout), lift
   with its 95% interval, variants, channels, outcomes, send → conversion times;
-* `/dashboard/deliveries` — the most recent message events;
+* `/dashboard/deliveries` — the most recent message events, and counts by type over the
+  last `COUNT_WINDOW` of them;
 * `/dashboard/members?id=…` — a member's journey trace.
 
 Access needs an admin API key — in the `Authorization` header, or entered once on
@@ -225,6 +226,7 @@ SELECT global_position, stream_id, type, data, occurred_at FROM events
 WHERE type = ANY($1::text[]) {where}
 ORDER BY global_position DESC LIMIT $2
 """
+COUNT_WINDOW = 10_000  # message events the deliveries page counts by type
 _MESSAGE_TYPES = [
     "message.sent",
     "message.failed",
@@ -243,15 +245,16 @@ async def deliveries_page(
     request: Request, journey: str | None = None, who: str = Depends(admitted)
 ) -> HTMLResponse:
     pool = analytics_pool(request)
-    if journey:
-        rows = await pool.fetch(
-            _RECENT.format(where="AND data->>'journey' = $3"), _MESSAGE_TYPES, 100, journey
-        )
-    else:
-        rows = await pool.fetch(_RECENT.format(where=""), _MESSAGE_TYPES, 100)
+    where, extra = ("AND data->>'journey' = $3", [journey]) if journey else ("", [])
+    rows = await pool.fetch(_RECENT.format(where=where), _MESSAGE_TYPES, 100, *extra)
+    # Counts over a recent window, not all history: the page's cost stays flat as sends
+    # accumulate (the journey pages carry the all-time figures, from the projection).
     counts = await pool.fetch(
-        "SELECT type, count(*) AS n FROM events WHERE type = ANY($1::text[]) GROUP BY 1 ORDER BY 1",
+        f"SELECT type, count(*) AS n FROM ({_RECENT.format(where=where)}) recent "
+        "GROUP BY 1 ORDER BY 1",
         _MESSAGE_TYPES,
+        COUNT_WINDOW,
+        *extra,
     )
     items = [
         {
@@ -271,6 +274,7 @@ async def deliveries_page(
         "deliveries.html",
         items=items,
         counts=counts,
+        window=COUNT_WINDOW,
         journey=journey,
         who=who,
         page="deliveries",

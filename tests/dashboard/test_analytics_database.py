@@ -7,6 +7,7 @@ write, so reading there never needs one."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
@@ -17,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from engine.analytics_projector import JourneyStatsProjector
-from engine.api import create_app, serve_in_background
+from engine.api import create_app, dashboard, serve_in_background
 from engine.keys import create_key
 from engine.settings import Settings
 from engine.stack import EmbeddedPostgres
@@ -69,7 +70,7 @@ async def replica_url(pg_server: EmbeddedPostgres, template_database: str) -> As
 
 
 async def test_reports_and_dashboard_read_through_the_analytics_database(
-    store: PostgresEventStore, replica_url: str, tmp_path
+    store: PostgresEventStore, replica_url: str, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     reader = await asyncpg.connect(replica_url)
     try:  # the role reads, and cannot write
@@ -96,11 +97,16 @@ async def test_reports_and_dashboard_read_through_the_analytics_database(
         listed = {j["name"]: j for j in (await c.get("/v1/journeys")).json()}
         page = await c.get("/dashboard/journeys/cart_recovery")
         deliveries = await c.get("/dashboard/deliveries")
+        monkeypatch.setattr(dashboard, "COUNT_WINDOW", 2)  # counts cover a recent window
+        recent = await c.get("/dashboard/deliveries?journey=cart_recovery")
     t = stats["treatment"]
     assert (t["entered"], t["messaged"], t["converted"]) == (TREATMENT, SENT, CONVERTED)
     assert listed["cart_recovery"]["stats"]["total"]["entered"] == TREATMENT + HOLDOUT
     assert page.status_code == 200 and f"treatment ({TREATMENT} entries)" in page.text
     assert deliveries.status_code == 200 and "cart_reminder" in deliveries.text
+    assert f"message.sent: {SENT}" in deliveries.text
+    [line] = re.findall(r"In the last 2 message events: (.*?)</p>", recent.text, re.S)
+    assert sum(int(n) for n in re.findall(r"message\w*: (\d+)", line)) == 2
     # the main database has none of it: the numbers can only have come from the replica
     assert await store.pool.fetchval("SELECT count(*) FROM events") == 0
 
