@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 import time
@@ -242,37 +243,54 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id (jm_<key id>_
     console.print(f"key {key_id} revoked")
 
 
+class Projection(enum.StrEnum):
+    profiles = "profiles"
+    analytics = "analytics"
+
+
 @projections_app.command("rebuild")
-def projections_rebuild() -> None:
-    """Rebuild the member profile projection by replaying the event store."""
+def projections_rebuild(
+    which: Projection = typer.Argument(
+        Projection.profiles,
+        help="profiles: member_profiles from member events; analytics: the journey "
+        "report tables (entries, deliveries, conversions and their counts) from every event.",
+    ),
+) -> None:
+    """Rebuild a projection by replaying the event store: its rows and checkpoint are
+    deleted first, so readers see it fill up again."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from engine.analytics_projector import JourneyStatsProjector
     from engine.profiles import ProfileProjector
     from event_store import PostgresEventStore
 
     async def go() -> int:
         store = await PostgresEventStore.connect(db_url(), min_size=2, max_size=4)
         try:
+            projector: ProfileProjector | JourneyStatsProjector
+            if which is Projection.profiles:
+                projector, what = ProfileProjector(store, settings()), "member events"
+                count = "SELECT count(*) FROM events WHERE category = 'member'"
+            else:
+                projector, what = JourneyStatsProjector(store, settings()), "events"
+                count = "SELECT count(*) FROM events"
             async with store.pool.acquire() as c:
-                total = await c.fetchval("SELECT count(*) FROM events WHERE category = 'member'")
+                total = await c.fetchval(count)
             with Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 *Progress.get_default_columns()[1:],
                 console=err_console,
             ) as progress:
-                task = progress.add_task("replaying member events", total=total)
-                return await ProfileProjector(store, settings()).rebuild(
-                    lambda n: progress.advance(task, n)
-                )
+                task = progress.add_task(f"replaying {what}", total=total)
+                return await projector.rebuild(lambda n: progress.advance(task, n))
         finally:
             await store.close()
 
     started = time.perf_counter()
     n = run(go())
-    console.print(
-        f"member_profiles rebuilt from {n:,} events in {time.perf_counter() - started:.1f} s"
-    )
+    tables = "member_profiles" if which is Projection.profiles else "journey analytics"
+    console.print(f"{tables} rebuilt from {n:,} events in {time.perf_counter() - started:.1f} s")
 
 
 @projections_app.command("refresh-segments")
