@@ -97,11 +97,13 @@ async def store(database_url: str) -> AsyncIterator[PostgresEventStore]:
         await s.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def temporal_env():  # type: ignore[no-untyped-def]
     """Temporal's time-skipping test server: `workflow.sleep(days=30)` passes in milliseconds.
 
-    Only handles from `env.client.start_workflow` skip time.
+    Only handles from `env.client.start_workflow` skip time. One server per test file: the
+    server skips time only while no workflow task is outstanding, so a run another file left
+    behind with no worker to take its next task would stop time for every later test.
     """
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment

@@ -18,24 +18,6 @@ from workflows.cart_recovery import CartRecovery
 CART = {"cart_id": "c1", "items": [{"sku": "A", "qty": 1}]}
 
 
-@pytest.fixture(scope="module")
-async def temporal_env():  # type: ignore[no-untyped-def]
-    """A time-skipping server of this module's own: skipping two hours on the session's
-    server also fires the timers of runs other test files left waiting, with no worker."""
-    from temporalio.testing import WorkflowEnvironment
-
-    from engine.stack import temporal_test_server
-
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(),
-        data_converter=pydantic_data_converter,
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
 async def _late_order(
     temporal_env, store, *, holdout: bool, occurred: dt.timedelta
 ) -> tuple[JourneyResult, list, WorkflowHistory]:
