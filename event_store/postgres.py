@@ -19,7 +19,8 @@ import datetime as dt
 import json
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -178,18 +179,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        global_position=row["global_position"],
-        tx_id=row["tx_id"],
-        stream_id=row["stream_id"],
-        stream_version=row["stream_version"],
-        event_id=row["event_id"],
-        type=row["type"],
-        data=row["data"],
-        metadata=row["metadata"],
-        occurred_at=row["occurred_at"],
-        recorded_at=row["recorded_at"],
-    )
+    # The columns are selected in the dataclass's field order (`_COLUMNS`); a narrowed read
+    # (`read_all(data_of=...)`) gives None for the data and metadata it left out.
+    event = RecordedEvent(*row)
+    if event.data is None:
+        object.__setattr__(event, "data", {})
+    return event
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
@@ -462,8 +457,14 @@ class PostgresEventStore:
         partitions: int = 1,
         limit: int = 1000,
         undecodable: list[UndecodableEvent] | None = None,
+        data_of: Collection[str] | None = None,
     ) -> tuple[list[RecordedEvent], Cursor]:
         """Events of the whole store after `after`, in commit-safe order, and the next cursor.
+
+        With `data_of`, only events of those types come with their data and metadata; the
+        others come with empty data and only the `source` of their metadata. A reader that
+        looks no further into most events (a projection folding counts and times) then
+        neither transfers nor parses what it would not read.
 
         Only transactions older than the oldest still-running one are read
         (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`), ordered by
@@ -491,12 +492,16 @@ class PostgresEventStore:
                 conditions.append(f"category = ${len(args)}")
             if partitions > 1:
                 conditions.append(partition_clause(partition, partitions))
+            shape = _FULL
+            if data_of is not None:
+                args.append(list(data_of))
+                shape = _Shape(tuple(data_of), len(args))
             args.append(limit)
             sql = (
-                f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(conditions)} "
+                f"SELECT {shape.columns()} FROM events WHERE {' AND '.join(conditions)} "
                 f"ORDER BY tx_id, global_position LIMIT ${len(args)}"
             )
-            events, seen, last = await _fetch_events(c, sql, args, undecodable)
+            events, seen, last = await _fetch_events(c, sql, args, undecodable, shape)
         if seen == limit:
             return events, last
         # Everything below xmin that matches has been returned: jump past the rest.
@@ -582,11 +587,48 @@ class PostgresEventStore:
         )
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What a read selects: every column, or (`data_of`) data only for those types and,
+    for the others, metadata reduced to its `source`. The types travel as parameter
+    `$arg` of the query."""
+
+    data_of: tuple[str, ...] | None = None
+    arg: int = 0
+
+    def columns(self) -> str:
+        if self.data_of is None:
+            return _COLUMNS
+        wanted = f"type = ANY(${self.arg}::text[])"
+        return (
+            f"{_KEY_COLUMNS}, CASE WHEN {wanted} THEN data END AS data, "
+            f"CASE WHEN {wanted} THEN metadata "
+            "ELSE jsonb_strip_nulls(jsonb_build_object('source', metadata->'source')) END "
+            "AS metadata, occurred_at, recorded_at"
+        )
+
+    def keys(self) -> str:
+        """The key columns for the same query (which must still name its parameters)."""
+        if self.data_of is None:
+            return _KEY_COLUMNS
+        return f"{_KEY_COLUMNS}, type = ANY(${self.arg}::text[]) AS with_data"
+
+    def at(self, arg: int) -> _Shape:
+        return _Shape(self.data_of, arg)
+
+    def params(self) -> list[Any]:
+        return [] if self.data_of is None else [list(self.data_of)]
+
+
+_FULL = _Shape()
+
+
 async def _fetch_events(
     c: asyncpg.Connection,
     sql: str,
     args: Sequence[Any],
     undecodable: list[UndecodableEvent] | None,
+    shape: _Shape = _FULL,
 ) -> tuple[list[RecordedEvent], int, Cursor | None]:
     """Run a `SELECT {_COLUMNS} FROM events …` query: the events, how many rows it returned
     (decoded or not) and the cursor of the last row.
@@ -601,9 +643,9 @@ async def _fetch_events(
     else:
         events = [_record(r) for r in rows]
         return events, len(events), (events[-1].cursor if events else None)
-    keys = await c.fetch(sql.replace(_COLUMNS, _KEY_COLUMNS, 1), *args)
+    keys = await c.fetch(sql.replace(shape.columns(), shape.keys(), 1), *args)
     bad: list[UndecodableEvent] = []
-    decoded = await _decode_rows(c, [k["global_position"] for k in keys], bad)
+    decoded = await _decode_rows(c, [k["global_position"] for k in keys], bad, shape.at(2))
     for b in bad:
         log.debug("event at position %d cannot be decoded: %s", b.global_position, b.error)
     if undecodable is not None:
@@ -615,14 +657,20 @@ async def _fetch_events(
 
 
 async def _decode_rows(
-    c: asyncpg.Connection, positions: list[int], bad: list[UndecodableEvent]
+    c: asyncpg.Connection,
+    positions: list[int],
+    bad: list[UndecodableEvent],
+    shape: _Shape = _FULL,
 ) -> dict[int, RecordedEvent]:
-    """The rows at `positions` that decode, by position; the others are added to `bad`."""
+    """The rows at `positions` that decode, by position; the others are added to `bad`.
+    `shape` names its types as parameter $2."""
     if not positions:
         return {}
     try:
         rows = await c.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE global_position = ANY($1::bigint[])", positions
+            f"SELECT {shape.columns()} FROM events WHERE global_position = ANY($1::bigint[])",
+            positions,
+            *shape.params(),
         )
         return {r["global_position"]: _record(r) for r in rows}
     except _DECODE_ERRORS as exc:
@@ -630,8 +678,8 @@ async def _decode_rows(
             bad.append(await _undecodable(c, positions[0], exc))
             return {}
     mid = len(positions) // 2
-    found = await _decode_rows(c, positions[:mid], bad)
-    found.update(await _decode_rows(c, positions[mid:], bad))
+    found = await _decode_rows(c, positions[:mid], bad, shape)
+    found.update(await _decode_rows(c, positions[mid:], bad, shape))
     return found
 
 

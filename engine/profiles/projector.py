@@ -15,10 +15,12 @@ registered segments (`engine.segments.membership`), so each entry or exit is rec
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import asyncpg
 
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 
 NAME = "member_profiles"
 _LOCK = 0x4A4D5F50524F46  # "JM_PROF"
+# The events whose data the projection reads: the fold's, and merges (read here). The rest
+# are read without their data (`read_all(data_of=...)`): most of a store is views and clicks.
+_DATA_OF = READS_DATA | {"member.merged"}
 REBUILD_BATCH = 5000
 _SQL_TYPES = {
     "member_id": "text",
@@ -77,6 +82,13 @@ _SELECT = f"SELECT {', '.join(COLUMNS)} FROM member_profiles WHERE member_id = A
 Clock = Callable[[], dt.datetime]
 
 
+@dataclass
+class _Prefetch:
+    cursor: Cursor
+    limit: int
+    read: asyncio.Task[tuple[list[RecordedEvent], Cursor, list[UndecodableEvent]]]
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -107,6 +119,7 @@ class ProfileProjector(NarrowingReader):
         self._keyring: Keyring | None = None
         self._reading_upto: Cursor | None = None
         self._narrow_until: Cursor | None = None
+        self._prefetch: _Prefetch | None = None
 
     async def _run(self, limit: int) -> int:
         """Read and apply up to `limit` events after the checkpoint, in one transaction."""
@@ -115,12 +128,12 @@ class ProfileProjector(NarrowingReader):
         async with self.store.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             cursor = await self._checkpoint(conn)
-            events, nxt = await self.store.read_all(
-                cursor, category="member", limit=limit, undecodable=undecodable
-            )
+            events, nxt = await self._read(cursor, limit, undecodable)
             if not events and not undecodable:
                 return 0
             self._reading_upto = nxt
+            if len(events) + len(undecodable) == limit:
+                self._prefetch = _Prefetch(nxt, limit, self._read_task(nxt, limit))
             for u in undecodable:
                 await park(conn, NAME, u, u.error)
             if events:
@@ -129,6 +142,40 @@ class ProfileProjector(NarrowingReader):
         for u in undecodable:
             announce(NAME, u, u.error)
         return len(events) + len(undecodable)
+
+    async def _read(
+        self, cursor: Cursor, limit: int, undecodable: list[UndecodableEvent]
+    ) -> tuple[list[RecordedEvent], Cursor]:
+        """The `limit` member events after `cursor`: read ahead while the previous batch was
+        applied when that read starts at the same place, else read now."""
+        ahead, self._prefetch = self._prefetch, None
+        if ahead is not None:
+            if ahead.cursor == cursor and ahead.limit == limit:
+                with contextlib.suppress(Exception):  # a failed read-ahead is read again
+                    events, nxt, bad = await ahead.read
+                    undecodable.extend(bad)
+                    return events, nxt
+            else:
+                ahead.read.cancel()
+        return await self.store.read_all(
+            cursor, category="member", limit=limit, undecodable=undecodable, data_of=_DATA_OF
+        )
+
+    def _read_task(
+        self, cursor: Cursor, limit: int
+    ) -> asyncio.Task[tuple[list[RecordedEvent], Cursor, list[UndecodableEvent]]]:
+        """Read the next batch on a connection of its own while this one is applied: the
+        database reads while Python folds. Events below the oldest running transaction are
+        final, so a batch read now is the batch a read after this commit would start with."""
+
+        async def read() -> tuple[list[RecordedEvent], Cursor, list[UndecodableEvent]]:
+            bad: list[UndecodableEvent] = []
+            events, nxt = await self.store.read_all(
+                cursor, category="member", limit=limit, undecodable=bad, data_of=_DATA_OF
+            )
+            return events, nxt, bad
+
+        return asyncio.create_task(read())
 
     async def _park_next(self, error: str, first_failed_at: dt.datetime | None) -> int:
         """Park the event after the checkpoint and move the checkpoint past it."""

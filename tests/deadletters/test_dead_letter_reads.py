@@ -51,3 +51,36 @@ async def test_subscription_hands_over_a_batch_of_undecodable_rows_only(store) -
         seen.append((events, [u.global_position for u in sub.undecodable]))
     assert seen == [([], [bad])]
     assert await store.load_checkpoint("t") > START
+
+
+async def test_a_narrowed_read_carries_data_of_the_named_types_only(store) -> None:
+    await store.append(
+        "member-a",
+        [
+            NewEvent("page.viewed", {"i": 1}, {"source": "web", "ip": "x"}),
+            NewEvent("order.placed", {"total": 5}, {"source": "api", "k": 1}),
+            NewEvent("page.viewed", {"i": 2}),
+        ],
+    )
+    bad = await insert_raw(store, "b", occurred_at=BC_TIMESTAMP)
+    huge = await insert_raw(store, "b", data_sql=huge_integer_sql())
+    await store.append("member-c", [NewEvent("order.placed", {"total": 7})])
+
+    parked: list[UndecodableEvent] = []
+    events, _ = await store.read_all(START, data_of={"order.placed"}, undecodable=parked)
+    seen = [(e.type, e.data, e.metadata) for e in events]
+    assert seen == [
+        ("page.viewed", {}, {"source": "web"}),
+        ("order.placed", {"total": 5}, {"source": "api", "k": 1}),
+        ("page.viewed", {}, {}),
+        ("page.viewed", {}, {}),  # its data is never decoded, so it is readable here
+        ("order.placed", {"total": 7}, {}),
+    ]
+    assert events[3].global_position == huge
+    assert [b.global_position for b in parked] == [bad]
+    # A narrowed batch that ends on a bad row moves past it as a full read does.
+    parked = []
+    events, cursor = await store.read_all(START, limit=4, data_of=(), undecodable=parked)
+    assert len(events) == 3 and [b.global_position for b in parked] == [bad]
+    events, _ = await store.read_all(cursor, data_of=())
+    assert events[0].global_position == huge

@@ -134,3 +134,26 @@ async def test_merge_combines_profiles_into_the_survivor(
     live = await rows(store)
     await p.rebuild()
     assert await rows(store) == live
+
+
+async def test_events_stored_while_a_batch_is_read_ahead_are_applied_once(
+    ingestor: Ingestor, store: PostgresEventStore, settings: Settings
+) -> None:
+    hour = dt.timedelta(hours=1)
+    batch = [
+        event(
+            "order.placed", email=f"v{i % 3}@example.com", at=T0 + i * hour, properties={"total": i}
+        )
+        for i in range(40)
+    ]
+    await ingestor.ingest_raw(batch[:20])
+    p = projector(store, settings)
+    assert await p.run_once() == 7  # a full batch: the next one is read ahead
+    assert p._prefetch is not None
+    await ingestor.ingest_raw(batch[20:])  # stored while the read-ahead is pending
+    await p.run_until_caught_up()
+    live = await rows(store)
+    assert sum(r["order_count"] for r in live) == 40
+    assert sum(r["monetary_value"] for r in live) == sum(range(40))
+    await p.rebuild()
+    assert await rows(store) == live
