@@ -18,6 +18,20 @@ def projector(store: PostgresEventStore, settings: Settings) -> ProfileProjector
     return ProfileProjector(store, settings, clock=lambda: NOW, batch_size=7)
 
 
+def hourly_orders(n: int, *, members: int) -> list[dict]:
+    """`n` orders an hour apart, totals 0 to n-1, spread over `members` members."""
+    hour = dt.timedelta(hours=1)
+    return [
+        event(
+            "order.placed",
+            email=f"u{i % members}@example.com",
+            at=T0 + i * hour,
+            properties={"total": i},
+        )
+        for i in range(n)
+    ]
+
+
 async def rows(store: PostgresEventStore) -> list[dict]:
     async with store.pool.acquire() as c:
         return [dict(r) for r in await c.fetch("SELECT * FROM member_profiles ORDER BY 1")]
@@ -82,13 +96,7 @@ async def test_profile_folds_orders_consent_traits_and_suppression(
 async def test_projection_is_exactly_once_and_rebuild_is_identical(
     ingestor: Ingestor, store: PostgresEventStore, settings: Settings
 ) -> None:
-    hour = dt.timedelta(hours=1)
-    batch = [
-        event(
-            "order.placed", email=f"u{i % 5}@example.com", at=T0 + i * hour, properties={"total": i}
-        )
-        for i in range(30)
-    ]
+    batch = hourly_orders(30, members=5)
     await ingestor.ingest_raw(batch[:12])
     p = projector(store, settings)
     await p.run_until_caught_up()
@@ -139,13 +147,7 @@ async def test_merge_combines_profiles_into_the_survivor(
 async def test_events_stored_while_a_batch_is_read_ahead_are_applied_once(
     ingestor: Ingestor, store: PostgresEventStore, settings: Settings
 ) -> None:
-    hour = dt.timedelta(hours=1)
-    batch = [
-        event(
-            "order.placed", email=f"v{i % 3}@example.com", at=T0 + i * hour, properties={"total": i}
-        )
-        for i in range(40)
-    ]
+    batch = hourly_orders(40, members=3)
     await ingestor.ingest_raw(batch[:20])
     p = projector(store, settings)
     assert await p.run_once() == 7  # a full batch: the next one is read ahead
