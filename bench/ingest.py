@@ -282,6 +282,42 @@ class _Tally:
         self.refused: dict[int, int] = {}
         self.connection_errors = 0
         self.other: dict[int, int] = {}
+        # The API's own histogram of the phase (`journeyman_ingest_request_seconds`):
+        # cumulative counts by bucket upper bound, in seconds.
+        self.server: dict[float, float] = {}
+
+
+_SERVER_HISTOGRAM = "journeyman_ingest_request_seconds"
+
+
+async def _server_buckets(base: str) -> dict[float, float]:
+    """The API process's cumulative bucket counts of accepted ingestion requests."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        text = (await http.get("/metrics")).text
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == _SERVER_HISTOGRAM:
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    buckets[float(sample.labels["le"])] = sample.value
+    return buckets
+
+
+def _bucket_delta(after: dict[float, float], before: dict[float, float]) -> dict[float, float]:
+    return {le: n - before.get(le, 0.0) for le, n in after.items()}
+
+
+def _server_quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The upper bound of the bucket holding quantile `q` (None without observations)."""
+    total = buckets.get(float("inf"), 0.0)
+    if not total:
+        return None
+    for le in sorted(buckets):
+        if buckets[le] >= q * total:
+            return le
+    return None
 
 
 async def _client_loop(
@@ -377,7 +413,9 @@ def _clients_main(args: argparse.Namespace) -> None:
                 assert reg.rejected == 0, reg.results[:3]
             bodies = _bodies(args.members, random.Random(11))
             one = await _clients_phase(base, token, bodies, 1, duration)
+            before = await _server_buckets(base)
             many = await _clients_phase(base, token, bodies, args.clients, duration)
+            many[1].server = _bucket_delta(await _server_buckets(base), before)
             return one, many
         finally:
             proc.terminate()
@@ -400,6 +438,13 @@ def _clients_main(args: argparse.Namespace) -> None:
         f"python -m bench ingest --clients {args.clients} --duration {duration:g}"
     )
     lat = tally_n.latencies or [0.0]
+    server50, server99 = (_server_quantile(tally_n.server, q) for q in (0.5, 0.99))
+    if server99 is not None:
+        print(
+            f"{args.clients} clients, the API's own time per accepted request (arrival to "
+            f"answer, its histogram): p50 <= {server50:g} s, p99 <= {server99:g} s"
+            + (" (one API process of several)" if args.api_workers > 1 else "")
+        )
     print(
         json.dumps(
             {
@@ -411,6 +456,7 @@ def _clients_main(args: argparse.Namespace) -> None:
                 "ratio": round(ratio, 3),
                 "p50_ms": round(_percentile(lat, 50) * 1000, 1),
                 "p99_ms": round(_percentile(lat, 99) * 1000, 1),
+                "server_p99_le_s": server99,
                 "refused_503": tally_n.refused.get(503, 0),
                 "refused_429": tally_n.refused.get(429, 0),
                 "connection_errors": tally_n.connection_errors,

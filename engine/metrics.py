@@ -58,6 +58,18 @@ INGEST_RETRIES = Counter(
     "Ingest batches planned again after losing an identity race, by reason (exception).",
     ["reason"],
 )
+_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30)
+INGEST_REQUEST_SECONDS = Histogram(
+    "journeyman_ingest_request_seconds",
+    "Accepted ingestion requests, from the API's first look at the request (before its "
+    "body is read) to the end of the answer: the server's share of a client's latency.",
+    buckets=_REQUEST_BUCKETS,
+)
+INGEST_QUEUE_SECONDS = Histogram(
+    "journeyman_ingest_queue_seconds",
+    "Accepted ingestion requests: time spent waiting for an admission slot.",
+    buckets=_REQUEST_BUCKETS,
+)
 INGEST_REFUSED = Counter(
     "journeyman_ingest_refused",
     "Ingestion requests answered 503 because the API process had too many in flight.",

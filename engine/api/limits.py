@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import re
+import time
 import zlib
 from itertools import accumulate
 from typing import Any
@@ -76,6 +77,7 @@ class RequestLimits:
         if settings is None:
             await self.app(scope, receive, send)
             return
+        arrived = time.perf_counter()
         ingest = scope["method"] == "POST" and scope["path"] in INGEST_PATHS
         try:
             if ingest:
@@ -107,6 +109,7 @@ class RequestLimits:
             await self.app(scope, replay, send)
             return
         gate = self._gate(settings)
+        queued = time.perf_counter()
         if not await gate.enter():
             # The body was read whole: the connection stays usable for the retry.
             metrics.INGEST_REFUSED.inc()
@@ -122,10 +125,13 @@ class RequestLimits:
             response.headers["Retry-After"] = str(seconds)
             await response(scope, receive, send)
             return
+        admitted = time.perf_counter()
+        metrics.INGEST_QUEUE_SECONDS.observe(admitted - queued)
         try:
             await self.app(scope, replay, send)
         finally:
             gate.leave()
+            metrics.INGEST_REQUEST_SECONDS.observe(time.perf_counter() - arrived)
 
     def _gate(self, settings: Any) -> AdmissionGate:
         if self.gate is None:

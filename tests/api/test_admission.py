@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from engine.api import create_app, serve_in_background
@@ -56,6 +57,7 @@ async def test_beyond_the_queue_ingestion_is_refused_at_once_and_nothing_accepte
 
     monkeypatch.setattr(Ingestor, "ingest", held)
     batches = [batch() for _ in range(12)]
+    served_before = _served()
     app = create_app(settings, store, run_projector=False)
     async with (
         serve_in_background(app) as url,
@@ -96,6 +98,17 @@ async def test_beyond_the_queue_ingestion_is_refused_at_once_and_nothing_accepte
         ids = await stored_ids(store)
         assert len(ids) == len(set(ids)) == 36
         assert set(ids) == {e["event_id"] for b in batches for e in b["events"]}
+    # The server's share of each accepted request's latency is measured; refusals are not.
+    served, queued_sum = _served()
+    assert served - served_before[0] == 12
+    assert queued_sum > served_before[1]  # three requests waited for a slot
+
+
+def _served() -> tuple[float, float]:
+    """(accepted ingestion requests timed, seconds they spent queued) in this process."""
+    count = REGISTRY.get_sample_value("journeyman_ingest_request_seconds_count") or 0.0
+    queued = REGISTRY.get_sample_value("journeyman_ingest_queue_seconds_sum") or 0.0
+    return count, queued
 
 
 async def test_the_gate_hands_a_freed_slot_to_the_longest_waiting_request() -> None:
