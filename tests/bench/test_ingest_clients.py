@@ -4,16 +4,11 @@ read from its `journeyman_ingest_request_seconds` histogram."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from bench.ingest import _bucket_delta, _server_quantile
 
-ROOT = Path(__file__).resolve().parents[2]
+from .runner import run_bench
 
 pytestmark = pytest.mark.slow
 CLIENTS_RUN = ("--clients", "4", "--duration", "2", "--members", "200")
@@ -33,15 +28,7 @@ def test_the_server_quantile_is_the_bucket_that_holds_it() -> None:
 
 
 def test_clients_bench_reports_client_and_server_latency() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench", "ingest", *CLIENTS_RUN],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    run, result = run_bench("ingest", *CLIENTS_RUN, timeout=300)
     assert result["bench"] == "ingest-clients" and result["clients"] == 4
     assert result["value"] > 0 and result["limit"] > 0
     assert result["server_p99_le_s"] is not None and result["server_p99_le_s"] > 0

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,22 +13,14 @@ import pytest
 from bench._shop import due_count
 from bench.scale import COSTS, FLAT, print_table
 
-ROOT = Path(__file__).resolve().parents[2]
+from .runner import run_bench
 
 pytestmark = [pytest.mark.slow, pytest.mark.devserver]
 
 
 def test_scale_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     figures = tmp_path / "scale.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench", "scale", "--members", "300", "--json-out", str(figures)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    _, result = run_bench("scale", "--members", "300", "--json-out", str(figures))
     assert result["bench"] == "scale"
     assert result["unit"] == "s" and result["limit"] == 2.0
     assert result["members"] == 300 and result["sizes"] == [300]
