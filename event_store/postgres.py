@@ -179,12 +179,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
-    # The columns are selected in the dataclass's field order (`_COLUMNS`); a narrowed read
-    # (`read_all(data_of=...)`) gives None for the data and metadata it left out.
-    event = RecordedEvent(*row)
-    if event.data is None:
-        object.__setattr__(event, "data", {})
-    return event
+    # The columns are selected in the dataclass's field order (`_COLUMNS`, `_Shape`).
+    return RecordedEvent(*row)
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
@@ -601,7 +597,7 @@ class _Shape:
             return _COLUMNS
         wanted = f"type = ANY(${self.arg}::text[])"
         return (
-            f"{_KEY_COLUMNS}, CASE WHEN {wanted} THEN data END AS data, "
+            f"{_KEY_COLUMNS}, CASE WHEN {wanted} THEN data ELSE '{{}}'::jsonb END AS data, "
             f"CASE WHEN {wanted} THEN metadata "
             "ELSE jsonb_strip_nulls(jsonb_build_object('source', metadata->'source')) END "
             "AS metadata, occurred_at, recorded_at"
