@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from engine.api import create_app, serve_in_background
-from engine.api.limits import json_depth
+from engine.api.limits import deeper_than, json_depth
 from engine.keys import create_key, revoke_key, rotate_key
 from engine.ratelimit import TokenBuckets
 from tests.delivery.delivery_testkit import make_settings
@@ -33,6 +33,13 @@ def test_json_depth_ignores_brackets_in_strings() -> None:
     assert json_depth(b'{"a": [1, {"b": "[[[[{{{{"}]}') == 3
     assert json_depth(b'"\\"[[["') == 0
     assert json_depth(b"[" * 50 + b"]" * 50) == 50
+
+
+def test_deeper_than_looks_past_brackets_in_strings() -> None:
+    shallow = b'{"a": "' + b"[" * 40 + b'"}'
+    assert not deeper_than(shallow, 3)  # 41 brackets counted, but only 1 level of nesting
+    deep = b'{"a": "' + b"[" * 40 + b'", "b": ' + b"[" * 5 + b"]" * 5 + b"}"
+    assert deeper_than(deep, 5) and not deeper_than(deep, 6)
 
 
 async def test_ingestion_rate_limit_per_key(store, tmp_path) -> None:  # type: ignore[no-untyped-def]
