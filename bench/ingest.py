@@ -18,9 +18,9 @@ The last line is JSON: {"bench": "ingest", "value", "unit", "limit", "ratio", ..
     python -m bench ingest --clients 64 [--duration 60] [--quick]
 
 measures ingestion under concurrency instead: against one API process, first one client
-then N concurrent clients (aiohttp, one connection each) each send batches of 100 events in a loop for the duration (a
-client answered 503 or 429 sends the same batch again after Retry-After, doubled for each
-refusal in a row up to 8 times, with jitter). It reports
+then N concurrent clients (aiohttp, one connection each) each send batches of 100 events in
+a loop for the duration (a client answered 503 or 429 sends the same batch again after
+Retry-After, doubled for each refusal in a row up to 8 times, with jitter). It reports
 events/s acknowledged, p50/p99 latency of accepted requests, the 503/429 answers and
 connection errors, and the ratio of the N-client rate to the single-client rate measured
 in the same run (the limit: N clients should not get less done than one).
