@@ -25,9 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import asyncpg
-
-from event_store import ANY, NewEvent, PostgresEventStore
-from event_store.validation import to_json
+from journeyman.event_store import ANY, NewEvent, PostgresEventStore
+from journeyman.event_store.validation import to_json
 
 BATCH = 1000
 CHUNK = 250

@@ -38,7 +38,7 @@ DEFAULT_REQUESTS = 40
 
 
 def _member_events(i: int, rng: random.Random, other: int, old_share: float) -> list[Any]:
-    from event_store import NewEvent
+    from journeyman.event_store import NewEvent
 
     entry, did = f"e{i}", f"d{i}"
     holdout = rng.random() < 0.1
@@ -114,9 +114,9 @@ async def build(
 ) -> dict[str, float]:
     """Append the journey history of `members` members to the database at `url`, then let
     the analytics projection catch up. Returns counts and rates."""
-    from engine.analytics_projector import JourneyStatsProjector
-    from engine.settings import Settings
-    from event_store import ANY, PostgresEventStore
+    from journeyman.engine.analytics_projector import JourneyStatsProjector
+    from journeyman.engine.settings import Settings
+    from journeyman.event_store import ANY, PostgresEventStore
 
     rng = random.Random(seed)
     store = await PostgresEventStore.connect(url, min_size=1, max_size=4)
@@ -170,12 +170,11 @@ async def measure(
     """p95 (ms) of the journey stats API, the dashboard journey page and `/healthz` (the
     limit) over real HTTP against an already built database, and the report's own totals."""
     import httpx
+    from journeyman.engine.api import create_app, serve_in_background
+    from journeyman.engine.keys import create_key
+    from journeyman.engine.settings import Settings
+    from journeyman.event_store import PostgresEventStore
     from pydantic import SecretStr
-
-    from engine.api import create_app, serve_in_background
-    from engine.keys import create_key
-    from engine.settings import Settings
-    from event_store import PostgresEventStore
 
     if isinstance(pool_or_url, str):
         store = await PostgresEventStore.connect(pool_or_url, min_size=1, max_size=8)

@@ -20,11 +20,10 @@ from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
-
-from event_store import NewEvent, PostgresEventStore
-from event_store.model import AppendResult
-from event_store.postgres import _COPY_COLUMNS
-from event_store.validation import to_json
+from journeyman.event_store import NewEvent, PostgresEventStore
+from journeyman.event_store.model import AppendResult
+from journeyman.event_store.postgres import _COPY_COLUMNS
+from journeyman.event_store.validation import to_json
 
 from .common import bench_database, percentile, result_line
 
@@ -52,7 +51,7 @@ def make_batches(total: int, streams: int, seed: str) -> list[list[tuple[str, Ne
 
 
 def as_items(batch: Sequence[tuple[str, NewEvent]]) -> list[tuple[str, list[NewEvent], object]]:
-    from event_store import ANY
+    from journeyman.event_store import ANY
 
     grouped: dict[str, list[NewEvent]] = {}
     for stream, event in batch:

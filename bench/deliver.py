@@ -39,8 +39,8 @@ async def _timed(n: int, concurrency: int, job: Callable[[int], Awaitable[Any]])
 
 
 async def _members(store: Any, settings: Any, count: int) -> list[str]:
-    from engine.ingest import Ingestor
-    from engine.profiles import ProfileProjector
+    from journeyman.engine.ingest import Ingestor
+    from journeyman.engine.profiles import ProfileProjector
 
     events = []
     for i in range(count):
@@ -63,15 +63,15 @@ async def _members(store: Any, settings: Any, count: int) -> list[str]:
 
 
 async def _run(url: str, n: int, concurrency: int) -> None:
-    from channels import Message
-    from channels.email import EmailChannel
-    from channels.sms import SmsChannel
-    from channels.testing.peers import SmtpPeer, TwilioPeer
-    from engine.activities.delivery_contract import SendRequest
-    from engine.delivery.config import DeliverySettings
-    from engine.delivery.service import Deliverer
-    from engine.settings import Settings
-    from event_store import PostgresEventStore
+    from journeyman.channels import Message
+    from journeyman.channels.email import EmailChannel
+    from journeyman.channels.sms import SmsChannel
+    from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+    from journeyman.engine.activities.delivery_contract import SendRequest
+    from journeyman.engine.delivery.config import DeliverySettings
+    from journeyman.engine.delivery.service import Deliverer
+    from journeyman.engine.settings import Settings
+    from journeyman.event_store import PostgresEventStore
 
     data_dir = Path(tempfile.mkdtemp(prefix="journeyman-bench-deliver-"))
     # quiet hours are checked on every send but not in effect now; the cap is counted

@@ -34,9 +34,8 @@ CART = "cart_recovery"
 async def _counting_store(url: str, counter: Counter[str]) -> Any:
     """A store whose every statement on the wire is counted (asyncpg's query logger)."""
     import asyncpg
-
-    from event_store import PostgresEventStore
-    from event_store.postgres import _init_connection
+    from journeyman.event_store import PostgresEventStore
+    from journeyman.event_store.postgres import _init_connection
 
     def log(query: Any) -> None:
         counter["statements"] += 1
@@ -50,7 +49,7 @@ async def _counting_store(url: str, counter: Counter[str]) -> Any:
 
 
 async def _seed(store: Any, members: list[str], now: dt.datetime) -> None:
-    from event_store import ANY, NewEvent
+    from journeyman.event_store import ANY, NewEvent
 
     stale = now - dt.timedelta(hours=3)
     for i in range(0, len(members), 500):
@@ -67,8 +66,8 @@ async def _seed(store: Any, members: list[str], now: dt.datetime) -> None:
 
 async def _bare(client: Any, members: list[str], concurrency: int) -> tuple[float, list[str]]:
     """The limit: one signal-with-start per trigger, nothing else. Returns the seconds taken."""
-    from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
-    from workflows.cart_recovery import CartRecovery
+    from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
+    from journeyman.workflows.cart_recovery import CartRecovery
 
     spec = CartRecovery.__journey__
     settings = spec.resolve_settings().model_dump(mode="json")
@@ -106,8 +105,8 @@ async def _bare(client: Any, members: list[str], concurrency: int) -> tuple[floa
 async def _dispatch(
     url: str, client: Any, members: list[str], concurrency: int, batch_size: int
 ) -> dict[str, Any]:
-    from engine.dispatcher import Dispatcher
-    from workflows.cart_recovery import CartRecovery
+    from journeyman.engine.dispatcher import Dispatcher
+    from journeyman.workflows.cart_recovery import CartRecovery
 
     counter: Counter[str] = Counter()
     store = await _counting_store(url, counter)
@@ -218,9 +217,9 @@ async def measure_catch_up(
     """Catch-up over events that route nowhere (late orders and stale carts of members in no
     journey), beside a bare read of the same events through the same subscription, with a
     checkpoint saved per batch (the limit). No Temporal is involved: nothing is started."""
-    from engine.dispatcher import Dispatcher
-    from event_store import ANY, NewEvent
-    from workflows.cart_recovery import CartRecovery
+    from journeyman.engine.dispatcher import Dispatcher
+    from journeyman.event_store import ANY, NewEvent
+    from journeyman.workflows.cart_recovery import CartRecovery
 
     counter: Counter[str] = Counter()
     store = await _counting_store(url, counter)
@@ -275,9 +274,8 @@ async def measure_catch_up(
 
 
 async def _run(url: str, temporal: str | None, triggers: int) -> None:
+    from journeyman.engine.stack import temporal_cli
     from temporalio.testing import WorkflowEnvironment
-
-    from engine.stack import temporal_cli
 
     env = None
     if temporal is None:

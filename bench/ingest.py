@@ -112,7 +112,7 @@ class _Bare:
         self.url, self.writers = url, writers
 
     async def __aenter__(self) -> _Bare:
-        from event_store import PostgresEventStore
+        from journeyman.event_store import PostgresEventStore
 
         self.store = await PostgresEventStore.connect(
             self.url, min_size=self.writers, max_size=self.writers + 2
@@ -123,7 +123,7 @@ class _Bare:
         await self.store.close()
 
     async def rate(self, events: list[dict[str, Any]]) -> float:
-        from event_store import ANY, NewEvent
+        from journeyman.event_store import ANY, NewEvent
 
         def items(chunk: list[dict[str, Any]]) -> list:
             streams: dict[str, list[NewEvent]] = {}
@@ -166,7 +166,15 @@ def _start_api(
         **(extra or {}),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "engine.api", "--port", str(port), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "journeyman.engine.api",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -209,10 +217,10 @@ async def _run(
     api_workers: int,
 ) -> tuple[list[float], list[float], list[float]]:
     """Alternate bare and HTTP rounds (a busy machine then hurts both alike)."""
-    from engine.client import AsyncJourneymanClient
-    from engine.keys import create_key
-    from engine.stack import free_port
-    from event_store import create_pool
+    from journeyman.engine.client import AsyncJourneymanClient
+    from journeyman.engine.keys import create_key
+    from journeyman.engine.stack import free_port
+    from journeyman.event_store import create_pool
 
     pool = await create_pool(api_url, min_size=1, max_size=2)
     token, _ = await create_key(pool, ["ingest"], "bench")
@@ -253,8 +261,7 @@ async def _run(
 
 async def _databases(pg: Any, names: list[str]) -> list[str]:
     import asyncpg
-
-    from engine.db import migrate
+    from journeyman.engine.db import migrate
 
     admin = await asyncpg.connect(pg.database_url("postgres"))
     try:
@@ -399,7 +406,7 @@ def _describe(label: str, rate: float, tally: _Tally) -> str:
 
 
 def _clients_main(args: argparse.Namespace) -> None:
-    from engine.stack import EmbeddedPostgres
+    from journeyman.engine.stack import EmbeddedPostgres
 
     duration = args.duration or (20.0 if args.quick else 60.0)
     root = Path(tempfile.mkdtemp(prefix="journeyman-bench-ingest-"))
@@ -407,10 +414,10 @@ def _clients_main(args: argparse.Namespace) -> None:
     pg.start()
 
     async def go() -> tuple[tuple[float, _Tally], tuple[float, _Tally]]:
-        from engine.client import AsyncJourneymanClient
-        from engine.keys import create_key
-        from engine.stack import free_port
-        from event_store import create_pool
+        from journeyman.engine.client import AsyncJourneymanClient
+        from journeyman.engine.keys import create_key
+        from journeyman.engine.stack import free_port
+        from journeyman.event_store import create_pool
 
         (api_url,) = await _databases(pg, ["bench_api"])
         pool = await create_pool(api_url, min_size=1, max_size=2)
@@ -503,7 +510,7 @@ def main(argv: list[str]) -> None:
     args.rounds = args.rounds or (3 if args.quick else 5)
     latency_batches = 60 if args.quick else 300
 
-    from engine.stack import EmbeddedPostgres
+    from journeyman.engine.stack import EmbeddedPostgres
 
     root = Path(tempfile.mkdtemp(prefix="journeyman-bench-ingest-"))
     pg = EmbeddedPostgres(root / "pg")

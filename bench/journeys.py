@@ -75,9 +75,9 @@ async def _bare(client, n: int) -> float:
 
 
 async def _journeys(client, store, n: int) -> float:
-    from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
-    from engine.worker import build_worker
-    from workflows.cart_recovery import CartRecovery
+    from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
+    from journeyman.engine.worker import build_worker
+    from journeyman.workflows.cart_recovery import CartRecovery
 
     spec = CartRecovery.__journey__
     tq = f"journeys-{uuid.uuid4().hex[:6]}"
@@ -110,10 +110,10 @@ async def _journeys(client, store, n: int) -> float:
 
 
 async def _latency(client, store, n: int) -> tuple[float, float]:
-    from engine.dispatcher import Dispatcher
-    from engine.worker import build_worker
-    from event_store import NewEvent
-    from workflows.cart_recovery import CartRecovery
+    from journeyman.engine.dispatcher import Dispatcher
+    from journeyman.engine.worker import build_worker
+    from journeyman.event_store import NewEvent
+    from journeyman.workflows.cart_recovery import CartRecovery
 
     found = {"cart_recovery": CartRecovery}
     tq = f"latency-{uuid.uuid4().hex[:6]}"
@@ -158,11 +158,10 @@ async def _latency(client, store, n: int) -> tuple[float, float]:
 
 
 async def _run(url: str, n: int, latency_n: int, rounds: int) -> None:
+    from journeyman.engine.stack import temporal_cli
+    from journeyman.event_store import PostgresEventStore
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
-
-    from engine.stack import temporal_cli
-    from event_store import PostgresEventStore
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),

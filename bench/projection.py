@@ -28,14 +28,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from journeyman.engine.crypto import Keyring, load_data_keys
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.profiles.fold import READS_DATA, ProfileRow, apply, scores
+from journeyman.engine.sealing import has_sealed, open_fields, seal_event
+from journeyman.engine.settings import Settings
+from journeyman.event_store import ANY, START, NewEvent, PostgresEventStore, RecordedEvent
 from pydantic import SecretStr
-
-from engine.crypto import Keyring, load_data_keys
-from engine.profiles import ProfileProjector
-from engine.profiles.fold import READS_DATA, ProfileRow, apply, scores
-from engine.sealing import has_sealed, open_fields, seal_event
-from engine.settings import Settings
-from event_store import ANY, START, NewEvent, PostgresEventStore, RecordedEvent
 
 from .common import bench_database, result_line
 
@@ -240,7 +239,7 @@ async def measure_projection(
     settings = settings or bench_settings()
     store = store or await PostgresEventStore.connect(url, min_size=2, max_size=4)
     try:
-        from workflows.builtin_plugin import LAPSED_VIP, VIP
+        from journeyman.workflows.builtin_plugin import LAPSED_VIP, VIP
 
         built = 0
         if build:

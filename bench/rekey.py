@@ -24,11 +24,11 @@ from .common import bench_database, result_line
 
 
 async def _run(url: str, members: int, events: int, concurrency: int) -> dict[str, float]:
-    from engine.crypto import Keyring
-    from engine.identity.rekey import rekey_all
-    from engine.ingest import Ingestor
-    from engine.settings import Settings
-    from event_store import PostgresEventStore
+    from journeyman.engine.crypto import Keyring
+    from journeyman.engine.identity.rekey import rekey_all
+    from journeyman.engine.ingest import Ingestor
+    from journeyman.engine.settings import Settings
+    from journeyman.event_store import PostgresEventStore
 
     settings = Settings(secret_key=SecretStr("bench-rekey-secret-" + "b" * 32))
     store = await PostgresEventStore.connect(url, min_size=1, max_size=concurrency + 1)

@@ -49,9 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from journeyman.event_store import ANY, NewEvent, PostgresEventStore
 from pydantic import SecretStr
-
-from event_store import ANY, NewEvent, PostgresEventStore
 
 from . import _procs, _shop
 from .common import percentile, result_line
@@ -69,7 +68,7 @@ FLAT = 1.5
 
 
 def _settings(data_dir: Path) -> Any:
-    from engine.settings import Settings
+    from journeyman.engine.settings import Settings
 
     return Settings(secret_key=SecretStr("bench-scale-" + "s" * 40), data_dir=data_dir)
 
@@ -94,12 +93,11 @@ async def measure_scan(
     paging over `inactivity_due` by its partial index), then the whole activity in an
     activity environment (finding and starting), against a bare indexed count of the same
     rows."""
+    from journeyman.engine import inactivity_due
+    from journeyman.engine.activities import ScanRequest
+    from journeyman.engine.activities.journey_activities import JourneyActivities
+    from journeyman.workflows.winback import Winback
     from temporalio.testing import ActivityEnvironment
-
-    from engine import inactivity_due
-    from engine.activities import ScanRequest
-    from engine.activities.journey_activities import JourneyActivities
-    from workflows.winback import Winback
 
     tq = f"scan-{uuid.uuid4().hex[:6]}"
     acts = JourneyActivities(store, client=client, journeys={"winback": Winback}, task_queue=tq)
@@ -148,7 +146,7 @@ async def measure_scan(
 async def measure_analytics_projection(store: PostgresEventStore, settings: Any) -> dict[str, Any]:
     """The journey analytics projection catching up from the start of the store, as after an
     upgrade; the API's reports then read its counts (a report far behind answers 503)."""
-    from engine.analytics_projector import JourneyStatsProjector
+    from journeyman.engine.analytics_projector import JourneyStatsProjector
 
     t0 = time.perf_counter()
     events = await JourneyStatsProjector(store, settings).run_until_caught_up()
@@ -163,14 +161,13 @@ async def measure_api(url: str, settings: Any) -> dict[str, Any]:
     that takes longer counts as that long, is reported in `timed_out`, and its path is not
     asked again. `create_app` served in this process."""
     import httpx
-
-    from engine.api.app import create_app
-    from engine.api.server import serve_in_background
-    from engine.keys import create_key
+    from journeyman.engine.api.app import create_app
+    from journeyman.engine.api.server import serve_in_background
+    from journeyman.engine.keys import create_key
 
     limit_ms = REQUEST_TIMEOUT_S * 1000
     # A timed-out request is an expected outcome here, counted below, not a traceback.
-    quiet = [logging.getLogger(n) for n in ("engine.api.errors", "uvicorn.error")]
+    quiet = [logging.getLogger(n) for n in ("journeyman.engine.api.errors", "uvicorn.error")]
     levels = [q.level for q in quiet]
     for q in quiet:
         q.setLevel(logging.CRITICAL)
@@ -242,9 +239,9 @@ async def measure_api(url: str, settings: Any) -> dict[str, Any]:
 async def measure_refresh(store: PostgresEventStore, settings: Any) -> dict[str, Any]:
     """Segment refresh over every profile, and how long it holds up the profile projection:
     while it runs, an event is appended every 0.2 s and timed until it is projected."""
-    from engine.profiles.projector import ProfileProjector
-    from engine.segments import registered_segments
-    from engine.segments.membership import refresh
+    from journeyman.engine.profiles.projector import ProfileProjector
+    from journeyman.engine.segments import registered_segments
+    from journeyman.engine.segments.membership import refresh
 
     projector = ProfileProjector(store, settings)
     member = f"member-{_shop.member_id(SEED, 1)}"
@@ -299,9 +296,9 @@ async def measure_dispatcher(
     against bare signal-with-start calls with the same concurrency, to the same Temporal
     server; no worker polls either task queue, so only the start is measured. Alternating,
     two rounds, each one's best."""
-    from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
-    from engine.dispatcher import Dispatcher
-    from workflows.cart_recovery import CartRecovery
+    from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
+    from journeyman.engine.dispatcher import Dispatcher
+    from journeyman.workflows.cart_recovery import CartRecovery
 
     spec = CartRecovery.__journey__
     settings = spec.resolve_settings(None).model_dump(mode="json")
@@ -398,11 +395,10 @@ async def _count_workflows(client: Any, query: str, expected: int) -> int | None
 @asynccontextmanager
 async def _servers(database_url: str | None) -> AsyncIterator[tuple[str, Path | None, Any]]:
     """A migrated PostgreSQL (embedded, unless `database_url`) and a Temporal dev server."""
+    from journeyman.engine.db import migrate
+    from journeyman.engine.stack import EmbeddedPostgres, temporal_cli
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
-
-    from engine.db import migrate
-    from engine.stack import EmbeddedPostgres, temporal_cli
 
     root = Path(tempfile.mkdtemp(prefix="journeyman-scale-"))
     pg = None

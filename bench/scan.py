@@ -270,12 +270,11 @@ async def measure_scan(
 
     `client`: a Temporal client (starts go to its server; no worker is needed), or None for
     a stand-in that counts them."""
+    from journeyman.engine.activities import ScanRequest
+    from journeyman.engine.activities.journey_activities import JourneyActivities
+    from journeyman.engine.worker import registered_journeys
+    from journeyman.event_store import PostgresEventStore
     from temporalio.testing import ActivityEnvironment
-
-    from engine.activities import ScanRequest
-    from engine.activities.journey_activities import JourneyActivities
-    from engine.worker import registered_journeys
-    from event_store import PostgresEventStore
 
     cls = registered_journeys()[journey]
     days = float(cls.__journey__.resolve_settings(None).inactive_days)
@@ -327,10 +326,9 @@ async def _run(url: str, sizes: list[int], share: float, temporal: bool) -> list
     env = None
     client = None
     if temporal:
+        from journeyman.engine.stack import temporal_cli
         from temporalio.contrib.pydantic import pydantic_data_converter
         from temporalio.testing import WorkflowEnvironment
-
-        from engine.stack import temporal_cli
 
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_cli(),

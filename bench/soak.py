@@ -81,7 +81,7 @@ async def _dispatcher_lag(pool: Any) -> float:
 
 async def _run(url: str, minutes: float, args: argparse.Namespace) -> None:
     rig_mod = _rig_module()
-    from engine.client import make_event
+    from journeyman.engine.client import make_event
 
     root = Path(tempfile.mkdtemp(prefix="journeyman-soak-"))
     timings = rig_mod.Timings(quiet_period=2.0, coupon_delay=4.0, attribution_window=2.0)

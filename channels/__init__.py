@@ -1,6 +1,7 @@
 """Journeyman channels: the contract every channel implements, its errors, and (in their own
-modules) the built-in channels — `channels.email`, `channels.sms`, `channels.webpush`,
-`channels.fcm`, `channels.webhook` and `channels.outbox`.
+modules) the built-in channels — `journeyman.channels.email`, `journeyman.channels.sms`,
+`journeyman.channels.webpush`,
+`journeyman.channels.fcm`, `journeyman.channels.webhook` and `journeyman.channels.outbox`.
 
 The public names are exactly those in `__all__`; a test keeps that list honest.
 """

@@ -6,8 +6,8 @@ a pydantic `Config` model, and one coroutine::
     async def send(self, message: Message, idempotency_key: str) -> DeliveryResult
 
 `send` makes at most one attempt at the provider. It returns a `DeliveryResult` when the
-provider accepted the message and raises a `channels.errors.ChannelError` subclass otherwise
-(see that module for what each one means). Channels that receive provider callbacks also
+provider accepted the message and raises a `journeyman.channels.errors.ChannelError` subclass
+otherwise (see that module for what each one means). Channels that receive provider callbacks also
 implement `verify_webhook` and `parse_webhook`. Channels whose provider can be asked what it
 holds implement `reconcile`, which settles a send that ended ambiguously::
 

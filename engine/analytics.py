@@ -9,11 +9,11 @@ journey: the difference in conversion rate (95% Newcombe interval) and in revenu
 (95% Welch interval). Messages are also broken down by channel, and the time from the
 crediting send to the conversion is summarised.
 
-The figures are read from the analytics projection (`engine.analytics_projector`: per-entry
-facts and the counts kept from them, so a report costs the same at a thousand entries or a
+The figures are read from the analytics projection (`journeyman.engine.analytics_projector`:
+per-entry facts and the counts kept from them, so a report costs the same at a thousand entries or a
 million) plus the events it has not reached yet, folded by the same code
-(`engine.analytics_fold`) in the same snapshot. A report is never behind the store, and each
-count lists its entries in `journey_entries`, each with the positions of its events.
+(`journeyman.engine.analytics_fold`) in the same snapshot. A report is never behind the store, and
+each count lists its entries in `journey_entries`, each with the positions of its events.
 Reports read through the analytics database (`JOURNEYMAN_ANALYTICS_DATABASE_URL`, a read
 replica; by default the main database) and never write.
 """

@@ -1,7 +1,8 @@
 """How journey events fold into per-entry and per-delivery facts, and into funnel counts.
 
-One fold serves two readers: the projection (`engine.analytics_projector`), which writes the
-facts and adds the count changes to the count tables, and the reports (`engine.analytics`),
+One fold serves two readers: the projection (`journeyman.engine.analytics_projector`), which writes
+the facts and adds the count changes to the count tables, and the reports
+(`journeyman.engine.analytics`),
 which fold the events the projection has not reached yet on top of what it has written. So a
 report is always the events' own numbers, and each count can be traced to entries
 (`journey_entries`), each entry to its events (`entered_position`, the deliveries'

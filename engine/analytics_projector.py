@@ -20,8 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-
-from engine.analytics_fold import (
+from journeyman.engine.analytics_fold import (
     CONVERSION_COLUMNS,
     DELIVERY_COLUMNS,
     ENTRY_COLUMNS,
@@ -30,9 +29,15 @@ from engine.analytics_fold import (
     Fold,
     JourneyEvent,
 )
-from engine.deadletters import Attempts, NarrowingReader, announce, describe, park
-from engine.settings import Settings, get_settings
-from event_store import START, Cursor, PostgresEventStore, RecordedEvent, UndecodableEvent
+from journeyman.engine.deadletters import Attempts, NarrowingReader, announce, describe, park
+from journeyman.engine.settings import Settings, get_settings
+from journeyman.event_store import (
+    START,
+    Cursor,
+    PostgresEventStore,
+    RecordedEvent,
+    UndecodableEvent,
+)
 
 log = logging.getLogger(__name__)
 

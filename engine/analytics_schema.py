@@ -1,5 +1,5 @@
 """The journey analytics projection's tables as SQLAlchemy Core metadata (migration 0013
-creates them; `engine.analytics_projector` writes them)."""
+creates them; `journeyman.engine.analytics_projector` writes them)."""
 
 from __future__ import annotations
 

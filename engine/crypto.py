@@ -93,7 +93,7 @@ class Keyring:
 
     @classmethod
     def from_settings(cls, settings: object | None = None) -> Keyring:
-        from engine.settings import Settings, get_settings
+        from journeyman.engine.settings import Settings, get_settings
 
         s = settings if isinstance(settings, Settings) else get_settings()
         return cls(s.resolved_secret())

@@ -32,6 +32,6 @@ def database_url(settings: Settings) -> str:
 
 async def migrate(url: str) -> None:
     """Apply every migration (Alembic) and refresh planner statistics."""
-    from migrations import upgrade
+    from journeyman.migrations import upgrade
 
     await asyncio.to_thread(upgrade, url)

@@ -2,7 +2,8 @@
 
 A subscriber (the profile projection, the journey analytics projection, each dispatcher
 partition) tries an event whose processing fails up to `JOURNEYMAN_DEAD_LETTER_ATTEMPTS`
-times; then it parks the event in `dead_letters` (see `event_store.deadletters`), counts it
+times; then it parks the event in `dead_letters` (see `journeyman.event_store.deadletters`), counts
+it
 in the `journeyman_dead_letters_parked` metric, logs it once, and goes on with the rest. A row that
 cannot be decoded is parked at once: reading it again gives the same result. An outage (the
 database or Temporal unreachable) is not the event's fault: it never counts as an attempt,
@@ -22,17 +23,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-
-from event_store import RecordedEvent, UndecodableEvent
-from event_store import deadletters as store_dl
-from event_store.deadletters import DeadLetter
-from event_store.deadletters import park as park  # subscribers park through this module
+from journeyman.event_store import RecordedEvent, UndecodableEvent
+from journeyman.event_store import deadletters as store_dl
+from journeyman.event_store.deadletters import DeadLetter
+from journeyman.event_store.deadletters import park as park  # subscribers park through this module
 
 if TYPE_CHECKING:
+    from journeyman.engine.settings import Settings
+    from journeyman.event_store import PostgresEventStore
     from temporalio.client import Client
-
-    from engine.settings import Settings
-    from event_store import PostgresEventStore
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +162,7 @@ class NarrowingReader:
 
 def announce(consumer: str, event: RecordedEvent | UndecodableEvent, error: str) -> None:
     """Log a parked event (once: it is parked once) and count it."""
-    from engine.metrics import record_dead_letter
+    from journeyman.engine.metrics import record_dead_letter
 
     reason = "undecodable" if isinstance(event, UndecodableEvent) else "failed"
     record_dead_letter(consumer, reason)
@@ -247,15 +246,15 @@ async def _reprocess(
     temporal: Client | None,
     journeys: dict[str, type] | None,
 ) -> None:
-    from engine.dispatcher import SUBSCRIPTION
-    from engine.profiles import NAME as PROFILES
-    from engine.profiles import ProfileProjector
+    from journeyman.engine.dispatcher import SUBSCRIPTION
+    from journeyman.engine.profiles import NAME as PROFILES
+    from journeyman.engine.profiles import ProfileProjector
 
     if dl.consumer == PROFILES:
         await ProfileProjector(store, settings).reprocess(event)
         return
-    from engine.analytics_projector import NAME as JOURNEY_STATS
-    from engine.analytics_projector import JourneyStatsProjector
+    from journeyman.engine.analytics_projector import NAME as JOURNEY_STATS
+    from journeyman.engine.analytics_projector import JourneyStatsProjector
 
     if dl.consumer == JOURNEY_STATS:
         await JourneyStatsProjector(store, settings).reprocess(event)
@@ -263,8 +262,8 @@ async def _reprocess(
     if dl.consumer == SUBSCRIPTION:
         if temporal is None:
             raise RuntimeError("retrying a dispatcher dead letter needs Temporal")
-        from engine.dispatcher import Dispatcher
-        from engine.worker import registered_journeys
+        from journeyman.engine.dispatcher import Dispatcher
+        from journeyman.engine.worker import registered_journeys
 
         dispatcher = Dispatcher(
             store,

@@ -3,7 +3,7 @@
 1. Starts the engine as `journeyman up` does (embedded PostgreSQL, Temporal dev server,
    worker, dispatcher, scheduler, API) with the email and SMS channels pointed at local
    protocol peers: a real SMTP server and a Twilio-speaking HTTP server.
-2. Generates a shop (`engine.synthetic`): about 60 days of history for most members,
+2. Generates a shop (`journeyman.engine.synthetic`): about 60 days of history for most members,
    ingested over the HTTP API with the Python client. History is older than every journey's
    freshness window: it builds profiles and starts nothing — except the win-back journey,
    whose inactivity scan finds the members who have been quiet for 30 days.
@@ -11,7 +11,7 @@
    new members register, members leave carts. Journey delays are compressed by journey
    settings overrides (`JOURNEYMAN_JOURNEYS`) — the journeys' code is unchanged.
 4. Members respond only to messages that really reached the peers, as the behaviour model
-   (`engine.behaviour`) says: clicks and orders go back over the HTTP API. Members also
+   (`journeyman.engine.behaviour`) says: clicks and orders go back over the HTTP API. Members also
    order on their own at their base propensity, messages or not.
 5. Prints each journey's funnel, the measured lift with its 95% interval beside the true
    lift of the model, and reconciles messages at the peers with `message.sent` events and
@@ -364,9 +364,9 @@ async def run_demo(
     console: Console | None = None,
     keep_running: bool = False,
 ) -> DemoReport:
-    from channels.testing.peers import SmtpPeer, TwilioPeer
-    from engine.client import AsyncJourneymanClient
-    from engine.keys import create_key
+    from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+    from journeyman.engine.client import AsyncJourneymanClient
+    from journeyman.engine.keys import create_key
 
     console = console or Console()
     settings = settings or get_settings()
@@ -391,7 +391,7 @@ async def run_demo(
             )
 
     async with SmtpPeer() as smtp, TwilioPeer() as twilio:
-        from engine.stack import free_port
+        from journeyman.engine.stack import free_port
 
         api_port = free_port()
         api_url = f"http://127.0.0.1:{api_port}"

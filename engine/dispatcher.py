@@ -21,7 +21,7 @@ the event types some journey declared, plus the journeys' own `journey.entered` 
   it out; each partition has its own checkpoint and keeps each member's events in order.
   Every dispatcher must be started with the same partition count.
 * No event halts it: one that cannot be decoded, or whose routing keeps failing (other than
-  by an outage), is parked as a dead letter (`engine.deadletters`) and the rest go on.
+  by an outage), is parked as a dead letter (`journeyman.engine.deadletters`) and the rest go on.
 """
 
 from __future__ import annotations
@@ -35,15 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
+from journeyman.engine.activities import instances as inst
+from journeyman.engine.deadletters import Attempts, announce, describe, is_transient, park
+from journeyman.engine.sealing import SEALED
+from journeyman.event_store import PostgresEventStore, RecordedEvent, Subscription, UndecodableEvent
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
-
-from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
-from engine.activities import instances as inst
-from engine.deadletters import Attempts, announce, describe, is_transient, park
-from engine.sealing import SEALED
-from event_store import PostgresEventStore, RecordedEvent, Subscription, UndecodableEvent
 
 log = logging.getLogger(__name__)
 

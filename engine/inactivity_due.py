@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import asyncpg
 
 PROFILES_LOCK = 0x4A4D5F50524F46
-"""The profile projector's advisory lock (`engine.profiles.projector._LOCK`): a
+"""The profile projector's advisory lock (`journeyman.engine.profiles.projector._LOCK`): a
 recomputation holds it so no profile batch interleaves."""
 
 _DUE = (

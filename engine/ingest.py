@@ -6,9 +6,9 @@ endpoints and bulk import. For a batch it:
 1. applies the rules pydantic cannot know (clock skew, reserved types) and drops repeated
    event ids inside the batch (answered as duplicates of the first);
 2. before any transaction: plans the members of the batch with one query
-   (`engine.identity`), seals the personal properties of every event under its member's
+   (`journeyman.engine.identity`), seals the personal properties of every event under its member's
    data key (every property outside `JOURNEYMAN_INGEST_CLEAR_PROPERTIES`, and `traits`
-   always: `engine.sealing.seal_event`) and encodes the appends;
+   always: `journeyman.engine.sealing.seal_event`) and encodes the appends;
 3. in one short transaction: locks the batch's streams (`event_store.lock_streams`) and the
    members the plan read, checks the plan still holds, appends every event to its member's
    stream `member-<id>` (the store answers event ids it already holds as duplicates and
@@ -35,12 +35,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
-from pydantic import TypeAdapter, ValidationError
-
-from engine import metrics
-from engine.crypto import DataKey, Keyring
-from engine.identity import IdentityResolver
-from engine.identity.aliases import (
+from journeyman.engine import metrics
+from journeyman.engine.crypto import DataKey, Keyring
+from journeyman.engine.identity import IdentityResolver
+from journeyman.engine.identity.aliases import (
     DEVICE_ID,
     EMAIL,
     EXTERNAL_PREFIX,
@@ -49,9 +47,9 @@ from engine.identity.aliases import (
     Alias,
     Claim,
 )
-from engine.identity.aliases import PushSubscription as PushRef
-from engine.identity.resolver import ErasedMembers, IdentityChanged, Resolution
-from engine.ingest_models import (
+from journeyman.engine.identity.aliases import PushSubscription as PushRef
+from journeyman.engine.identity.resolver import ErasedMembers, IdentityChanged, Resolution
+from journeyman.engine.ingest_models import (
     RESERVED_TYPES,
     EventIn,
     FieldError,
@@ -59,10 +57,10 @@ from engine.ingest_models import (
     field_errors,
     storage_errors,
 )
-from engine.sealing import personal_names, seal_event
-from engine.settings import Settings
-from engine.storable import time_problem
-from event_store import (
+from journeyman.engine.sealing import personal_names, seal_event
+from journeyman.engine.settings import Settings
+from journeyman.engine.storable import time_problem
+from journeyman.event_store import (
     ANY,
     AppendResult,
     ConcurrencyError,
@@ -72,6 +70,7 @@ from event_store import (
     PreparedBatch,
     lock_streams,
 )
+from pydantic import TypeAdapter, ValidationError
 
 SCHEMA_VERSION = 1
 _ATTEMPTS = 12
@@ -87,8 +86,8 @@ EVENT_ADAPTER: TypeAdapter[EventIn] = TypeAdapter(EventIn)
 Amend = Callable[[asyncpg.Connection, list[EventIn], list[str]], Awaitable[dict[int, dict]]]
 """A caller's step inside the append transaction, after identity resolution: given the
 batch's events and their member ids, it returns new properties for some of them, by
-position (the Segment endpoints fold cart changes this way: `engine.carts`). It runs again
-if the transaction is retried, and may add only properties kept in clear."""
+position (the Segment endpoints fold cart changes this way: `journeyman.engine.carts`). It runs
+again if the transaction is retried, and may add only properties kept in clear."""
 
 
 def stream_of(member_id: str) -> str:

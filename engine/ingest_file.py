@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
 
-from engine.ingest import Ingestor
-from engine.ingest_models import FieldError
-from engine.storable import deeper_than, loads
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest_models import FieldError
+from journeyman.engine.storable import deeper_than, loads
 
 _MEMBER_COLUMNS = {
     "member_id": "id",

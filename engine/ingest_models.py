@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from journeyman.engine.identity.aliases import normalise_email, normalise_phone, normalise_system
+from journeyman.engine.storable import Timestamp, json_problem
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -17,9 +19,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from engine.identity.aliases import normalise_email, normalise_phone, normalise_system
-from engine.storable import Timestamp, json_problem
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 # '#' is kept out of client ids: the system derives its own event ids with it.

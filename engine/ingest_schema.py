@@ -5,7 +5,7 @@
   found by a blind index (HMAC of the normalised value); their values, and push
   subscriptions, are kept only encrypted with the member's data key (`member_keys`), so
   deleting that key shreds them.
-- `member_profiles`: the profile projection (`engine.profiles`), one row per member.
+- `member_profiles`: the profile projection (`journeyman.engine.profiles`), one row per member.
 """
 
 from __future__ import annotations

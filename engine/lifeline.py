@@ -6,9 +6,10 @@
   A small watchdog process, started before PostgreSQL, polls its parent `up` twice a second
   and stops PostgreSQL (`pg_ctl stop -m fast`, then `-m immediate`) once `up` is gone.
 
-    python -c "from engine.lifeline import main; main()" <up pid> <lock fd> <pg_ctl> <pgdata> [user]
+    python -c "from journeyman.engine.lifeline import main; main()" \
+        <up pid> <lock fd> <pg_ctl> <pgdata> [user]
 
-The watchdog shares `up`'s data-directory lock (`engine.up_lock`), so the directory stays
+The watchdog shares `up`'s data-directory lock (`journeyman.engine.up_lock`), so the directory stays
 locked until PostgreSQL has stopped.
 """
 
@@ -53,7 +54,7 @@ def watchdog_command(pg_ctl: str, pgdata: str, user: str | None, lock_fd: int = 
     """The command line of a watchdog over this process and the PostgreSQL in `pgdata`;
     pass `lock_fd` to it (`pass_fds`) for it to hold the data-directory lock as well."""
     args = [str(os.getpid()), str(lock_fd), pg_ctl, pgdata, *([user] if user else [])]
-    return [sys.executable, "-c", "from engine.lifeline import main; main()", *args]
+    return [sys.executable, "-c", "from journeyman.engine.lifeline import main; main()", *args]
 
 
 def stop_postgres(pg_ctl: str, pgdata: str, user: str | None, timeout: float = 4.0) -> bool:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             return  # `up` lives and stops PostgreSQL itself
         time.sleep(0.5)
     if int(lock_fd) >= 0:
-        from engine.up_lock import write_holder
+        from journeyman.engine.up_lock import write_holder
 
         with contextlib.suppress(OSError):
             write_holder(

@@ -1,6 +1,6 @@
 """The inactivity scheduler: a Temporal Schedule that runs the inactivity scan workflow
 (hourly by default). The scan's activity reads only the members who are due (see
-`engine.inactivity_due`) and starts their inactivity journeys (win-back) in batches.
+`journeyman.engine.inactivity_due`) and starts their inactivity journeys (win-back) in batches.
 
     journeyman scheduler --every 3600     # create or update the schedule, then exit
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from journeyman.engine.activities import ScanRequest
 from temporalio.client import (
     Client,
     Schedule,
@@ -22,15 +23,13 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from engine.activities import ScanRequest
-
 SCHEDULE_ID = "journeyman-inactivity-scan"
 
 
 def scan_schedule(
     *, task_queue: str, every: dt.timedelta, page_size: int = 500, schedule_id: str = SCHEDULE_ID
 ) -> Schedule:
-    from workflows.scan import SCAN_WORKFLOW
+    from journeyman.workflows.scan import SCAN_WORKFLOW
 
     return Schedule(
         action=ScheduleActionStartWorkflow(

@@ -1,7 +1,8 @@
 """Personal values sealed inside stored events.
 
 Events are append-only, so a personal value that must become unreadable on erasure is
-stored inside the event encrypted (AES-GCM) under the member's data key (`engine.crypto`).
+stored inside the event encrypted (AES-GCM) under the member's data key
+(`journeyman.engine.crypto`).
 Once the data key is shredded nobody can decrypt it, while the event (its type, time and
 the fields left in the clear) stays as it was. Two shapes exist:
 
@@ -18,7 +19,7 @@ The associated data binds a ciphertext to the member, the event id and the field
 `open_fields` reads both shapes back: sealed fields are decrypted in place (None when they
 cannot be any more), a sealed remainder is merged back into the data (its fields are
 absent when it cannot be). This module sits below every reader (ingestion, the profile
-projection, the API, export) and depends only on `engine.crypto`.
+projection, the API, export) and depends only on `journeyman.engine.crypto`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from engine.crypto import CryptoError, DataKey
-from event_store.validation import to_json
+from journeyman.engine.crypto import CryptoError, DataKey
+from journeyman.event_store.validation import to_json
 
 SEALED = "$sealed"
 ALWAYS_SEALED = frozenset({"traits", SEALED})

@@ -11,10 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from journeyman.engine.delivery.config import DeliverySettings
 from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from engine.delivery.config import DeliverySettings
 
 
 class Settings(BaseSettings):

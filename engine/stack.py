@@ -92,7 +92,7 @@ class EmbeddedPostgres:
         `timeout`). The package's own `stop()` leaves it running while any process it
         remembers — including one that was killed — still holds a handle, and may wait a
         minute for the server to go."""
-        from engine.lifeline import postgres_running, stop_postgres
+        from journeyman.engine.lifeline import postgres_running, stop_postgres
 
         if postgres_running(str(self.pgdata)):
             stop_postgres(self.pg_ctl, str(self.pgdata), self.system_user, timeout)

@@ -13,7 +13,8 @@ store, so ingestion refuses them, naming the field:
   turning text into an int, which every JSON reader of the store goes through).
 
 The walk over a JSON value (`json_problem`) is cheap when nothing is wrong, and callers run
-it only where it matters (the event store refuses a bad batch first; see `engine.ingest`).
+it only where it matters (the event store refuses a bad batch first; see
+`journeyman.engine.ingest`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ UTC_MAX = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 class LongInteger:
     """Stands in for an integer literal too long to convert, so a JSON body still parses and
-    the refusal can name the field that held it (see `engine.api.body.parse_json`)."""
+    the refusal can name the field that held it (see `journeyman.engine.api.body.parse_json`)."""
 
     __slots__ = ("digits",)
 

@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from journeyman.engine.settings import Settings
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
-
-from engine.settings import Settings
 
 ENCODING = b"binary/encrypted"
 _KEY_ID = b"journeyman-v1"

@@ -17,7 +17,8 @@ separately in production, pointed at the same database and Temporal by environme
 variables; their logs go to `<data_dir>/logs/`. State stays in the data directory, so the
 next `journeyman up` continues where this one stopped.
 
-Lifetime (see `engine.up_lock` and `engine.lifeline`): one `up` per data directory (an OS
+Lifetime (see `journeyman.engine.up_lock` and `journeyman.engine.lifeline`): one `up` per data
+directory (an OS
 file lock); SIGINT, SIGTERM or SIGHUP — during startup too — stop every part within a few
 seconds (worker, dispatcher and API together with SIGINT, then Temporal and PostgreSQL;
 what has not finished after `stop_grace` is killed; a second signal kills at once); and if
@@ -40,11 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from engine.lifeline import die_with_parent, watchdog_command
-from engine.settings import Settings
-from engine.stack import EmbeddedPostgres, TemporalDevServer, free_port
-from engine.up_lock import DataDirLock
+from journeyman.engine.lifeline import die_with_parent, watchdog_command
+from journeyman.engine.settings import Settings
+from journeyman.engine.stack import EmbeddedPostgres, TemporalDevServer, free_port
+from journeyman.engine.up_lock import DataDirLock
 
 StatusFn = Callable[[str, str, str], None]
 
@@ -53,7 +53,7 @@ StatusFn = Callable[[str, str, str], None]
 # Python default handler, so every part restores it first.
 _PART_MAIN = (
     "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from engine.cli import main; main()"
+    "from journeyman.engine.cli import main; main()"
 )
 
 
@@ -207,7 +207,7 @@ class Up:
         return self
 
     async def _start(self) -> None:
-        from engine.db import asyncpg_dsn, migrate
+        from journeyman.engine.db import asyncpg_dsn, migrate
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = DataDirLock(self.data_dir).acquire()
@@ -416,7 +416,7 @@ class Up:
         )
 
     def _watch_postgres(self, postgres: EmbeddedPostgres) -> None:
-        """Start the watchdog that stops PostgreSQL if `up` dies (`engine.lifeline`)."""
+        """Start the watchdog that stops PostgreSQL if `up` dies (`journeyman.engine.lifeline`)."""
         lock_fd = self._lock.fileno if self._lock is not None else None
         command = watchdog_command(
             postgres.pg_ctl, str(postgres.pgdata), postgres.system_user, lock_fd or -1
@@ -432,9 +432,8 @@ class Up:
             )
 
     async def _make_build_current(self) -> str:
+        from journeyman.engine.worker import deployment_name, set_current_build
         from temporalio.client import Client
-
-        from engine.worker import deployment_name, set_current_build
 
         build_id = self.settings.worker_build_id
         assert build_id is not None

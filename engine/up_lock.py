@@ -2,7 +2,7 @@
 
 The lock is an OS file lock (`flock`) on `<data_dir>/up.lock`, so it goes away with the
 processes that hold it however they end: a crashed or killed `up` never leaves a stale lock
-behind. `up` shares it with its PostgreSQL watchdog (`engine.lifeline`), so after `up` is
+behind. `up` shares it with its PostgreSQL watchdog (`journeyman.engine.lifeline`), so after `up` is
 killed the directory stays locked until the watchdog has stopped PostgreSQL — a new `up`
 cannot attach to a server about to be stopped. The file also holds the holder's pid and
 command line, which the refusal names.
@@ -91,7 +91,7 @@ def _read_holder(fd: int) -> str:
 
 def _command_line() -> str:
     argv = list(sys.argv) or ["?"]
-    # The console script, or `python -c "from engine.cli import main; main()"`.
+    # The console script, or `python -c "from journeyman.engine.cli import main; main()"`.
     if argv[0] == "-c" or Path(argv[0]).stem == "journeyman":
         argv[0] = "journeyman"
     return " ".join(argv)

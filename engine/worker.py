@@ -18,6 +18,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.settings import Settings
+from journeyman.engine.temporal_client import data_converter
+from journeyman.event_store import PostgresEventStore
 from temporalio.api.deployment.v1 import WorkerDeploymentInfo
 from temporalio.api.enums.v1 import RoutingConfigUpdateState, WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
@@ -30,24 +34,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from engine.activities.journey_activities import JourneyActivities
-from engine.settings import Settings
-from engine.temporal_client import data_converter
-from event_store import PostgresEventStore
-
 log = logging.getLogger(__name__)
 
 
 def registered_journeys() -> dict[str, type]:
     """Journey classes by name, from built-in and third-party plugins alike."""
-    from plugins import get_plugin_manager
+    from journeyman.plugins import get_plugin_manager
 
     return get_plugin_manager(strict=False).journeys()
 
 
 async def connect_temporal(settings: Settings) -> Client:
     """A client for the configured Temporal, with the pydantic data converter and payload
-    encryption (`engine.temporal_client`)."""
+    encryption (`journeyman.engine.temporal_client`)."""
     if not settings.temporal_address:
         raise RuntimeError(
             "JOURNEYMAN_TEMPORAL_ADDRESS is not set: point it at a Temporal frontend "
@@ -66,7 +65,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     journey itself."""
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "pydantic", "pydantic_core", "annotated_types", "workflows", "engine"
+            "pydantic", "pydantic_core", "annotated_types", "journeyman"
         )
     )
 
@@ -108,7 +107,7 @@ def build_worker(
     declared `versioning_behavior=PINNED` stay on the build they started on, everything else
     (journeys that say nothing, the inactivity scan) moves to the current build on its next
     workflow task."""
-    from workflows.scan import InactivityScan
+    from journeyman.workflows.scan import InactivityScan
 
     if version is not None:
         worker_options["deployment_config"] = WorkerDeploymentConfig(
@@ -162,8 +161,8 @@ async def run_worker(settings: Settings, database_url: str) -> None:
         )
         # Delivery: `deliver` on the main queue applies the policies and routes each send to
         # its channel's queue, where one worker per channel enforces the rate limit.
-        from engine.delivery.workers import build_deliverer, channel_workers
-        from engine.privacy.consent import ConsentActivities
+        from journeyman.engine.delivery.workers import build_deliverer, channel_workers
+        from journeyman.engine.privacy.consent import ConsentActivities
 
         deliverer = build_deliverer(store, settings)
         worker = build_worker(

@@ -93,4 +93,4 @@ dead_letters = Table(
     UniqueConstraint("consumer", "global_position", name="dead_letters_consumer_position_key"),
     Index("dead_letters_status_idx", "status", "id"),
 )
-"""Events a subscriber gave up on (see `event_store.deadletters`): parked, not lost."""
+"""Events a subscriber gave up on (see `journeyman.event_store.deadletters`): parked, not lost."""

@@ -52,7 +52,7 @@ class Subscription:
         """The place just past what this subscription has handed out."""
         self.undecodable: list[UndecodableEvent] = []
         """Rows of the batch just yielded that could not be decoded (not among its events):
-        the consumer parks them (`event_store.deadletters.park`) and goes on."""
+        the consumer parks them (`journeyman.event_store.deadletters.park`) and goes on."""
         self._saved: Cursor | None = None
         self._closed = False
 

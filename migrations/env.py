@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from journeyman.migrations.metadata import target_metadata
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
-
-from migrations.metadata import target_metadata
 
 config = context.config
 

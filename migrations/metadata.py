@@ -1,12 +1,12 @@
 """Every table's metadata, gathered for Alembic's autogenerate."""
 
-from engine.activities.instances import metadata as journey_metadata
-from engine.analytics_schema import metadata as analytics_metadata
-from engine.delivery.schema import metadata as delivery_metadata
-from engine.ingest_schema import metadata as ingest_metadata
-from engine.segments.schema import metadata as segment_metadata
-from engine.sessions import metadata as session_metadata
-from event_store.schema import metadata as store_metadata
+from journeyman.engine.activities.instances import metadata as journey_metadata
+from journeyman.engine.analytics_schema import metadata as analytics_metadata
+from journeyman.engine.delivery.schema import metadata as delivery_metadata
+from journeyman.engine.ingest_schema import metadata as ingest_metadata
+from journeyman.engine.segments.schema import metadata as segment_metadata
+from journeyman.engine.sessions import metadata as session_metadata
+from journeyman.event_store.schema import metadata as store_metadata
 
 target_metadata = [
     store_metadata,

@@ -22,7 +22,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_channels(register: Callable[[Any], None]) -> None:
     """Register channel instances: call `register(channel)` once for each.
 
-    A channel is an instance of a `channels.Channel` subclass, constructed without arguments
+    A channel is an instance of a `journeyman.channels.Channel` subclass, constructed without
+    arguments
     (the engine configures it from settings). Two plugins registering the same channel name
     is an error that names both.
     """
@@ -37,7 +38,7 @@ def register_journeys(register: Callable[[type], None]) -> None:
 def register_segments(register: Callable[[Any], None]) -> None:
     """Register segments: call `register(segment)` once for each.
 
-    A segment is an `engine.segments.Segment` (also exported by `workflows`): a name and a
-    test of the member profile. Two plugins registering the same segment name is an error
+    A segment is a `journeyman.engine.segments.Segment` (also exported by `workflows`): a name and
+    a test of the member profile. Two plugins registering the same segment name is an error
     that names both.
     """

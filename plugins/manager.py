@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pluggy
-
-from channels.base import Channel
+from journeyman.channels.base import Channel
 
 from . import hookspecs
 
@@ -178,7 +177,8 @@ class PluginManager:
         def name_of(plugin: str, channel: Any) -> str:
             if not isinstance(channel, Channel):
                 raise PluginError(
-                    f"plugin {plugin!r} registered {channel!r}, which is not a channels.Channel"
+                    f"plugin {plugin!r} registered {channel!r}, "
+                    "which is not a journeyman.channels.Channel"
                 )
             name = getattr(channel, "name", None)
             if not isinstance(name, str) or not name:
@@ -236,15 +236,15 @@ class PluginManager:
                 )
 
     def segments(self) -> dict[str, Any]:
-        """Segments (`engine.segments.Segment`) by name, from every plugin's
+        """Segments (`journeyman.engine.segments.Segment`) by name, from every plugin's
         `register_segments`; a duplicate name is an error naming both plugins."""
-        from engine.segments import Segment
+        from journeyman.engine.segments import Segment
 
         def name_of(plugin: str, segment: Any) -> str:
             if not isinstance(segment, Segment):
                 raise PluginError(
-                    f"plugin {plugin!r} registered {segment!r}, which is not an "
-                    "engine.segments.Segment"
+                    f"plugin {plugin!r} registered {segment!r}, which is not a "
+                    "journeyman.engine.segments.Segment"
                 )
             return segment.name
 

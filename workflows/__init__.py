@@ -1,6 +1,6 @@
 """The journey authoring kit. A journey is a `Journey` subclass decorated with `@journey`:
 
-    from workflows import Journey, journey, on_event, Exit, Goal, hours, days
+    from journeyman.workflows import Journey, journey, on_event, Exit, Goal, hours, days
 
     @journey("cart_recovery", trigger=on_event("cart.updated", key="cart_id"),
              exits=[Exit("order.placed", same_key=True)],
@@ -12,7 +12,7 @@
 
 A journey can also start when a member enters a segment computed from the profile:
 
-    from workflows import Segment, segment_entry
+    from journeyman.workflows import Segment, segment_entry
 
     VIP = Segment("vip", when=lambda p: p.monetary_score == 5)  # via register_segments
 
@@ -44,7 +44,7 @@ from .spec import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from engine.segments import Segment
+    from journeyman.engine.segments import Segment
 
 __all__ = [
     "ANY_ACTIVITY",

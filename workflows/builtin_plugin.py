@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.profile_model import MemberProfile
-from engine.segments import Segment
-from plugins import hookimpl
+from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.segments import Segment
+from journeyman.plugins import hookimpl
 
 
 def _is_vip(p: MemberProfile) -> bool:

@@ -19,7 +19,7 @@ from temporalio.common import RetryPolicy
 from .kit import Journey, journey
 from .spec import JourneySettings, Reentry, days, hours, on_event
 
-CONFIRM_ACTIVITY = "consent_confirmation_link"  # engine.privacy.consent.CONFIRM_ACTIVITY
+CONFIRM_ACTIVITY = "consent_confirmation_link"  # journeyman.engine.privacy.consent.CONFIRM_ACTIVITY
 
 
 class DoubleOptInSettings(JourneySettings):

@@ -41,7 +41,7 @@ from .spec import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from engine.activities import (
+    from journeyman.engine.activities import (
         DELIVER,
         EVENT_SIGNAL,
         JourneyEvent,
@@ -57,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         Touch,
         delivery_id,
     )
-    from engine.profile_model import MemberProfile
+    from journeyman.engine.profile_model import MemberProfile
 
 S = TypeVar("S", bound=JourneySettings)
 C = TypeVar("C", bound=type)

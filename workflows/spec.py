@@ -1,6 +1,6 @@
 """What a journey declares: trigger, exits, goal, re-entry, variants, settings.
 
-These are plain values; the `@journey` decorator (in `workflows.kit`) attaches a
+These are plain values; the `@journey` decorator (in `journeyman.workflows.kit`) attaches a
 `JourneySpec` to the class as `__journey__`. The dispatcher and the inactivity scan read
 it to route events and start runs; the workflow reads it to decide exits and conversions.
 """

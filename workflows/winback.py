@@ -1,7 +1,7 @@
 """30-day win-back: members with no activity for 30 days (a setting) get a "we miss you"
 email with an offer; after 3 more quiet days, a push (or SMS) follow-up. Any activity ends
 it; an order within 7 days of the last message is a conversion. Found by the inactivity
-scan (`workflows.scan`), never by one sleeping workflow per member."""
+scan (`journeyman.workflows.scan`), never by one sleeping workflow per member."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Subclass `ChannelContract` in a test module and give it a `harness` fixture: a
 `ChannelHarness` holding your configured channel, a way to make a valid message, and the
 peer's counters and failure switches. Every built-in channel passes this same suite::
 
-    from channels.testing import ChannelContract, ChannelHarness
+    from journeyman.channels.testing import ChannelContract, ChannelHarness
 
     class TestPigeonContract(ChannelContract):
         @pytest.fixture
@@ -40,8 +40,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-
-from channels.base import (
+from journeyman.channels.base import (
     NAME_PATTERN,
     Channel,
     ChannelConfig,
@@ -49,7 +48,7 @@ from channels.base import (
     DeliveryResult,
     Message,
 )
-from channels.errors import (
+from journeyman.channels.errors import (
     AmbiguousError,
     ChannelError,
     ChannelMisconfigured,

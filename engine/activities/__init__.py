@@ -1,7 +1,7 @@
 """Activities: the only road from a journey to a side effect.
 
 Workflow code imports this package through the sandbox
-(`with workflow.unsafe.imports_passed_through(): from engine.activities import ...`).
+(`with workflow.unsafe.imports_passed_through(): from journeyman.engine.activities import ...`).
 """
 
 from .delivery_contract import DELIVER, SendOutcome, SendRequest, SendStatus, delivery_id

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
+from journeyman.engine import inactivity_due
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -35,8 +36,6 @@ from sqlalchemy import (
     func,
     text,
 )
-
-from engine import inactivity_due
 
 if TYPE_CHECKING:
     from temporalio.client import WorkflowHandle

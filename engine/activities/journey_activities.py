@@ -15,17 +15,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from journeyman.engine import inactivity_due, metrics
+from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.segments.due import refresh_due
+from journeyman.engine.segments.membership import RefreshResult, Segments, refresh, segment_list
+from journeyman.engine.settings import Settings, get_settings
+from journeyman.event_store import NewEvent, PostgresEventStore
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-
-from engine import inactivity_due, metrics
-from engine.profile_model import MemberProfile
-from engine.segments.due import refresh_due
-from engine.segments.membership import RefreshResult, Segments, refresh, segment_list
-from engine.settings import Settings, get_settings
-from event_store import NewEvent, PostgresEventStore
 
 from . import instances
 from .delivery_contract import DELIVER, SendOutcome, SendRequest
@@ -110,7 +109,7 @@ class JourneyActivities:
     async def load_profile(self, request: ProfileRequest) -> MemberProfile | None:
         """The member's profile from the profile projection, or None for an unknown member."""
         try:
-            from engine.profiles import get_profile
+            from journeyman.engine.profiles import get_profile
         except ImportError:  # the profile projection is not installed: fall back to the row
             return await self._profile_row(request.member_id)
         return await get_profile(self.store.pool, request.member_id)
@@ -140,7 +139,7 @@ class JourneyActivities:
         their rows of `inactivity_due` (by its partial index on `due_at`), a page at a time:
         a page's runs are started concurrently (at most `start_concurrency` at once) and
         marked started in one statement. One scan per journey at a time (a second one skips
-        it, `busy`). See `engine.inactivity_due`."""
+        it, `busy`). See `journeyman.engine.inactivity_due`."""
         if self.client is None:
             raise RuntimeError("scan_inactive_members needs a Temporal client")
         now = request.now or dt.datetime.now(dt.UTC)
@@ -181,11 +180,12 @@ class JourneyActivities:
     @activity.defn(name="refresh_segments")
     async def refresh_segments(self, request: SegmentRefreshRequest) -> SegmentRefreshResult:
         """Evaluate segments as of `request.now`: by default only of the members whose
-        time-based profile fields can have changed (`engine.segments.due.refresh_due`); with
-        `full`, every member's (`engine.segments.membership.refresh`, whose cursor is
+        time-based profile fields can have changed (`journeyman.engine.segments.due.refresh_due`);
+        with
+        `full`, every member's (`journeyman.engine.segments.membership.refresh`, whose cursor is
         heartbeated after each page: a retried attempt resumes where the last one stopped)."""
         if self._segments is None:
-            from engine.segments import registered_segments
+            from journeyman.engine.segments import registered_segments
 
             self._segments = segment_list(registered_segments())
         now = request.now or dt.datetime.now(dt.UTC)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
+from journeyman.engine.profile_model import MemberProfile
 from pydantic import BaseModel, Field
-
-from engine.profile_model import MemberProfile
 
 EVENT_SIGNAL = "journey_event"
 """The signal name the dispatcher uses to hand an event to a running journey."""

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from journeyman.event_store import ANY, NO_STREAM, ConcurrencyError, NewEvent, PostgresEventStore
 from temporalio import activity
-
-from event_store import ANY, NO_STREAM, ConcurrencyError, NewEvent, PostgresEventStore
 
 from .delivery_contract import SendOutcome, SendRequest, delivery_id
 

@@ -12,16 +12,15 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from journeyman.engine.analytics_projector import JourneyStatsProjector
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest_models import EventBatchIn
+from journeyman.engine.keys import KeyVerifier
+from journeyman.engine.logs import quiet_http_clients
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.settings import Settings, get_settings
+from journeyman.event_store import PostgresEventStore, create_pool
 from pydantic.json_schema import models_json_schema
-
-from engine.analytics_projector import JourneyStatsProjector
-from engine.ingest import Ingestor
-from engine.ingest_models import EventBatchIn
-from engine.keys import KeyVerifier
-from engine.logs import quiet_http_clients
-from engine.profiles import ProfileProjector
-from engine.settings import Settings, get_settings
-from event_store import PostgresEventStore, create_pool
 
 from . import (
     dashboard,
@@ -70,7 +69,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
         if store is None:
-            from engine.db import database_url
+            from journeyman.engine.db import database_url
 
             s = await PostgresEventStore.connect(
                 database_url(settings), min_size=settings.db_pool_min, max_size=settings.db_pool_max
@@ -80,7 +79,7 @@ def create_app(
         app.state.store = s
         app.state.analytics_pool = s.pool
         if settings.analytics_database_url:
-            from engine.db import asyncpg_dsn
+            from journeyman.engine.db import asyncpg_dsn
 
             app.state.analytics_pool = await create_pool(
                 asyncpg_dsn(settings.analytics_database_url),

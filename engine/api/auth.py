@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBasic, HTTPBearer
-
-from engine.keys import ApiKey, KeyVerifier
+from journeyman.engine.keys import ApiKey, KeyVerifier
 
 from .errors import ApiError
 

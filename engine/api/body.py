@@ -6,9 +6,8 @@ import json
 from typing import Any
 
 from fastapi import Request
-
-from engine.ingest_models import FieldError
-from engine.storable import loads
+from journeyman.engine.ingest_models import FieldError
+from journeyman.engine.storable import loads
 
 from .errors import ApiError
 

@@ -8,7 +8,7 @@
 * `/dashboard/members?id=…` — a member's journey trace.
 
 Access needs an admin API key — in the `Authorization` header, or entered once on
-`/dashboard/login`, which opens a session (`engine.sessions`): the cookie holds an opaque
+`/dashboard/login`, which opens a session (`journeyman.engine.sessions`): the cookie holds an opaque
 session id, never the key; it expires after `JOURNEYMAN_DASHBOARD_SESSION_HOURS`, ends at
 `POST /dashboard/logout` or when the key is revoked, and is `Secure` when the dashboard is
 served over https (the request's scheme or `JOURNEYMAN_DELIVERY__PUBLIC_URL`) — unless
@@ -28,12 +28,11 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from journeyman.engine import analytics
+from journeyman.engine.identity import resolve_member_id
+from journeyman.engine.sessions import close_session, open_session, session_key
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from engine import analytics
-from engine.identity import resolve_member_id
-from engine.sessions import close_session, open_session, session_key
 
 from .auth import _token
 from .journeys import all_summaries, analytics_pool, one_journey

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from journeyman.engine import deadletters
+from journeyman.engine.keys import ApiKey
+from journeyman.event_store.deadletters import list_dead_letters
 from pydantic import BaseModel, Field
-
-from engine import deadletters
-from engine.keys import ApiKey
-from event_store.deadletters import list_dead_letters
 
 from .auth import require
 from .errors import READ_ERRORS, ApiError, ErrorBody

@@ -15,10 +15,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from journeyman.engine.ingest_models import FieldError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from engine.ingest_models import FieldError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ SEGMENT_PATHS = frozenset(
         "/v1/batch",
     }
 )
-"""The Segment-compatible endpoints (`engine.api.segment`)."""
+"""The Segment-compatible endpoints (`journeyman.engine.api.segment`)."""
 
 
 class ErrorInfo(BaseModel):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest_models import EventBatchIn, FieldError, IngestResult
+from journeyman.engine.keys import ApiKey
 from pydantic import TypeAdapter, ValidationError
-
-from engine.ingest import Ingestor
-from engine.ingest_models import EventBatchIn, FieldError, IngestResult
-from engine.keys import ApiKey
 
 from .auth import require
 from .body import parse_json, read_body

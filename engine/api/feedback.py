@@ -24,18 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-
-from engine.delivery.feedback import (
+from journeyman.engine.delivery.feedback import (
     Feedback,
     WebhookRejected,
     public_url,
     warn_without_public_url,
 )
-from engine.delivery.links import ExpiredToken, InvalidToken, LinkClaims, LinkKind
-from engine.settings import Settings
+from journeyman.engine.delivery.links import ExpiredToken, InvalidToken, LinkClaims, LinkKind
+from journeyman.engine.settings import Settings
 
 if TYPE_CHECKING:
-    from event_store import PostgresEventStore
+    from journeyman.event_store import PostgresEventStore
 
 router = APIRouter(include_in_schema=True, tags=["feedback"])
 
@@ -72,7 +71,7 @@ def feedback_of(request: Request) -> Feedback:
 
 
 def _feedback(store: PostgresEventStore, settings: Settings) -> Feedback:
-    from engine.delivery.workers import load_channels
+    from journeyman.engine.delivery.workers import load_channels
 
     return Feedback(store, load_channels(settings, strict=False), settings)
 

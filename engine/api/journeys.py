@@ -1,8 +1,8 @@
 """Reporting endpoints: `GET /v1/journeys`, `GET /v1/journeys/{name}/stats`,
 `GET /v1/members/{id}/journeys` (the member's journey trace), plus `/healthz` and `/metrics`.
 
-Every figure comes from `engine.analytics`, which computes it from the events in the store.
-Reports read through the analytics database (`JOURNEYMAN_ANALYTICS_DATABASE_URL`, e.g. a read
+Every figure comes from `journeyman.engine.analytics`, which computes it from the events in the
+store. Reports read through the analytics database (`JOURNEYMAN_ANALYTICS_DATABASE_URL`, e.g. a read
 replica), which is the main database unless set.
 """
 
@@ -14,12 +14,11 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
+from journeyman.engine import analytics, metrics
+from journeyman.engine.identity import resolve_member_id
+from journeyman.engine.ingest_models import ID_PATTERN
+from journeyman.engine.keys import ApiKey
 from pydantic import BaseModel, Field
-
-from engine import analytics, metrics
-from engine.identity import resolve_member_id
-from engine.ingest_models import ID_PATTERN
-from engine.keys import ApiKey
 
 from .auth import require
 from .errors import READ_ERRORS, ApiError, ErrorBody
@@ -38,7 +37,7 @@ def registered(request: Request) -> dict[str, type]:
     """Journey classes by name (from the plugin manager), cached on the app."""
     found = getattr(request.app.state, "journeys", None)
     if found is None:
-        from engine.worker import registered_journeys
+        from journeyman.engine.worker import registered_journeys
 
         found = registered_journeys()
         request.app.state.journeys = found

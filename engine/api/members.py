@@ -11,16 +11,15 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from journeyman.engine.crypto import load_data_keys
+from journeyman.engine.identity import resolve_member_id
+from journeyman.engine.ingest_models import ID_PATTERN
+from journeyman.engine.keys import ApiKey
+from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.profiles import get_profile
+from journeyman.engine.sealing import has_sealed, open_fields
+from journeyman.event_store import UndecodableEvent
 from pydantic import BaseModel, Field
-
-from engine.crypto import load_data_keys
-from engine.identity import resolve_member_id
-from engine.ingest_models import ID_PATTERN
-from engine.keys import ApiKey
-from engine.profile_model import MemberProfile
-from engine.profiles import get_profile
-from engine.sealing import has_sealed, open_fields
-from event_store import UndecodableEvent
 
 from .auth import require
 from .errors import READ_ERRORS, ApiError, ErrorBody

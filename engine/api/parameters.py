@@ -13,8 +13,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
-
-from engine.ingest_models import FieldError
+from journeyman.engine.ingest_models import FieldError
 
 from .errors import ApiError
 

@@ -16,12 +16,9 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
-from temporalio.client import Client
-
-from engine.ingest_models import FieldError
-from engine.keys import ApiKey
-from engine.privacy import (
+from journeyman.engine.ingest_models import FieldError
+from journeyman.engine.keys import ApiKey
+from journeyman.engine.privacy import (
     ConfirmSigner,
     ConsentUpdate,
     ExpiredConfirmation,
@@ -32,7 +29,9 @@ from engine.privacy import (
     erase_member,
     export_member,
 )
-from engine.storable import time_problem
+from journeyman.engine.storable import time_problem
+from pydantic import BaseModel, Field
+from temporalio.client import Client
 
 from .auth import require
 from .errors import ERROR_RESPONSES, READ_ERRORS, ApiError, ErrorBody
@@ -81,7 +80,7 @@ async def temporal_client(request: Request) -> Client | None:
     state = request.app.state
     client = getattr(state, "temporal", None)
     if client is None and request.app.state.settings.temporal_address:
-        from engine.worker import connect_temporal
+        from journeyman.engine.worker import connect_temporal
 
         try:
             client = state.temporal = await connect_temporal(request.app.state.settings)
@@ -145,7 +144,7 @@ async def put_consent(
     _key: ApiKey = Depends(require("ingest")),
 ) -> ConsentOut:
     store = request.app.state.store
-    from engine.privacy.erasure import member_ids_of
+    from journeyman.engine.privacy.erasure import member_ids_of
 
     if update.occurred_at is not None:
         settings = request.app.state.settings

@@ -1,12 +1,12 @@
 """Segment-compatible endpoints: `POST /v1/track`, `/v1/identify`, `/v1/page`,
 `/v1/screen`, `/v1/alias`, `/v1/group` and `/v1/batch` (where Segment's and RudderStack's
-libraries send every call, gzip-compressed or not: `engine.api.limits` inflates it).
+libraries send every call, gzip-compressed or not: `journeyman.engine.api.limits` inflates it).
 
 A system wired to Segment's (or RudderStack's) HTTP tracking API can point at Journeyman
 unchanged: the write key is a Journeyman API key with the `ingest` scope (HTTP Basic, key
 as user name), and payloads are mapped onto Journeyman events (see docs/ingestion.md,
 "Segment mapping"). E-commerce events that describe a cart one product at a time are
-folded into cart snapshots (`engine.carts`). Error bodies carry `code` and `message` at
+folded into cart snapshots (`journeyman.engine.carts`). Error bodies carry `code` and `message` at
 the top level, where those libraries read them.
 """
 
@@ -21,12 +21,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from journeyman.engine import carts
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest_models import EVENT_TYPE_PATTERN, FieldError, IngestResult
+from journeyman.engine.keys import ApiKey
 from pydantic import BaseModel, ConfigDict, Field
-
-from engine import carts
-from engine.ingest import Ingestor
-from engine.ingest_models import EVENT_TYPE_PATTERN, FieldError, IngestResult
-from engine.keys import ApiKey
 
 from .auth import require
 from .body import parse_json, read_body

@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI
-
-from engine.settings import Settings
-from engine.stack import free_port
+from journeyman.engine.settings import Settings
+from journeyman.engine.stack import free_port
 
 
 @contextlib.asynccontextmanager
@@ -39,7 +38,7 @@ def run(host: str, port: int, settings: Settings | None = None, workers: int = 1
     several workers, each is its own process (settings then come from the environment)."""
     if workers > 1:
         uvicorn.run(
-            "engine.api.app:create_app",
+            "journeyman.engine.api.app:create_app",
             factory=True,
             host=host,
             port=port,

@@ -6,10 +6,9 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from journeyman.engine.db import database_url
+from journeyman.engine.settings import Settings, get_settings
 from rich.console import Console
-
-from engine.db import database_url
-from engine.settings import Settings, get_settings
 
 T = TypeVar("T")
 console = Console()

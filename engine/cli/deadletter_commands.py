@@ -30,8 +30,8 @@ def register(app: typer.Typer) -> None:
         """List dead letters, oldest first."""
         if status not in STATUSES:
             raise typer.BadParameter(f"must be one of {', '.join(STATUSES)}", param_hint="--status")
-        from engine.deadletters import as_dict
-        from event_store.deadletters import list_dead_letters
+        from journeyman.engine.deadletters import as_dict
+        from journeyman.event_store.deadletters import list_dead_letters
 
         async def go() -> list[Any]:
             async with await _store() as store:
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
     @group.command()
     def show(dead_letter_id: int = typer.Argument(..., help="The dead letter's id.")) -> None:
         """Show one dead letter and the stored event (raw columns if it cannot be decoded)."""
-        from engine.deadletters import show as describe_dead_letter
+        from journeyman.engine.deadletters import show as describe_dead_letter
 
         async def go() -> dict[str, Any] | None:
             async with await _store() as store:
@@ -81,10 +81,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Hand parked events back to their consumers (after a fix). Exits 1 if any fails
         again; it then stays parked with the new error."""
-        from engine.deadletters import AlreadyRetried, UnknownDeadLetter
-        from engine.deadletters import retry as do_retry
-        from engine.dispatcher import SUBSCRIPTION
-        from event_store.deadletters import get_dead_letter
+        from journeyman.engine.deadletters import AlreadyRetried, UnknownDeadLetter
+        from journeyman.engine.deadletters import retry as do_retry
+        from journeyman.engine.dispatcher import SUBSCRIPTION
+        from journeyman.event_store.deadletters import get_dead_letter
 
         s = settings()
 
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
                 for i in dead_letter_ids:
                     dl = await get_dead_letter(store.pool, i)
                     if dl is not None and dl.consumer == SUBSCRIPTION and temporal is None:
-                        from engine.worker import connect_temporal
+                        from journeyman.engine.worker import connect_temporal
 
                         temporal = await connect_temporal(s)
                     try:
@@ -120,8 +120,8 @@ def register(app: typer.Typer) -> None:
         reason: str = typer.Option("", help="Why (kept with the dead letter)."),
     ) -> None:
         """Give parked events up: marked dropped (the event stays in the store)."""
-        from engine.deadletters import UnknownDeadLetter
-        from engine.deadletters import drop as do_drop
+        from journeyman.engine.deadletters import UnknownDeadLetter
+        from journeyman.engine.deadletters import drop as do_drop
 
         async def go() -> bool:
             ok = True
@@ -141,6 +141,6 @@ def register(app: typer.Typer) -> None:
 
 
 async def _store() -> Any:
-    from event_store import PostgresEventStore
+    from journeyman.event_store import PostgresEventStore
 
     return await PostgresEventStore.connect(db_url(), min_size=1, max_size=2)

@@ -40,7 +40,7 @@ def ingest(
     ),
 ) -> None:
     """Import events in bulk. Safe to re-run: events already stored are not stored twice."""
-    from engine.ingest_file import COLUMN_TYPES
+    from journeyman.engine.ingest_file import COLUMN_TYPES
 
     if fmt == "auto":
         fmt = "csv" if file.lower().endswith(".csv") else "jsonl"
@@ -85,6 +85,16 @@ async def _ingest(
     total: int | None,
     types: dict[str, str],
 ) -> dict[str, float]:
+    from journeyman.engine.ingest import Ingestor
+    from journeyman.engine.ingest_file import (
+        Line,
+        LineTextError,
+        TextLines,
+        import_lines,
+        read_lines,
+    )
+    from journeyman.engine.ingest_models import FieldError
+    from journeyman.event_store import PostgresEventStore
     from rich.progress import (
         BarColumn,
         Progress,
@@ -92,11 +102,6 @@ async def _ingest(
         TextColumn,
         TimeRemainingColumn,
     )
-
-    from engine.ingest import Ingestor
-    from engine.ingest_file import Line, LineTextError, TextLines, import_lines, read_lines
-    from engine.ingest_models import FieldError
-    from event_store import PostgresEventStore
 
     store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=4)
     rejects_file: IO[str] | None = None
@@ -173,7 +178,7 @@ def keys_create(
     name: str = typer.Option("", help="What the key is for."),
 ) -> None:
     """Create an API key and print its token (shown only once)."""
-    from engine.keys import create_key, parse_scopes
+    from journeyman.engine.keys import create_key, parse_scopes
 
     try:
         parse_scopes(scope)
@@ -198,9 +203,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (ids, names, scopes; never the tokens)."""
+    from journeyman.engine.keys import list_keys
     from rich.table import Table
-
-    from engine.keys import list_keys
 
     async def go():  # type: ignore[no-untyped-def]
         import asyncpg
@@ -226,7 +230,7 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key id (jm_<key id>_…).")) -> None:
     """Revoke an API key (it stops working within seconds)."""
-    from engine.keys import revoke_key
+    from journeyman.engine.keys import revoke_key
 
     async def go() -> bool:
         import asyncpg
@@ -258,11 +262,10 @@ def projections_rebuild(
 ) -> None:
     """Rebuild a projection by replaying the event store: its rows and checkpoint are
     deleted first, so readers see it fill up again."""
+    from journeyman.engine.analytics_projector import JourneyStatsProjector
+    from journeyman.engine.profiles import ProfileProjector
+    from journeyman.event_store import PostgresEventStore
     from rich.progress import Progress, SpinnerColumn, TextColumn
-
-    from engine.analytics_projector import JourneyStatsProjector
-    from engine.profiles import ProfileProjector
-    from event_store import PostgresEventStore
 
     async def go() -> int:
         store = await PostgresEventStore.connect(db_url(), min_size=2, max_size=4)
@@ -300,9 +303,9 @@ def projections_refresh_segments() -> None:
     only re-evaluates members whose time-based fields can have changed."""
     import datetime as dt
 
-    from engine.segments import registered_segments
-    from engine.segments.membership import refresh
-    from event_store import PostgresEventStore
+    from journeyman.engine.segments import registered_segments
+    from journeyman.engine.segments.membership import refresh
+    from journeyman.event_store import PostgresEventStore
 
     async def go() -> tuple[int, int, int]:
         store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=2)
@@ -323,7 +326,7 @@ def api(
     port: int | None = typer.Option(None, help="Port (JOURNEYMAN_API_PORT)."),
 ) -> None:
     """Serve the HTTP API (ingestion, Segment-compatible endpoints, profiles)."""
-    from engine.api import run as serve
+    from journeyman.engine.api import run as serve
 
     s = settings()
     # Resolve the database once (this starts the embedded PostgreSQL when none is set).

@@ -17,9 +17,9 @@ def register(app: typer.Typer) -> None:
     def worker() -> None:
         """Run the Temporal worker: every registered journey, the inactivity scan, and the
         journey activities."""
-        from engine.logs import configure_logging
-        from engine.metrics import serve_part
-        from engine.worker import run_worker
+        from journeyman.engine.logs import configure_logging
+        from journeyman.engine.metrics import serve_part
+        from journeyman.engine.worker import run_worker
 
         configure_logging(log_http_requests=settings().log_http_requests)
         serve_part("worker", temporal=True)
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Route store events to journeys (signal-with-start for triggers, signals for the
         rest), checkpointing after Temporal accepts."""
-        from engine.dispatcher import check_partition
+        from journeyman.engine.dispatcher import check_partition
 
         count = partitions or settings().dispatcher_partitions
         try:
@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
                 check_partition(p, count)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--partition") from None
-        from engine.logs import configure_logging
-        from engine.metrics import serve_part
+        from journeyman.engine.logs import configure_logging
+        from journeyman.engine.metrics import serve_part
 
         configure_logging(log_http_requests=settings().log_http_requests)
         health = serve_part("dispatcher")
@@ -59,8 +59,8 @@ def register(app: typer.Typer) -> None:
         every: float = typer.Option(0, help="Seconds between scans (default: the setting)."),
     ) -> None:
         """Create or update the Temporal Schedule that runs the inactivity scan."""
-        from engine.scheduler import SCHEDULE_ID, ensure_schedule
-        from engine.worker import connect_temporal
+        from journeyman.engine.scheduler import SCHEDULE_ID, ensure_schedule
+        from journeyman.engine.worker import connect_temporal
 
         s = settings()
         seconds = every or s.inactivity_scan_every_seconds
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def journeys() -> None:
         """List the registered journeys, their triggers and the events they listen to."""
-        from engine.worker import registered_journeys
+        from journeyman.engine.worker import registered_journeys
 
         s = settings()
         found = registered_journeys()
@@ -105,7 +105,7 @@ def _describe_trigger(trigger: Any, resolved: Any) -> str:
 
 
 def _warn_sealed_trigger_keys(found: dict[str, type], clear: list[str]) -> None:
-    from engine.dispatcher import sealed_trigger_keys
+    from journeyman.engine.dispatcher import sealed_trigger_keys
 
     for name, key in sealed_trigger_keys(found, clear).items():
         console.print(
@@ -116,10 +116,10 @@ def _warn_sealed_trigger_keys(found: dict[str, type], clear: list[str]) -> None:
 
 
 async def _dispatch(only: list[int] | None, partitions: int, health: Any = None) -> None:
-    from engine.dispatcher import Dispatcher
-    from engine.metrics import record_routed
-    from engine.worker import connect_temporal, registered_journeys
-    from event_store import PostgresEventStore
+    from journeyman.engine.dispatcher import Dispatcher
+    from journeyman.engine.metrics import record_routed
+    from journeyman.engine.worker import connect_temporal, registered_journeys
+    from journeyman.event_store import PostgresEventStore
 
     s = settings()
     store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=s.db_pool_max)
@@ -152,7 +152,7 @@ async def _dispatch(only: list[int] | None, partitions: int, health: Any = None)
         )
         watch = None
         if health is not None:
-            from engine.metrics import watch_long_transactions
+            from journeyman.engine.metrics import watch_long_transactions
 
             watch = asyncio.create_task(
                 watch_long_transactions(store.pool, health, s.long_transaction_warn_seconds)

@@ -31,15 +31,15 @@ def members_erase(
         typer.confirm(f"Erase member {member_id}? This cannot be undone", abort=True)
 
     async def go() -> dict:
-        from engine.privacy import erase_member
-        from event_store import PostgresEventStore
+        from journeyman.engine.privacy import erase_member
+        from journeyman.event_store import PostgresEventStore
 
         s = settings()
         store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=2)
         try:
             temporal = None
             if s.temporal_address:
-                from engine.worker import connect_temporal
+                from journeyman.engine.worker import connect_temporal
 
                 temporal = await connect_temporal(s)
             result = await erase_member(
@@ -49,7 +49,7 @@ def members_erase(
         finally:
             await store.close()
 
-    from engine.privacy import UnknownMember
+    from journeyman.engine.privacy import UnknownMember
 
     try:
         out = run(go())
@@ -67,8 +67,8 @@ def members_export(
     """Everything known about a member, as JSON (to stdout or a file)."""
 
     async def go() -> dict:
-        from engine.privacy import export_member
-        from event_store import PostgresEventStore
+        from journeyman.engine.privacy import export_member
+        from journeyman.event_store import PostgresEventStore
 
         store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=2)
         try:
@@ -76,7 +76,7 @@ def members_export(
         finally:
             await store.close()
 
-    from engine.privacy import UnknownMember
+    from journeyman.engine.privacy import UnknownMember
 
     try:
         out = run(go())
@@ -106,11 +106,10 @@ def members_rekey(
     dispatcher has not routed yet, are skipped (run again once their journeys end)."""
 
     async def go() -> dict[str, int]:
+        from journeyman.engine.crypto import Keyring
+        from journeyman.engine.identity.rekey import count, legacy_member_ids, rekey_all
+        from journeyman.event_store import PostgresEventStore
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        from engine.crypto import Keyring
-        from engine.identity.rekey import count, legacy_member_ids, rekey_all
-        from event_store import PostgresEventStore
 
         store = await PostgresEventStore.connect(db_url(), min_size=1, max_size=concurrency + 1)
         try:
@@ -173,7 +172,7 @@ def _register_key_rotation() -> None:
         key_id: str = typer.Argument(..., help="The key id (jm_<key id>_…)."),
     ) -> None:
         """Replace a key by a new one with the same scopes; the old one stops working."""
-        from engine.keys import rotate_key
+        from journeyman.engine.keys import rotate_key
 
         async def go() -> tuple[str, str]:
             import asyncpg

@@ -4,7 +4,7 @@ back from providers and members.
 Public face: `Deliverer` (policies, templates, the never-double-send claim, outcome events,
 channel fallback), `DeliverySettings`, `LinkSigner`, `Templates`, `Feedback`, and
 `channel_workers` (one Temporal worker per channel task queue, rate-limited by Temporal).
-Modules import lazily so that `engine.delivery.schema` stays cheap for migrations.
+Modules import lazily so that `journeyman.engine.delivery.schema` stays cheap for migrations.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Built-in templates of the built-in journeys' messages, in English (and French for the cart
-reminder). A templates directory overrides any of them (see `engine.delivery.templates`).
+reminder). A templates directory overrides any of them (see `journeyman.engine.delivery.templates`).
 
 Keys are `<template>/<kind>.<part>` (default locale) or `<template>/<kind>.<part>.<locale>`.
 """

@@ -30,9 +30,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.activities.delivery_contract import SendOutcome
-from event_store import NO_STREAM, NewEvent, PostgresEventStore
-from event_store.model import ExpectedVersion
+from journeyman.engine.activities.delivery_contract import SendOutcome
+from journeyman.event_store import NO_STREAM, NewEvent, PostgresEventStore
+from journeyman.event_store.model import ExpectedVersion
 
 NOT_AT_PROVIDER = "NotAtProvider"  # a release after a lookup found nothing
 

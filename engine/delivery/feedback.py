@@ -23,12 +23,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from channels import Channel, DeliveryEvent, WebhookRequest
-from engine.crypto import Keyring
-from engine.identity import normalise_phone, resolve_member_id
-from engine.identity.member_ids import is_minted
-from engine.settings import Settings
-from event_store import PostgresEventStore
+from journeyman.channels import Channel, DeliveryEvent, WebhookRequest
+from journeyman.engine.crypto import Keyring
+from journeyman.engine.identity import normalise_phone, resolve_member_id
+from journeyman.engine.identity.member_ids import is_minted
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 
 from . import ledger
 from .links import LinkClaims, LinkSigner

@@ -14,8 +14,7 @@ import logging
 from typing import Any
 
 import asyncpg
-
-from event_store import START, PostgresEventStore, RecordedEvent, UndecodableEvent
+from journeyman.event_store import START, PostgresEventStore, RecordedEvent, UndecodableEvent
 
 log = logging.getLogger(__name__)
 

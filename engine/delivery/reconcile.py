@@ -32,20 +32,19 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter
-from temporalio.exceptions import ApplicationError
-
-from channels import (
+from journeyman.channels import (
     AmbiguousError,
     ChannelMisconfigured,
     ReconcileUnsupported,
     TransientError,
     route,
 )
-from engine.activities.delivery_contract import SendOutcome, SendRequest
-from engine.identity import get_contact_points
-from engine.profiles import get_profile
-from event_store import ConcurrencyError, StaleTransactionError
+from journeyman.engine.activities.delivery_contract import SendOutcome, SendRequest
+from journeyman.engine.identity import get_contact_points
+from journeyman.engine.profiles import get_profile
+from journeyman.event_store import ConcurrencyError, StaleTransactionError
+from prometheus_client import Counter
+from temporalio.exceptions import ApplicationError
 
 from . import claims
 from .recording import message_event
@@ -54,7 +53,7 @@ from .templates import TemplateError, TemplateMissing
 if TYPE_CHECKING:
     from .service import Deliverer
 
-log = logging.getLogger("engine.delivery.reconcile")
+log = logging.getLogger("journeyman.engine.delivery.reconcile")
 
 RECONCILIATIONS = Counter(
     "journeyman_reconciliations",

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from event_store import ANY, NewEvent, PostgresEventStore, StaleTransactionError
-from event_store.model import AppendResult, ExpectedVersion
+from journeyman.event_store import ANY, NewEvent, PostgresEventStore, StaleTransactionError
+from journeyman.event_store.model import AppendResult, ExpectedVersion
 
 from . import ledger
 

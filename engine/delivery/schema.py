@@ -2,7 +2,7 @@
 
 - `message_ledger`: one row per delivery, the state of each message as reports need it. It is
   folded monotonically from the `message.*` events (a late "sent" never overwrites
-  "delivered") and can be rebuilt from the store (`engine.delivery.ledger.rebuild`).
+  "delivered") and can be rebuilt from the store (`journeyman.engine.delivery.ledger.rebuild`).
 - `frequency_cap_ledger`: the marketing messages that count against each member's rolling
   frequency cap, one row per delivery. Inserted under a per-member advisory lock.
 - `delivery_blocks`: provider-reported opt-outs and bounces (SMS STOP, hard bounce, provider

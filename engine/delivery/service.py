@@ -1,7 +1,7 @@
 """The `deliver` activity: policies, templates, the never-double-send claim, the provider
 call, the outcome events and channel fallback.
 
-One call handles one `SendRequest` (see `engine.activities.delivery_contract`):
+One call handles one `SendRequest` (see `journeyman.engine.activities.delivery_contract`):
 
 1. **Settled?** The delivery's stream (`claims.py`) may already hold its final outcome
    (returned as is) or a claim with no outcome: that one is reconciled with the provider
@@ -42,10 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
-
-from channels import (
+from journeyman.channels import (
     AmbiguousError,
     Channel,
     ChannelError,
@@ -60,14 +57,16 @@ from channels import (
     TransientError,
     route,
 )
-from engine import metrics
-from engine.activities.delivery_contract import SendOutcome, SendRequest, delivery_id
-from engine.crypto import Keyring
-from engine.identity import get_contact_points
-from engine.profile_model import MemberProfile
-from engine.profiles import get_profile
-from engine.settings import Settings
-from event_store import ConcurrencyError, PostgresEventStore, StaleTransactionError
+from journeyman.engine import metrics
+from journeyman.engine.activities.delivery_contract import SendOutcome, SendRequest, delivery_id
+from journeyman.engine.crypto import Keyring
+from journeyman.engine.identity import get_contact_points
+from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.profiles import get_profile
+from journeyman.engine.settings import Settings
+from journeyman.event_store import ConcurrencyError, PostgresEventStore, StaleTransactionError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from . import claims
 from . import reconcile as reconciling
@@ -121,7 +120,7 @@ class Deliverer:
         channel_queues: bool = False,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
-        from engine.settings import get_settings
+        from journeyman.engine.settings import get_settings
 
         self.store = store
         self.channels = dict(channels)
@@ -601,7 +600,7 @@ class Deliverer:
             member_id,
             kind,
         )
-        from engine.crypto import load_data_keys
+        from journeyman.engine.crypto import load_data_keys
 
         data_keys = await load_data_keys(self.store.pool, self.keyring, [member_id])
         key = data_keys.get(member_id)

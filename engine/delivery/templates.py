@@ -26,8 +26,7 @@ from typing import Any
 
 from jinja2 import BaseLoader, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
-
-from channels import ContactKind
+from journeyman.channels import ContactKind
 
 from .builtin_templates import BUILTIN
 

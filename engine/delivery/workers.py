@@ -12,15 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from journeyman.channels import Channel
+from journeyman.engine.activities.delivery_contract import DELIVER, SendOutcome, SendRequest
+from journeyman.engine.activities.heartbeat import with_heartbeats
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
-
-from channels import Channel
-from engine.activities.delivery_contract import DELIVER, SendOutcome, SendRequest
-from engine.activities.heartbeat import with_heartbeats
-from engine.settings import Settings
-from event_store import PostgresEventStore
 
 from .service import Deliverer
 
@@ -37,7 +36,7 @@ def deliver_activity(deliverer: Deliverer) -> Callable[..., Any]:
 
 def load_channels(settings: Settings, *, strict: bool = True) -> dict[str, Channel]:
     """Every registered channel, configured from settings (plugins included)."""
-    from plugins import get_plugin_manager
+    from journeyman.plugins import get_plugin_manager
 
     return get_plugin_manager(strict=strict).channels(channel_settings(settings))
 

@@ -2,7 +2,8 @@
 
 A minted id is a random UUID version 4 in 32 lowercase hex digits. Members created before
 ids became opaque (migration `0008`) carry the client's id instead, often an email or a
-phone number; `journeyman members rekey` gives them a minted id (`engine.identity.rekey`).
+phone number; `journeyman members rekey` gives them a minted id
+(`journeyman.engine.identity.rekey`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Such a member still has the client's id (often an email or a phone number) as the store's
 id: in its stream id `member-<id>`, in event ids and event fields, in every table that
 names members, and in its journeys' workflow ids. `rekey_member` gives it a minted id
-(`engine.identity.member_ids`) and rewrites every reference in one transaction:
+(`journeyman.engine.identity.member_ids`) and rewrites every reference in one transaction:
 
 - the events of its stream move to `member-<new id>` and keep their positions, versions
   and transaction ids (so no subscriber reads them again and no cursor changes); event ids,
@@ -47,11 +47,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
-
-from engine.crypto import DataKey, Keyring
-from engine.sealing import SEALED, has_sealed, reseal
-from event_store import PostgresEventStore
-from event_store.validation import to_json
+from journeyman.engine.crypto import DataKey, Keyring
+from journeyman.engine.sealing import SEALED, has_sealed, reseal
+from journeyman.event_store import PostgresEventStore
+from journeyman.event_store.validation import to_json
 
 from .aliases import USER_ID
 from .member_ids import MINTED_SQL, is_minted, new_member_id
@@ -61,7 +60,7 @@ log = logging.getLogger(__name__)
 Outcome = Literal["rekeyed", "running", "unrouted", "opaque", "gone"]
 
 DISPATCHER = "journey-dispatcher"
-"""The journey dispatcher's subscription name (`engine.dispatcher.SUBSCRIPTION`)."""
+"""The journey dispatcher's subscription name (`journeyman.engine.dispatcher.SUBSCRIPTION`)."""
 _UNROUTED = """
 SELECT 1 FROM events e
 WHERE e.stream_id = $1 AND EXISTS (
@@ -262,8 +261,8 @@ async def _rekey(
     columns: list[tuple[str, str]],
     wait_for_routing: bool,
 ) -> tuple[Outcome, str]:
-    from engine.analytics_projector import _LOCK as ANALYTICS_LOCK
-    from engine.profiles.projector import _LOCK as PROJECTOR_LOCK
+    from journeyman.engine.analytics_projector import _LOCK as ANALYTICS_LOCK
+    from journeyman.engine.profiles.projector import _LOCK as PROJECTOR_LOCK
 
     # Shared: re-keys of several members run side by side; the projector's batches (which
     # take it exclusively) wait for them, and they for a batch.

@@ -39,9 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
-
-from engine.crypto import DataKey, Keyring, load_data_keys
-from event_store import NewEvent
+from journeyman.engine.crypto import DataKey, Keyring, load_data_keys
+from journeyman.event_store import NewEvent
 
 from .aliases import USER_ID, Alias, Claim
 from .member_ids import new_member_id

@@ -30,15 +30,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+from journeyman.engine.crypto import Keyring, load_data_keys
+from journeyman.engine.delivery.recording import Block, record
+from journeyman.engine.identity import resolve_member_id
+from journeyman.engine.settings import Settings
+from journeyman.engine.storable import Timestamp, check_json
+from journeyman.event_store import NewEvent, PostgresEventStore
 from pydantic import AfterValidator, BaseModel, Field
 from temporalio import activity
-
-from engine.crypto import Keyring, load_data_keys
-from engine.delivery.recording import Block, record
-from engine.identity import resolve_member_id
-from engine.settings import Settings
-from engine.storable import Timestamp, check_json
-from event_store import NewEvent, PostgresEventStore
 
 from .fields import seal_fields
 

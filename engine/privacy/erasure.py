@@ -3,7 +3,8 @@
 `erase_member` does, for a member and every member merged into it:
 
 1. in one transaction: delete the aliases, push subscriptions and the data key
-   (`engine.identity.forget_identity`), mark the member erased, and append `member.erased`
+   (`journeyman.engine.identity.forget_identity`), mark the member erased, and append
+   `member.erased`
    to the member's stream. The events stay; whatever was encrypted under the data key
    (contact points, personal fields sealed inside events) can no longer be decrypted.
 2. bring the profile projection up to date, so the `deliver` activity's "erased member"
@@ -14,7 +15,7 @@
    the journeys are left to run: every send they attempt is suppressed (no contact point,
    erased profile) — the result says how many were left.
 4. give a member created before member ids became opaque (its store id is still the
-   client's id, perhaps an email) an id of the engine's own (`engine.identity.rekey`), so
+   client's id, perhaps an email) an id of the engine's own (`journeyman.engine.identity.rekey`), so
    that the client's id is left nowhere in the store. A member whose journey was left
    running keeps its id until `journeyman members rekey` runs after the journey ends; the
    result counts such ids (`ids_in_clear`).
@@ -31,16 +32,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from journeyman.engine.activities.instances import mark_gone
+from journeyman.engine.crypto import Keyring
+from journeyman.engine.identity import forget_identity, resolve_member_id
+from journeyman.engine.identity.member_ids import is_minted
+from journeyman.engine.identity.rekey import rekey_member
+from journeyman.engine.settings import Settings
+from journeyman.event_store import (
+    ANY,
+    NewEvent,
+    PostgresEventStore,
+    StaleTransactionError,
+    lock_streams,
+)
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
-
-from engine.activities.instances import mark_gone
-from engine.crypto import Keyring
-from engine.identity import forget_identity, resolve_member_id
-from engine.identity.member_ids import is_minted
-from engine.identity.rekey import rekey_member
-from engine.settings import Settings
-from event_store import ANY, NewEvent, PostgresEventStore, StaleTransactionError, lock_streams
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +133,7 @@ async def erase_member(
     survivor = ids[0]
     result = ErasureResult(survivor, ids, erased_before is not None, erased_at=erased_at)
 
-    from engine.profiles import ProfileProjector
+    from journeyman.engine.profiles import ProfileProjector
 
     await ProfileProjector(store, settings).run_until_caught_up()
 

@@ -12,11 +12,11 @@ import datetime as dt
 import json
 from typing import Any
 
-from engine.crypto import Keyring, load_data_keys
-from engine.identity import get_aliases, get_contact_points
-from engine.profiles import get_profile
-from engine.settings import Settings
-from event_store import PostgresEventStore, UndecodableEvent
+from journeyman.engine.crypto import Keyring, load_data_keys
+from journeyman.engine.identity import get_aliases, get_contact_points
+from journeyman.engine.profiles import get_profile
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore, UndecodableEvent
 
 from .erasure import member_ids_of
 from .fields import open_fields

@@ -10,9 +10,8 @@ from __future__ import annotations
 import datetime as dt
 
 import asyncpg
-
-from engine.profile_model import MemberProfile
-from engine.settings import Settings, get_settings
+from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.settings import Settings, get_settings
 
 from .fold import ProfileRow, scores
 from .projector import NAME, ProfileProjector

@@ -17,8 +17,8 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
-from engine.settings import Settings
-from event_store import RecordedEvent
+from journeyman.engine.settings import Settings
+from journeyman.event_store import RecordedEvent
 
 # Types the engine appends about a member; they do not make the member "seen".
 _NOT_SEEN = frozenset(

@@ -7,10 +7,12 @@ projector (every API process does by default) and a batch is still applied once.
 Replaying the store from the start (`rebuild`) yields the same rows, given the same clock.
 
 No event halts it: one that cannot be decoded, or whose folding keeps failing, is parked as
-a dead letter (`engine.deadletters`) in the transaction that moves the checkpoint past it.
+a dead letter (`journeyman.engine.deadletters`) in the transaction that moves the checkpoint past
+it.
 
 Segments: in the same transaction, the members a batch changed are evaluated against the
-registered segments (`engine.segments.membership`), so each entry or exit is recorded once.
+registered segments (`journeyman.engine.segments.membership`), so each entry or exit is recorded
+once.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import asyncpg
-
-from engine import inactivity_due
-from engine.crypto import Keyring, load_data_keys
-from engine.deadletters import Attempts, NarrowingReader, announce, park
-from engine.sealing import has_sealed, open_fields
-from engine.segments import due as segment_due
-from engine.segments.membership import Segments, SegmentTracker
-from engine.settings import Settings, get_settings
-from event_store import START, Cursor, PostgresEventStore, RecordedEvent, UndecodableEvent
+from journeyman.engine import inactivity_due
+from journeyman.engine.crypto import Keyring, load_data_keys
+from journeyman.engine.deadletters import Attempts, NarrowingReader, announce, park
+from journeyman.engine.sealing import has_sealed, open_fields
+from journeyman.engine.segments import due as segment_due
+from journeyman.engine.segments.membership import Segments, SegmentTracker
+from journeyman.engine.settings import Settings, get_settings
+from journeyman.event_store import (
+    START,
+    Cursor,
+    PostgresEventStore,
+    RecordedEvent,
+    UndecodableEvent,
+)
 
 from .fold import COLUMNS, READS_DATA, ProfileRow, apply, combine, scores
 
@@ -345,7 +352,7 @@ async def _track_inactivity(
     rows: dict[str, ProfileRow],
     before: dict[str, tuple[dt.datetime | None, bool]],
 ) -> None:
-    """Keep the inactivity scan's due moments (`engine.inactivity_due`) in step with the
+    """Keep the inactivity scan's due moments (`journeyman.engine.inactivity_due`) in step with the
     profiles this batch changed, in the batch's transaction."""
     active: list[tuple[str, dt.datetime]] = []
     gone: list[str] = []

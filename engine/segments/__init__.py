@@ -9,7 +9,8 @@ member an event changed, and hourly for everyone by the scheduled scan (for test
 on time alone: recency, lifecycle stage). See docs/journeys.md, "Segments".
 
 This package's face is small and light (journey modules import it): `Segment`,
-`SegmentError`, `registered_segments`. The bookkeeping is in `engine.segments.membership`.
+`SegmentError`, `registered_segments`. The bookkeeping is in
+`journeyman.engine.segments.membership`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,6 @@ __all__ = ["Segment", "SegmentError", "registered_segments"]
 
 def registered_segments() -> dict[str, Segment]:
     """Segments by name, from built-in and third-party plugins alike."""
-    from plugins import get_plugin_manager
+    from journeyman.plugins import get_plugin_manager
 
     return get_plugin_manager(strict=False).segments()

@@ -23,8 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import asyncpg
-
-from event_store import PostgresEventStore
+from journeyman.event_store import PostgresEventStore
 
 from .membership import (
     RefreshResult,
@@ -36,16 +35,16 @@ from .membership import (
 )
 
 if TYPE_CHECKING:
-    from engine.profile_model import MemberProfile
-    from engine.profiles.fold import ProfileRow
-    from engine.settings import Settings
+    from journeyman.engine.profile_model import MemberProfile
+    from journeyman.engine.profiles.fold import ProfileRow
+    from journeyman.engine.settings import Settings
 
 _DAY = dt.timedelta(days=1)
 
 
 def next_change(row: ProfileRow, now: dt.datetime, s: Settings) -> dt.datetime | None:
-    """The first moment after `now` at which `engine.profiles.fold.scores` gives this row a
-    different recency score or lifecycle stage, or None if it never will (without events)."""
+    """The first moment after `now` at which `journeyman.engine.profiles.fold.scores` gives this
+    row a different recency score or lifecycle stage, or None if it never will (without events)."""
     if row.merged_into is not None or row.erased:
         return None
     moments: list[dt.datetime] = []
@@ -92,9 +91,9 @@ async def refresh_due(
     """Evaluate the segments of members due at `now` (soonest first, a page per
     transaction, under the profile projector's lock), and move their due moments on.
     `examined` counts the profile rows read."""
-    from engine.profiles.fold import ProfileRow, scores
-    from engine.profiles.projector import _LOCK as PROFILES_LOCK
-    from engine.profiles.projector import NAME as PROFILES
+    from journeyman.engine.profiles.fold import ProfileRow, scores
+    from journeyman.engine.profiles.projector import _LOCK as PROFILES_LOCK
+    from journeyman.engine.profiles.projector import NAME as PROFILES
 
     chosen = segment_list(segments)
     result = RefreshResult()

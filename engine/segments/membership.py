@@ -17,8 +17,8 @@ Two callers evaluate segments:
 * the profile projector, through `SegmentTracker.after_batch`, for the members a batch of
   events changed, in the transaction that also moves the projection's checkpoint;
 * the hourly scan, because recency scores and lifecycle stages change with time alone:
-  `engine.segments.due.refresh_due` evaluates only the members whose time-based fields can
-  have changed (by the index on `segment_due.due_at`); `refresh` pages through every profile
+  `journeyman.engine.segments.due.refresh_due` evaluates only the members whose time-based fields
+  can have changed (by the index on `segment_due.due_at`); `refresh` pages through every profile
   (after a change of the score settings or of the registered segments).
 
 A profile rebuild replays every event into empty profiles. The tracker remembers how far the
@@ -40,15 +40,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import asyncpg
-
-from engine.profile_model import MemberProfile
-from event_store import ANY, START, Cursor, NewEvent, PostgresEventStore, StaleTransactionError
+from journeyman.engine.profile_model import MemberProfile
+from journeyman.event_store import (
+    ANY,
+    START,
+    Cursor,
+    NewEvent,
+    PostgresEventStore,
+    StaleTransactionError,
+)
 
 from .model import Segment
 
 if TYPE_CHECKING:
-    from engine.profiles.fold import ProfileRow
-    from engine.settings import Settings
+    from journeyman.engine.profiles.fold import ProfileRow
+    from journeyman.engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -307,9 +313,9 @@ async def refresh(
     member id order (after `after`, to resume). Each page runs under the profile projector's
     lock, so it never interleaves with a batch being folded. `on_page` is called after each
     committed page (the scan activity heartbeats there)."""
-    from engine.profiles.fold import ProfileRow, scores
-    from engine.profiles.projector import _LOCK as PROFILES_LOCK
-    from engine.profiles.projector import NAME as PROFILES
+    from journeyman.engine.profiles.fold import ProfileRow, scores
+    from journeyman.engine.profiles.projector import _LOCK as PROFILES_LOCK
+    from journeyman.engine.profiles.projector import NAME as PROFILES
 
     from .due import track as track_due
 

@@ -1,5 +1,6 @@
 """The one sanctioned rewrite of stored events: giving a member created before opaque ids
-(migration `0008`) an engine-minted id (`journeyman members rekey`, `engine.identity.rekey`).
+(migration `0008`) an engine-minted id (`journeyman members rekey`,
+`journeyman.engine.identity.rekey`).
 
 The append-only trigger keeps refusing every DELETE and TRUNCATE, and every UPDATE, except
 an UPDATE made inside a transaction that has set both `journeyman.rekey_from` (the member's

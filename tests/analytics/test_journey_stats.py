@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from engine.analytics import journey_stats, member_trace
-from event_store import NewEvent, PostgresEventStore
+from journeyman.engine.analytics import journey_stats, member_trace
+from journeyman.event_store import NewEvent, PostgresEventStore
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 

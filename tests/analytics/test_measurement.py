@@ -3,7 +3,7 @@ uplift the 95% interval Journeyman reports covers the true lift in about 95% of 
 with no effect at all it reports a significant lift in no more than about 5% of runs.
 
 Each run draws a population, assigns a holdout at random, draws every member's outcome from
-the model, and measures lift through `engine.analytics.JourneyStats` — the same code that
+the model, and measures lift through `journeyman.engine.analytics.JourneyStats` — the same code that
 serves the API, the CLI report and the dashboard.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
-from engine.analytics import Funnel, JourneyStats
-from engine.behaviour import DEFAULT_UPLIFT, PLANNED, BehaviourModel
+from journeyman.engine.analytics import Funnel, JourneyStats
+from journeyman.engine.behaviour import DEFAULT_UPLIFT, PLANNED, BehaviourModel
 
 RUNS = 500
 MEMBERS = 600

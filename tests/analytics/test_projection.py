@@ -7,14 +7,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from journeyman.engine.analytics import ProjectionBehind, journey_stats
+from journeyman.engine.analytics_projector import NAME, JourneyStatsProjector
+from journeyman.engine.deadletters import retry
+from journeyman.engine.settings import Settings
+from journeyman.event_store import NewEvent, PostgresEventStore
+from journeyman.event_store.deadletters import list_dead_letters
 from test_journey_stats import T0, entry
-
-from engine.analytics import ProjectionBehind, journey_stats
-from engine.analytics_projector import NAME, JourneyStatsProjector
-from engine.deadletters import retry
-from engine.settings import Settings
-from event_store import NewEvent, PostgresEventStore
-from event_store.deadletters import list_dead_letters
 
 
 async def seed(store: PostgresEventStore) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from engine.analytics import journey_stats
-from event_store import NewEvent, PostgresEventStore
+from journeyman.engine.analytics import journey_stats
+from journeyman.event_store import NewEvent, PostgresEventStore
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 

@@ -10,15 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.api.admission import AdmissionGate
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.keys import create_key
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from engine.api import create_app, serve_in_background
-from engine.api.admission import AdmissionGate
-from engine.ingest import Ingestor
-from engine.keys import create_key
-from engine.settings import Settings
-from event_store import PostgresEventStore
 from tests.ingestion.helpers import event
 
 

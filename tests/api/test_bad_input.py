@@ -11,9 +11,8 @@ import uuid
 from typing import Any
 
 import pytest
-
-from engine.ingest import Ingestor
-from engine.ingest_file import import_lines, read_lines
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest_file import import_lines, read_lines
 
 from .conftest import Api
 

@@ -7,8 +7,12 @@ import datetime as dt
 
 import httpx
 import pytest
-
-from engine.client import ApiRequestError, AsyncJourneymanClient, JourneymanClient, make_event
+from journeyman.engine.client import (
+    ApiRequestError,
+    AsyncJourneymanClient,
+    JourneymanClient,
+    make_event,
+)
 
 from .conftest import Api
 

@@ -9,8 +9,8 @@ domain, a decomposed accent) resolve to one member."""
 from __future__ import annotations
 
 import pytest
+from journeyman.engine.identity import normalise_email
 
-from engine.identity import normalise_email
 from tests.ingestion.helpers import event
 
 from .conftest import Api

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from engine.api import create_app, serve_in_background
-from engine.keys import KeyVerifier, create_key, list_keys, revoke_key
-from event_store import PostgresEventStore
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.keys import KeyVerifier, create_key, list_keys, revoke_key
+from journeyman.event_store import PostgresEventStore
 
 from .conftest import Api
 

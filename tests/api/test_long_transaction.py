@@ -7,9 +7,8 @@ import asyncio
 import re
 
 import asyncpg
-
-from engine import metrics
-from event_store import NewEvent
+from journeyman.engine import metrics
+from journeyman.event_store import NewEvent
 
 from .conftest import Api
 

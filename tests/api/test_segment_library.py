@@ -19,18 +19,17 @@ from typing import Any
 
 import httpx
 import pytest
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.keys import create_key
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 from segment.analytics.request import APIError
 from starlette.requests import Request
 from starlette.responses import Response
-
-from engine.api import create_app, serve_in_background
-from engine.keys import create_key
-from engine.profiles import ProfileProjector
-from engine.settings import Settings
-from event_store import PostgresEventStore
 
 from .conftest import Api
 

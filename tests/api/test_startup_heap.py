@@ -9,10 +9,9 @@ from __future__ import annotations
 import gc
 
 import httpx
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.settings import Settings
 from pydantic import SecretStr
-
-from engine.api import create_app, serve_in_background
-from engine.settings import Settings
 
 
 async def test_startup_objects_are_left_out_of_full_collections(

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pickle
 
+import journeyman.channels as channels
 import pytest
-
-import channels
-from channels import (
+from journeyman.channels import (
     AmbiguousError,
     ChannelError,
     ChannelMisconfigured,
@@ -23,9 +22,9 @@ from channels import (
     route,
     task_queue_for,
 )
-from channels.email import EmailChannel
-from channels.outbox import OutboxChannel
-from channels.sms import SmsChannel
+from journeyman.channels.email import EmailChannel
+from journeyman.channels.outbox import OutboxChannel
+from journeyman.channels.sms import SmsChannel
 
 
 def test_exported_names() -> None:
@@ -142,8 +141,8 @@ def test_route_falls_back_to_the_outbox_only_when_asked(tmp_path) -> None:
 
 
 def test_settings_from_the_environment_configure_channels(monkeypatch, tmp_path) -> None:
-    from engine.settings import Settings
-    from plugins import PluginManager
+    from journeyman.engine.settings import Settings
+    from journeyman.plugins import PluginManager
 
     monkeypatch.setenv("JOURNEYMAN_CHANNELS__EMAIL__HOST", "smtp.shop.test")
     monkeypatch.setenv("JOURNEYMAN_CHANNELS__EMAIL__FROM_ADDRESS", "news@shop.test")

@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-from channels import Message, RecipientGone, RecipientInvalid
-from channels.email import EmailChannel
-from channels.fcm import FcmChannel
-from channels.outbox import OutboxChannel
-from channels.sms import SmsChannel
-from channels.testing import ChannelContract, ChannelHarness
-from channels.testing.peers import (
+from journeyman.channels import Message, RecipientGone, RecipientInvalid
+from journeyman.channels.email import EmailChannel
+from journeyman.channels.fcm import FcmChannel
+from journeyman.channels.outbox import OutboxChannel
+from journeyman.channels.sms import SmsChannel
+from journeyman.channels.testing import ChannelContract, ChannelHarness
+from journeyman.channels.testing.peers import (
     FcmPeer,
     SmtpPeer,
     TwilioPeer,
@@ -22,8 +21,8 @@ from channels.testing.peers import (
     closed_port,
     generate_vapid_keys,
 )
-from channels.webhook import WebhookChannel
-from channels.webpush import WebPushChannel
+from journeyman.channels.webhook import WebhookChannel
+from journeyman.channels.webpush import WebPushChannel
 
 
 class TestEmailContract(ChannelContract):

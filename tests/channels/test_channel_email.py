@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from channels import (
+from journeyman.channels import (
     AmbiguousError,
     ChannelMisconfigured,
     ContentRejected,
@@ -13,8 +12,8 @@ from channels import (
     RecipientInvalid,
     TransientError,
 )
-from channels.email import EmailChannel
-from channels.testing.peers import SmtpPeer, closed_port, self_signed
+from journeyman.channels.email import EmailChannel
+from journeyman.channels.testing.peers import SmtpPeer, closed_port, self_signed
 
 
 def email_channel(peer: SmtpPeer, **overrides) -> EmailChannel:

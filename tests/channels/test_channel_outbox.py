@@ -6,9 +6,8 @@ import asyncio
 import json
 
 import pytest
-
-from channels import ChannelMisconfigured, Message
-from channels.outbox import OutboxChannel, read_outbox
+from journeyman.channels import ChannelMisconfigured, Message
+from journeyman.channels.outbox import OutboxChannel, read_outbox
 
 
 async def test_writes_one_file_per_message(tmp_path) -> None:

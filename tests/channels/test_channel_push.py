@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from channels import (
+from journeyman.channels import (
     AmbiguousError,
     ChannelMisconfigured,
     ContentRejected,
@@ -16,9 +15,9 @@ from channels import (
     RecipientInvalid,
     TransientError,
 )
-from channels.fcm import FcmChannel
-from channels.testing.peers import FcmPeer, WebPushPeer, closed_port, generate_vapid_keys
-from channels.webpush import WebPushChannel
+from journeyman.channels.fcm import FcmChannel
+from journeyman.channels.testing.peers import FcmPeer, WebPushPeer, closed_port, generate_vapid_keys
+from journeyman.channels.webpush import WebPushChannel
 
 VAPID_PEM, VAPID_PUBLIC = generate_vapid_keys()
 
@@ -169,7 +168,7 @@ async def test_fcm_recipient_errors(fcm: FcmPeer) -> None:
 
 
 async def test_fcm_token_endpoint_failure_sends_nothing(fcm: FcmPeer) -> None:
-    from channels.testing.peers import Failure
+    from journeyman.channels.testing.peers import Failure
 
     fcm.token_failures.add(Failure(503, {"error": "backend_error"}))
     with pytest.raises(TransientError, match="nothing was sent"):

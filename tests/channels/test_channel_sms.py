@@ -5,8 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-
-from channels import (
+from journeyman.channels import (
     AmbiguousError,
     ChannelMisconfigured,
     ContentRejected,
@@ -16,8 +15,8 @@ from channels import (
     TransientError,
     WebhookRequest,
 )
-from channels.sms import SmsChannel
-from channels.testing.peers import TwilioPeer
+from journeyman.channels.sms import SmsChannel
+from journeyman.channels.testing.peers import TwilioPeer
 
 CALLBACK = "https://journeyman.shop.test/webhooks/twilio/status"
 
@@ -233,8 +232,8 @@ async def test_reconcile_that_cannot_tell_is_ambiguous(twilio: TwilioPeer, sms: 
 
 
 async def test_email_cannot_reconcile() -> None:
-    from channels import ReconcileUnsupported
-    from channels.email import EmailChannel
+    from journeyman.channels import ReconcileUnsupported
+    from journeyman.channels.email import EmailChannel
 
     email = EmailChannel()
     assert not email.can_reconcile and email.describe()["reconcile"] is False

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from channels import AmbiguousError, ContentRejected, Message, TransientError
-from channels.testing.peers import WebhookPeer
-from channels.webhook import (
+from journeyman.channels import AmbiguousError, ContentRejected, Message, TransientError
+from journeyman.channels.testing.peers import WebhookPeer
+from journeyman.channels.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookChannel,

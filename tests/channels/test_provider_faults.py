@@ -7,19 +7,18 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from channels import AmbiguousError, Message, TransientError
-from channels.fcm import FcmChannel
-from channels.sms import SmsChannel
-from channels.testing.peers import (
+from journeyman.channels import AmbiguousError, Message, TransientError
+from journeyman.channels.fcm import FcmChannel
+from journeyman.channels.sms import SmsChannel
+from journeyman.channels.testing.peers import (
     FcmPeer,
     TwilioPeer,
     WebhookPeer,
     WebPushPeer,
     generate_vapid_keys,
 )
-from channels.webhook import WebhookChannel
-from channels.webpush import WebPushChannel
+from journeyman.channels.webhook import WebhookChannel
+from journeyman.channels.webpush import WebPushChannel
 
 
 async def _twilio():

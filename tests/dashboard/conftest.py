@@ -10,12 +10,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.keys import create_key
+from journeyman.engine.settings import Settings
+from journeyman.event_store import NewEvent, PostgresEventStore
 from pydantic import SecretStr
-
-from engine.api import create_app, serve_in_background
-from engine.keys import create_key
-from engine.settings import Settings
-from event_store import NewEvent, PostgresEventStore
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
 TREATMENT, HOLDOUT = 40, 20
@@ -97,7 +96,7 @@ async def seed(store: PostgresEventStore) -> None:
                 )
             )
         batch.append((f"member-{member}", events, None))
-    from event_store import ANY
+    from journeyman.event_store import ANY
 
     await store.append_batch([(s, evs, ANY) for s, evs, _ in batch])
 

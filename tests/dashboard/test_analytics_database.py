@@ -15,14 +15,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+from journeyman.engine.analytics_projector import JourneyStatsProjector
+from journeyman.engine.api import create_app, dashboard, serve_in_background
+from journeyman.engine.keys import create_key
+from journeyman.engine.settings import Settings
+from journeyman.engine.stack import EmbeddedPostgres
+from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
-
-from engine.analytics_projector import JourneyStatsProjector
-from engine.api import create_app, dashboard, serve_in_background
-from engine.keys import create_key
-from engine.settings import Settings
-from engine.stack import EmbeddedPostgres
-from event_store import PostgresEventStore
 
 from .conftest import CONVERTED, HOLDOUT, SENT, TREATMENT, seed
 
@@ -112,7 +111,7 @@ async def test_reports_and_dashboard_read_through_the_analytics_database(
 
 
 async def test_reports_answer_503_while_the_projection_is_far_behind(dash, monkeypatch) -> None:
-    from engine import analytics
+    from journeyman.engine import analytics
 
     monkeypatch.setattr(analytics, "MAX_UNPROJECTED", 10)  # the seeded history is not projected
     async with dash.client("read") as c:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from engine.stats import rate_difference
+from journeyman.engine.stats import rate_difference
 
 from .conftest import (
     CLICKED,

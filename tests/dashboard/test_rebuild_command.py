@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.analytics_projector import JourneyStatsProjector
-from event_store import PostgresEventStore
+from journeyman.engine.analytics_projector import JourneyStatsProjector
+from journeyman.event_store import PostgresEventStore
+
 from tests.ingestion.test_import import _cli
 
 from .conftest import SENT, TREATMENT, seed

@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.api.dashboard import COOKIE
+from journeyman.engine.keys import create_key, revoke_key
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
-
-from engine.api import create_app, serve_in_background
-from engine.api.dashboard import COOKIE
-from engine.keys import create_key, revoke_key
-from engine.settings import Settings
-from event_store import PostgresEventStore
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from event_store import PostgresEventStore
+from journeyman.event_store import PostgresEventStore
 
 BC_TIMESTAMP = "0001-01-01T00:00:00+14:00"
 """Stored by PostgreSQL as a date before year 1, which the driver cannot decode."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from journeyman.engine.deadletters import Attempts, is_transient
 from temporalio.service import RPCError, RPCStatusCode
-
-from engine.deadletters import Attempts, is_transient
 
 
 @pytest.mark.parametrize(

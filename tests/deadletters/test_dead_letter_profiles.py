@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 from deadletter_testkit import BC_TIMESTAMP, huge_integer_sql, insert_raw
+from journeyman.engine import deadletters
+from journeyman.engine.metrics import DEAD_LETTERS_PARKED
+from journeyman.engine.profiles import NAME, ProfileProjector, get_profile
+from journeyman.engine.settings import Settings
+from journeyman.event_store import NewEvent
+from journeyman.event_store.deadletters import list_dead_letters
 from pydantic import SecretStr
-
-from engine import deadletters
-from engine.metrics import DEAD_LETTERS_PARKED
-from engine.profiles import NAME, ProfileProjector, get_profile
-from engine.settings import Settings
-from event_store import NewEvent
-from event_store.deadletters import list_dead_letters
 
 JOURNEYMAN = shutil.which("journeyman") or str(Path(sys.executable).parent / "journeyman")
 

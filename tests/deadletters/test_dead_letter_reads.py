@@ -4,8 +4,7 @@ reported as an `UndecodableEvent`, and the reader moves past it."""
 from __future__ import annotations
 
 from deadletter_testkit import BC_TIMESTAMP, huge_integer_sql, insert_raw
-
-from event_store import START, NewEvent, UndecodableEvent
+from journeyman.event_store import START, NewEvent, UndecodableEvent
 
 
 async def test_read_all_and_read_stream_step_over_undecodable_rows(store) -> None:

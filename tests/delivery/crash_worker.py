@@ -12,19 +12,18 @@ import json
 import sys
 from pathlib import Path
 
+from journeyman.channels import Channel
+from journeyman.channels.email import EmailChannel
+from journeyman.channels.sms import SmsChannel
+from journeyman.engine.delivery.config import DeliverySettings
+from journeyman.engine.delivery.service import Deliverer
+from journeyman.engine.delivery.workers import deliver_activity
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
-
-from channels import Channel
-from channels.email import EmailChannel
-from channels.sms import SmsChannel
-from engine.delivery.config import DeliverySettings
-from engine.delivery.service import Deliverer
-from engine.delivery.workers import deliver_activity
-from engine.settings import Settings
-from event_store import PostgresEventStore
 
 
 async def main(config: dict) -> None:

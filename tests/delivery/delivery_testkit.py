@@ -7,18 +7,17 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from journeyman.channels.email import EmailChannel
+from journeyman.channels.outbox import OutboxChannel
+from journeyman.channels.sms import SmsChannel
+from journeyman.engine.activities.delivery_contract import SendRequest
+from journeyman.engine.delivery.config import DeliverySettings
+from journeyman.engine.delivery.service import Deliverer
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
-
-from channels.email import EmailChannel
-from channels.outbox import OutboxChannel
-from channels.sms import SmsChannel
-from engine.activities.delivery_contract import SendRequest
-from engine.delivery.config import DeliverySettings
-from engine.delivery.service import Deliverer
-from engine.ingest import Ingestor
-from engine.profiles import ProfileProjector
-from engine.settings import Settings
-from event_store import PostgresEventStore
 
 SECRET = "delivery-test-secret-" + "y" * 32
 SMS_CALLBACK = "http://127.0.0.1:1/webhooks/sms"

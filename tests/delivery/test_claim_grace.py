@@ -9,13 +9,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from journeyman.channels.base import DeliveryResult, Message
+from journeyman.channels.sms import SmsChannel
+from journeyman.channels.testing.peers import TwilioPeer
+from journeyman.engine.activities.delivery_contract import delivery_id
+from journeyman.engine.delivery import claims
 from temporalio.exceptions import ApplicationError
-
-from channels.base import DeliveryResult, Message
-from channels.sms import SmsChannel
-from channels.testing.peers import TwilioPeer
-from engine.activities.delivery_contract import delivery_id
-from engine.delivery import claims
 
 from .delivery_testkit import add_member, deliverer, make_settings, request, sms_channel
 

@@ -4,12 +4,11 @@ record; settled deliveries are returned, never re-sent; fallback and error actio
 from __future__ import annotations
 
 import pytest
+from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+from journeyman.engine.activities.delivery_contract import delivery_id
+from journeyman.engine.delivery import claims
+from journeyman.event_store import NewEvent
 from temporalio.exceptions import ApplicationError
-
-from channels.testing.peers import SmtpPeer, TwilioPeer
-from engine.activities.delivery_contract import delivery_id
-from engine.delivery import claims
-from event_store import NewEvent
 
 from .delivery_testkit import (
     add_member,
@@ -242,7 +241,7 @@ async def test_provider_unsubscribed_turns_consent_off(store, settings, smtp, tw
     first = await d.deliver(request(member, ["sms"]))
     assert first.status == "failed"
     await project(store, settings)
-    from engine.profiles import get_profile
+    from journeyman.engine.profiles import get_profile
 
     profile = await get_profile(store.pool, member, settings=settings)
     assert profile is not None and profile.consent["sms:marketing"] is False

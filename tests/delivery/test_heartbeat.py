@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from journeyman.engine.activities.heartbeat import with_heartbeats
 from temporalio.testing import ActivityEnvironment
-
-from engine.activities.heartbeat import with_heartbeats
 
 
 async def test_heartbeats_while_the_work_runs_and_stop_after() -> None:

@@ -10,16 +10,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
+from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.delivery.service import Deliverer
+from journeyman.engine.delivery.workers import channel_workers
+from journeyman.event_store import PostgresEventStore
+from journeyman.workflows.cart_recovery import CartRecovery
 from temporalio.client import Client
 from temporalio.worker import Worker
-
-from channels.testing.peers import SmtpPeer, TwilioPeer
-from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
-from engine.activities.journey_activities import JourneyActivities
-from engine.delivery.service import Deliverer
-from engine.delivery.workers import channel_workers
-from event_store import PostgresEventStore
-from workflows.cart_recovery import CartRecovery
 
 from .delivery_testkit import (
     add_member,

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from journeyman.channels.outbox import read_outbox
+from journeyman.engine.delivery.config import DeliverySettings
+from journeyman.engine.delivery.workers import build_deliverer, load_channels
+from journeyman.engine.settings import Settings
 from pydantic import SecretStr
-
-from channels.outbox import read_outbox
-from engine.delivery.config import DeliverySettings
-from engine.delivery.workers import build_deliverer, load_channels
-from engine.settings import Settings
 
 from .delivery_testkit import SECRET, add_member, request
 

@@ -8,9 +8,8 @@ import datetime as dt
 import zoneinfo
 
 import pytest
-
-from channels.testing.peers import SmtpPeer, TwilioPeer
-from engine.delivery.policies import quiet_hours_end
+from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+from journeyman.engine.delivery.policies import quiet_hours_end
 
 from .delivery_testkit import (
     add_member,

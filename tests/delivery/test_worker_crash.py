@@ -14,11 +14,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+from journeyman.engine.delivery.service import Deliverer
+from journeyman.engine.delivery.workers import deliver_activity
 from temporalio.worker import Worker
-
-from channels.testing.peers import SmtpPeer, TwilioPeer
-from engine.delivery.service import Deliverer
-from engine.delivery.workers import deliver_activity
 
 from .crash_workflow import DeliverOnce
 from .delivery_testkit import (

@@ -10,9 +10,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from engine.dispatcher import Dispatcher
-from engine.worker import build_worker
-from event_store import NewEvent, PostgresEventStore
+from journeyman.engine.dispatcher import Dispatcher
+from journeyman.engine.worker import build_worker
+from journeyman.event_store import NewEvent, PostgresEventStore
 
 FAST = {
     "cart_recovery": {"quiet_period": 0.3, "coupon_delay": 0.3, "attribution_window": 1},
@@ -23,7 +23,7 @@ FAST = {
 
 
 def journeys(*names: str) -> dict[str, type]:
-    from engine.worker import registered_journeys
+    from journeyman.engine.worker import registered_journeys
 
     found = registered_journeys()
     return {n: found[n] for n in names} if names else found

@@ -3,7 +3,7 @@ must be importable for the worker's sandbox)."""
 
 from __future__ import annotations
 
-from workflows import Journey, Reentry, inactivity, journey, seconds
+from journeyman.workflows import Journey, Reentry, inactivity, journey, seconds
 
 
 @journey(

@@ -16,10 +16,9 @@ from dispatch_testkit import (
     types_of,
     worker_for,
 )
-
-from engine.activities import instances
-from engine.dispatcher import Dispatcher
-from event_store import START
+from journeyman.engine.activities import instances
+from journeyman.engine.dispatcher import Dispatcher
+from journeyman.event_store import START
 
 pytestmark = pytest.mark.devserver
 

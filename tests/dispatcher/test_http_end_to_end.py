@@ -9,12 +9,11 @@ import uuid
 import httpx
 import pytest
 from dispatch_testkit import FAST, eventually, journeys, running, stream, types_of, worker_for
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.dispatcher import Dispatcher
+from journeyman.engine.keys import create_key
+from journeyman.engine.settings import Settings
 from pydantic import SecretStr
-
-from engine.api import create_app, serve_in_background
-from engine.dispatcher import Dispatcher
-from engine.keys import create_key
-from engine.settings import Settings
 
 pytestmark = pytest.mark.devserver
 

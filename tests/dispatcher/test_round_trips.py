@@ -18,10 +18,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 from dispatch_testkit import append, journeys
-
-from engine.dispatcher import Dispatcher
-from event_store import PostgresEventStore, RecordedEvent
-from event_store.postgres import _init_connection
+from journeyman.engine.dispatcher import Dispatcher
+from journeyman.event_store import PostgresEventStore, RecordedEvent
+from journeyman.event_store.postgres import _init_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,16 +8,15 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from journeyman.engine import inactivity_due
+from journeyman.engine.activities import ScanRequest, ScanResult, instances
+from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.event_store import NewEvent, PostgresEventStore
+from journeyman.workflows.winback import Winback
 from once_only_journey import OnceOnlyWinback
 from temporalio.client import Client, Interceptor, OutboundInterceptor, StartWorkflowInput
 from temporalio.testing import ActivityEnvironment
-
-from engine import inactivity_due
-from engine.activities import ScanRequest, ScanResult, instances
-from engine.activities.journey_activities import JourneyActivities
-from engine.profiles import ProfileProjector
-from event_store import NewEvent, PostgresEventStore
-from workflows.winback import Winback
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)

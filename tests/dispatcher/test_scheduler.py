@@ -7,12 +7,11 @@ import uuid
 
 import pytest
 from dispatch_testkit import FAST, eventually, journeys, types_of, worker_for
-
-from engine.activities import ScanRequest, ScanResult, instances
-from engine.profiles import ProfileProjector
-from engine.scheduler import ensure_schedule
-from event_store import NewEvent
-from workflows.scan import SCAN_WORKFLOW
+from journeyman.engine.activities import ScanRequest, ScanResult, instances
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.scheduler import ensure_schedule
+from journeyman.event_store import NewEvent
+from journeyman.workflows.scan import SCAN_WORKFLOW
 
 pytestmark = pytest.mark.devserver
 

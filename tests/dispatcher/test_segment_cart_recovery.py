@@ -9,15 +9,15 @@ import base64
 import httpx
 import pytest
 from dispatch_testkit import FAST, eventually, journeys, running, stream, types_of, worker_for
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.dispatcher import Dispatcher
+from journeyman.engine.keys import create_key
+from journeyman.engine.settings import Settings
+from journeyman.workflows.cart_recovery import CartRecovery
 from pydantic import SecretStr
 
-from engine.api import create_app, serve_in_background
-from engine.dispatcher import Dispatcher
-from engine.keys import create_key
-from engine.settings import Settings
 from tests.api.segment_spec import ORDER_COMPLETED, PRODUCT_ADDED
 from tests.workflows.journey_testkit import member_with
-from workflows.cart_recovery import CartRecovery
 
 pytestmark = pytest.mark.devserver
 

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from journeyman.engine.demo import JOURNEYS, run_demo
+from journeyman.engine.settings import Settings
+from journeyman.engine.stack import EmbeddedPostgres
 from pydantic import SecretStr
 from rich.console import Console
-
-from engine.demo import JOURNEYS, run_demo
-from engine.settings import Settings
-from engine.stack import EmbeddedPostgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.devserver]
 

@@ -8,8 +8,7 @@ import random
 
 import asyncpg
 import pytest
-
-from event_store import (
+from journeyman.event_store import (
     ANY,
     NO_STREAM,
     STREAM_EXISTS,
@@ -18,6 +17,7 @@ from event_store import (
     NewEvent,
     PostgresEventStore,
 )
+
 from tests.lock_waits import until_a_session_waits_on_a_lock
 
 

@@ -7,8 +7,7 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from event_store.codec import from_json
+from journeyman.event_store.codec import from_json
 
 _json = st.recursive(
     st.none()

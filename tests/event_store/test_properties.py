@@ -7,8 +7,7 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from event_store import (
+from journeyman.event_store import (
     ANY,
     NO_STREAM,
     ConcurrencyError,

@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections import defaultdict
 
-from event_store import (
+from journeyman.event_store import (
     START,
     Cursor,
     NewEvent,

@@ -38,11 +38,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
-
-from channels.testing.peers import SmtpPeer, TwilioPeer
-from engine.client import AsyncJourneymanClient, make_event
-from engine.keys import create_key
-from engine.stack import TemporalDevServer, free_port
+from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+from journeyman.engine.client import AsyncJourneymanClient, make_event
+from journeyman.engine.keys import create_key
+from journeyman.engine.stack import TemporalDevServer, free_port
 
 SECRET = "fault-suite-secret-" + "f" * 32
 JOURNEY = "cart_recovery"
@@ -122,7 +121,7 @@ class Rig:
         self._pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=3)
         self.api_token, _ = await create_key(self._pool, ["ingest"], name="fault suite")
         for name, argv in (
-            ("api", [sys.executable, "-m", "engine.api"]),
+            ("api", [sys.executable, "-m", "journeyman.engine.api"]),
             ("worker", [JOURNEYMAN, "worker"]),
             ("dispatcher", [JOURNEYMAN, "dispatcher"]),
         ):
@@ -353,7 +352,7 @@ class Member:
 
 
 def cart_spec() -> Any:
-    from engine.worker import registered_journeys
+    from journeyman.engine.worker import registered_journeys
 
     return registered_journeys()[JOURNEY].__journey__
 

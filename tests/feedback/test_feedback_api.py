@@ -22,13 +22,12 @@ from delivery.delivery_testkit import (
     sms_channel,
     types_of,
 )
-
-from channels.testing.peers import SmtpPeer, TwilioPeer
-from engine.api import create_app, serve_in_background
-from engine.delivery.feedback import Feedback
-from engine.delivery.service import Deliverer
-from engine.profiles import get_profile
-from event_store import PostgresEventStore
+from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.delivery.feedback import Feedback
+from journeyman.engine.delivery.service import Deliverer
+from journeyman.engine.profiles import get_profile
+from journeyman.event_store import PostgresEventStore
 
 
 @dataclass

@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 from delivery.delivery_testkit import add_member, make_settings, request, sms_channel
-
-from channels import DeliveryEvent
-from channels.testing.peers import TwilioPeer
-from channels.testing.peers.twilio import error_body
-from engine.api import create_app, serve_in_background
-from engine.delivery.feedback import Feedback
-from engine.delivery.service import Deliverer
-from engine.profiles import ProfileProjector, ProfileRow, get_profile
-from engine.profiles.fold import apply, combine
-from event_store import PostgresEventStore, RecordedEvent
+from journeyman.channels import DeliveryEvent
+from journeyman.channels.testing.peers import TwilioPeer
+from journeyman.channels.testing.peers.twilio import error_body
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.delivery.feedback import Feedback
+from journeyman.engine.delivery.service import Deliverer
+from journeyman.engine.profiles import ProfileProjector, ProfileRow, get_profile
+from journeyman.engine.profiles.fold import apply, combine
+from journeyman.event_store import PostgresEventStore, RecordedEvent
 
 PHONE = "+14155550123"
 

@@ -35,15 +35,14 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.dispatcher import Dispatcher
+from journeyman.engine.keys import create_key
+from journeyman.engine.profiles import get_profile
+from journeyman.engine.settings import Settings
+from journeyman.engine.worker import build_worker, registered_journeys
+from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
-
-from engine.api import create_app, serve_in_background
-from engine.dispatcher import Dispatcher
-from engine.keys import create_key
-from engine.profiles import get_profile
-from engine.settings import Settings
-from engine.worker import build_worker, registered_journeys
-from event_store import PostgresEventStore
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]
 

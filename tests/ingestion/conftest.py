@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
-
-from engine.ingest import Ingestor
-from engine.settings import Settings
-from event_store import PostgresEventStore
 
 
 @pytest.fixture

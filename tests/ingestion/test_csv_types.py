@@ -6,14 +6,13 @@ from __future__ import annotations
 import io
 
 import pytest
-
-from engine.crypto import Keyring
-from engine.identity import resolve_member_id
-from engine.ingest import Ingestor
-from engine.ingest_file import derived_event_id, import_lines, parse_value, read_lines
-from engine.profiles import ProfileProjector, get_profile
-from engine.settings import Settings
-from event_store import PostgresEventStore
+from journeyman.engine.crypto import Keyring
+from journeyman.engine.identity import resolve_member_id
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest_file import derived_event_id, import_lines, parse_value, read_lines
+from journeyman.engine.profiles import ProfileProjector, get_profile
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,12 @@ import uuid
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from journeyman.engine.crypto import Keyring
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
-
-from engine.crypto import Keyring
-from engine.ingest import Ingestor
-from engine.profiles import ProfileProjector
-from engine.settings import Settings
-from event_store import PostgresEventStore
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 TOKENS = [

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from journeyman.engine.identity import resolve_member_id
+from journeyman.engine.identity import resolver as resolver_module
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.privacy import erase_member
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 
-from engine.identity import resolve_member_id
-from engine.identity import resolver as resolver_module
-from engine.ingest import Ingestor
-from engine.privacy import erase_member
-from engine.settings import Settings
-from event_store import PostgresEventStore
 from tests.ingestion.helpers import event
 
 

@@ -10,11 +10,11 @@ import os
 import sys
 from pathlib import Path
 
-from engine.crypto import load_data_keys
-from engine.ingest import Ingestor
-from engine.ingest_file import import_lines, read_lines
-from engine.sealing import SEALED, open_fields
-from event_store import PostgresEventStore
+from journeyman.engine.crypto import load_data_keys
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest_file import import_lines, read_lines
+from journeyman.engine.sealing import SEALED, open_fields
+from journeyman.event_store import PostgresEventStore
 
 from .helpers import event
 

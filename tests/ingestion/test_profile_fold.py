@@ -9,9 +9,8 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from engine.profiles.fold import COLUMNS, READS_DATA, ProfileRow, apply
-from event_store import RecordedEvent
+from journeyman.engine.profiles.fold import COLUMNS, READS_DATA, ProfileRow, apply
+from journeyman.event_store import RecordedEvent
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 ACTIVITY = frozenset({"page.viewed", "order.placed"})
@@ -83,7 +82,7 @@ def test_to_record_refuses_a_monetary_value_that_is_not_finite() -> None:
 
 async def test_the_upsert_arrays_have_the_table_column_types(store) -> None:  # type: ignore[no-untyped-def]
     """The projector writes one typed array per column: they must be the table's."""
-    from engine.profiles.projector import _SQL_TYPES
+    from journeyman.engine.profiles.projector import _SQL_TYPES
 
     async with store.pool.acquire() as c:
         rows = await c.fetch(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from engine.ingest import Ingestor
-from engine.profiles import ProfileProjector, get_profile
-from engine.settings import Settings
-from event_store import PostgresEventStore
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.profiles import ProfileProjector, get_profile
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 
 from .helpers import T0, event
 

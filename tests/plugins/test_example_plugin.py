@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 
-from plugins import PluginManager
+from journeyman.plugins import PluginManager
 
 
 def test_pigeon_is_found_through_its_entry_point() -> None:

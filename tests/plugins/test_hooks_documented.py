@@ -8,8 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from plugins import hookspecs
+from journeyman.plugins import hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "docs" / "plugins.md").read_text()

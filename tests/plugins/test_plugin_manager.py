@@ -6,15 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
-from channels import Channel, ContactKind, DeliveryResult, Message
-from plugins import PluginError, PluginManager, get_plugin_manager, hookimpl
+from journeyman.channels import Channel, ContactKind, DeliveryResult, Message
+from journeyman.plugins import PluginError, PluginManager, get_plugin_manager, hookimpl
 
 BUILTIN_CHANNELS = {"email", "sms", "webpush", "fcm", "webhook", "outbox"}
 
 CHANNEL_PLUGIN = """
-    from plugins import hookimpl
-    from channels import Channel, ContactKind, DeliveryResult
+    from journeyman.plugins import hookimpl
+    from journeyman.channels import Channel, ContactKind, DeliveryResult
 
     class Carrier(Channel):
         name = "{name}"
@@ -34,7 +33,7 @@ def test_builtins_load_through_their_entry_points() -> None:
     [plugin] = pm.loaded
     assert (plugin.name, plugin.module, plugin.distribution) == (
         "builtin_channels",
-        "channels.builtin_plugin",
+        "journeyman.channels.builtin_plugin",
         "journeyman",
     )
     assert set(pm.channels()) == BUILTIN_CHANNELS
@@ -88,7 +87,7 @@ def test_a_hook_that_does_not_exist_is_an_error(install_plugin) -> None:
         {"typo": "typo_mod"},
         {
             "typo_mod": """
-        from plugins import hookimpl
+        from journeyman.plugins import hookimpl
 
         @hookimpl
         def register_channel(register):
@@ -124,7 +123,9 @@ def test_registering_something_that_is_not_a_channel() -> None:
 
     pm = PluginManager(load="")
     pm.register(Wrong(), name="wrong")
-    with pytest.raises(PluginError, match=r"'wrong' registered .* not a channels.Channel"):
+    with pytest.raises(
+        PluginError, match=r"'wrong' registered .* not a journeyman.channels.Channel"
+    ):
         pm.channels()
 
 

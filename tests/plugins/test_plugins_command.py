@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from journeyman.engine.cli import app
+from journeyman.engine.settings import get_settings
 from typer.testing import CliRunner
-
-from engine.cli import app
-from engine.settings import get_settings
 
 
 @pytest.fixture(autouse=True)
@@ -66,8 +65,8 @@ def test_journeys_command_says_how_each_journey_starts() -> None:
 
 
 def test_a_segment_trigger_is_named() -> None:
-    from engine.cli.journey_commands import _describe_trigger
-    from workflows import segment_entry
+    from journeyman.engine.cli.journey_commands import _describe_trigger
+    from journeyman.workflows import segment_entry
 
     assert _describe_trigger(segment_entry("vip"), None) == "entry into segment vip"
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from engine.segments import Segment, SegmentError
-from plugins import PluginError, PluginManager, hookimpl
-from workflows import Journey, journey, segment_entry
+from journeyman.engine.segments import Segment, SegmentError
+from journeyman.plugins import PluginError, PluginManager, hookimpl
+from journeyman.workflows import Journey, journey, segment_entry
 
 GOLD = Segment("gold", when=lambda p: p.monetary_value >= 1000, description="1000+ spent")
 
@@ -54,7 +53,9 @@ def test_registering_something_that_is_not_a_segment() -> None:
 
     pm = PluginManager(load="")
     pm.register(Wrong(), name="wrong")
-    with pytest.raises(PluginError, match=r"'wrong' registered .* not an engine.segments.Segment"):
+    with pytest.raises(
+        PluginError, match=r"'wrong' registered .* not a journeyman.engine.segments.Segment"
+    ):
         pm.segments()
 
 

@@ -8,15 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.crypto import Keyring
+from journeyman.engine.identity import resolve_member_id
+from journeyman.engine.keys import create_key
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
-
-from engine.api import create_app, serve_in_background
-from engine.crypto import Keyring
-from engine.identity import resolve_member_id
-from engine.keys import create_key
-from engine.profiles import ProfileProjector
-from engine.settings import Settings
-from event_store import PostgresEventStore
 
 SECRET = "privacy-test-secret-" + "p" * 32
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
-from engine.privacy import ConsentUpdate, change_consent
+from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
+from journeyman.engine.privacy import ConsentUpdate, change_consent
+from journeyman.workflows.cart_recovery import CartRecovery
+
 from tests.delivery.delivery_testkit import add_member, make_settings
 from tests.delivery.test_journey_delivery import cart_member_id, delivery_workers, make
 from tests.delivery.test_journey_delivery import peers as peers  # the fixture
 from tests.ingestion.helpers import event
-from workflows.cart_recovery import CartRecovery
 
 from .conftest import Api
 

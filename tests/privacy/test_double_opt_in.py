@@ -7,17 +7,17 @@ import re
 import uuid
 
 import httpx
+from journeyman.channels.testing.peers import SmtpPeer
+from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
+from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.delivery.service import Deliverer
+from journeyman.engine.privacy import ConsentActivities, ConsentUpdate, change_consent
+from journeyman.engine.profiles import get_profile
+from journeyman.workflows.double_opt_in import DoubleOptIn
 from temporalio.worker import Worker
 
-from channels.testing.peers import SmtpPeer
-from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
-from engine.activities.journey_activities import JourneyActivities
-from engine.api import create_app, serve_in_background
-from engine.delivery.service import Deliverer
-from engine.privacy import ConsentActivities, ConsentUpdate, change_consent
-from engine.profiles import get_profile
 from tests.delivery.delivery_testkit import add_member, email_channel, make_settings, project
-from workflows.double_opt_in import DoubleOptIn
 
 
 async def test_double_opt_in_confirms_by_signed_link(temporal_env, store, tmp_path) -> None:  # type: ignore[no-untyped-def]

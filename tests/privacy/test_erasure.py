@@ -7,17 +7,17 @@ import datetime as dt
 import uuid
 
 import pytest
+from journeyman.engine.activities.instances import mark_started
+from journeyman.engine.analytics import journey_stats
+from journeyman.engine.crypto import CryptoError, Keyring, load_data_keys
+from journeyman.engine.identity import get_contact_points
+from journeyman.engine.privacy import SEALED, erase_member
+from journeyman.engine.privacy.fields import open_field
+from journeyman.engine.profiles import get_profile
+from journeyman.event_store import ANY, NewEvent
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from engine.activities.instances import mark_started
-from engine.analytics import journey_stats
-from engine.crypto import CryptoError, Keyring, load_data_keys
-from engine.identity import get_contact_points
-from engine.privacy import SEALED, erase_member
-from engine.privacy.fields import open_field
-from engine.profiles import get_profile
-from event_store import ANY, NewEvent
 from tests.ingestion.helpers import T0, event
 
 from .conftest import Api
@@ -209,8 +209,8 @@ async def test_erasure_terminates_running_journeys(api: Api, temporal_env) -> No
 
 async def test_erased_member_is_never_sent_to(api: Api) -> None:
     """The delivery policy refuses an erased member, even through a member-id channel."""
-    from engine.activities.delivery_contract import SendRequest
-    from engine.delivery.workers import build_deliverer
+    from journeyman.engine.activities.delivery_contract import SendRequest
+    from journeyman.engine.delivery.workers import build_deliverer
 
     mid = await seed_member(api, "m-nosend")
     async with api.client("admin") as c:

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.crypto import Keyring
-from engine.identity import get_contact_points
-from engine.profiles import get_profile
+from journeyman.engine.crypto import Keyring
+from journeyman.engine.identity import get_contact_points
+from journeyman.engine.profiles import get_profile
 
 from .conftest import SECRET, Api
 from .test_erasure import EMAIL, IP, PHONE, seed_member

@@ -17,20 +17,20 @@ from typing import Any
 
 import asyncpg
 import pytest
+from journeyman.engine.activities.instances import mark_started
+from journeyman.engine.analytics_projector import JourneyStatsProjector
+from journeyman.engine.crypto import Keyring
+from journeyman.engine.delivery.links import LinkSigner
+from journeyman.engine.identity import resolver as resolver_module
+from journeyman.engine.identity.member_ids import is_minted
+from journeyman.engine.identity.rekey import DISPATCHER, _Ids, count, rekey_all, rekey_member
+from journeyman.engine.ingest import Ingestor
+from journeyman.engine.privacy import erase_member
+from journeyman.event_store import ANY, START, NewEvent, PostgresEventStore
+from journeyman.event_store.deadletters import park
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from engine.activities.instances import mark_started
-from engine.analytics_projector import JourneyStatsProjector
-from engine.crypto import Keyring
-from engine.delivery.links import LinkSigner
-from engine.identity import resolver as resolver_module
-from engine.identity.member_ids import is_minted
-from engine.identity.rekey import DISPATCHER, _Ids, count, rekey_all, rekey_member
-from engine.ingest import Ingestor
-from engine.privacy import erase_member
-from event_store import ANY, START, NewEvent, PostgresEventStore
-from event_store.deadletters import park
 from tests.ingestion.helpers import event
 
 from .conftest import SECRET, Api
@@ -87,7 +87,7 @@ async def build_legacy_store(api: Api) -> None:
             json={"changes": [{"channel": "sms", "granted": False}], "evidence": {"ip": "1.2.3.4"}},
         )
         assert r.status_code == 200, r.text
-    # What journeys and delivery wrote for her (shapes of engine.activities / delivery).
+    # What journeys and delivery wrote for her (shapes of journeyman.engine.activities / delivery).
     meta = {"source": "journey", "correlation_id": WID}
     await store.append(
         f"member-{KATE}",
@@ -455,7 +455,7 @@ async def test_an_event_arriving_mid_rekey_lands_on_the_new_id(
 async def test_a_member_with_events_the_dispatcher_has_not_routed_waits(api: Api) -> None:
     """The dispatcher may be routing them under the old id right now: the member is left
     for a later run, once the dispatcher's checkpoint has passed its events."""
-    from engine.dispatcher import SUBSCRIPTION
+    from journeyman.engine.dispatcher import SUBSCRIPTION
 
     assert SUBSCRIPTION == DISPATCHER
     pool = api.store.pool

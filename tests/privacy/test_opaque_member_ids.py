@@ -8,11 +8,11 @@ import asyncio
 import uuid
 
 import asyncpg
+from journeyman.engine.crypto import Keyring
+from journeyman.engine.ingest import Ingestor
+from journeyman.event_store import ANY, NewEvent, PostgresEventStore
+from journeyman.migrations import upgrade
 
-from engine.crypto import Keyring
-from engine.ingest import Ingestor
-from event_store import ANY, NewEvent, PostgresEventStore
-from migrations import upgrade
 from tests.ingestion.helpers import event
 
 from .conftest import Api, make_settings

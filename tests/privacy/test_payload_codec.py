@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from journeyman.engine.temporal_client import ENCODING, EncryptionCodec, data_converter
+from journeyman.engine.worker import workflow_runner
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.worker import Worker
-
-from engine.temporal_client import ENCODING, EncryptionCodec, data_converter
-from engine.worker import workflow_runner
 
 from .conftest import make_settings
 from .sleeper import Echo

@@ -7,13 +7,14 @@ import base64
 import json
 from typing import Any
 
-from engine.crypto import Keyring, load_data_keys
-from engine.dispatcher import journey_event, sealed_trigger_keys
-from engine.profiles import ProfileProjector, get_profile
-from engine.sealing import SEALED, open_fields
-from engine.settings import Settings
-from engine.worker import registered_journeys
-from event_store import PostgresEventStore
+from journeyman.engine.crypto import Keyring, load_data_keys
+from journeyman.engine.dispatcher import journey_event, sealed_trigger_keys
+from journeyman.engine.profiles import ProfileProjector, get_profile
+from journeyman.engine.sealing import SEALED, open_fields
+from journeyman.engine.settings import Settings
+from journeyman.engine.worker import registered_journeys
+from journeyman.event_store import PostgresEventStore
+
 from tests.ingestion.helpers import event
 
 from .conftest import Api
@@ -263,7 +264,7 @@ async def test_a_merged_members_sealed_properties_stay_readable_until_erasure(ap
 async def test_the_clear_list_is_a_setting(store: PostgresEventStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`JOURNEYMAN_INGEST_CLEAR_PROPERTIES` replaces the default list; `traits` stays sealed
     even when listed."""
-    from engine.ingest import Ingestor
+    from journeyman.engine.ingest import Ingestor
 
     from .conftest import make_settings
 

@@ -7,13 +7,7 @@ import itertools
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
-from channels import (
+from journeyman.channels import (
     Channel,
     ChannelConfig,
     ChannelMisconfigured,
@@ -21,7 +15,12 @@ from channels import (
     DeliveryResult,
     Message,
 )
-from channels.testing.peers import HttpPeer
+from journeyman.channels.testing.peers import HttpPeer
+from pydantic import Field, SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 
 class BotApi(HttpPeer):

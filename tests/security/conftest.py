@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
+from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.delivery.feedback import Feedback
+from journeyman.engine.delivery.service import Deliverer
+from journeyman.engine.keys import create_key
+from journeyman.event_store import PostgresEventStore
 
-from channels.testing.peers import SmtpPeer, TwilioPeer
-from engine.api import create_app, serve_in_background
-from engine.delivery.feedback import Feedback
-from engine.delivery.service import Deliverer
-from engine.keys import create_key
-from event_store import PostgresEventStore
 from tests.delivery.delivery_testkit import email_channel, make_settings, sms_channel
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlsplit
 
+from journeyman.engine.delivery.links import LinkSigner
+from journeyman.engine.delivery.workers import load_channels
+from journeyman.engine.privacy import ConfirmSigner
 from twilio.request_validator import RequestValidator
 
-from engine.delivery.links import LinkSigner
-from engine.delivery.workers import load_channels
-from engine.privacy import ConfirmSigner
 from tests.delivery.delivery_testkit import add_member, request
 
 from .conftest import Env

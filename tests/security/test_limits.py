@@ -9,11 +9,11 @@ import time
 
 import asyncpg
 import pytest
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.api.limits import deeper_than, json_depth
+from journeyman.engine.keys import create_key, revoke_key, rotate_key
+from journeyman.engine.ratelimit import TokenBuckets
 
-from engine.api import create_app, serve_in_background
-from engine.api.limits import deeper_than, json_depth
-from engine.keys import create_key, revoke_key, rotate_key
-from engine.ratelimit import TokenBuckets
 from tests.delivery.delivery_testkit import make_settings
 from tests.ingestion.helpers import event
 

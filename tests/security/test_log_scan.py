@@ -86,7 +86,7 @@ async def test_a_full_run_logs_no_secrets_or_personal_data(
         await anon.post(
             "/v1/events", json={}, headers={"Authorization": f"Bearer {env.keys['admin']}x"}
         )
-    from engine.profiles import ProfileProjector
+    from journeyman.engine.profiles import ProfileProjector
 
     await ProfileProjector(env.store, env.settings).run_until_caught_up()
     # the cart journey sends an email and an SMS through the real peers
@@ -106,7 +106,7 @@ async def test_a_full_run_logs_no_secrets_or_personal_data(
 
     logged = "\n".join(captured.lines)
     assert len(captured.lines) > 20, "the run should have logged something to scan"
-    assert any(line.startswith("engine.privacy.erasure:") for line in captured.lines)
+    assert any(line.startswith("journeyman.engine.privacy.erasure:") for line in captured.lines)
     forbidden = {
         "email": EMAIL,
         "email local part": EMAIL.split("@")[0],
@@ -126,7 +126,8 @@ BOT_TOKEN = "123456789:AAbotTokenInTheUrl-" + "q" * 16
 
 
 async def _deliver_through_bot(env: Env, step: str) -> None:
-    from engine.delivery.service import Deliverer
+    from journeyman.engine.delivery.service import Deliverer
+
     from tests.delivery.delivery_testkit import add_member, request
 
     from .bot_api import BotApi, BotChannel
@@ -145,7 +146,7 @@ async def _deliver_through_bot(env: Env, step: str) -> None:
 @pytest.fixture
 def http_logging() -> Iterator[None]:
     """Restores the HTTP client loggers' levels and filters after a test."""
-    from engine.logs import HTTP_CLIENT_LOGGERS
+    from journeyman.engine.logs import HTTP_CLIENT_LOGGERS
 
     saved = {
         n: (logging.getLogger(n).level, list(logging.getLogger(n).filters))
@@ -163,7 +164,7 @@ def http_logging() -> Iterator[None]:
 async def test_a_token_in_a_provider_url_stays_out_of_the_logs(env: Env, http_logging) -> None:  # type: ignore[no-untyped-def]
     """A Telegram-style channel (the bot token is in every request URL) with the logging the
     worker sets up, then with every logger at DEBUG: the token is never logged."""
-    from engine.logs import HTTP_CLIENT_LOGGERS, configure_logging
+    from journeyman.engine.logs import HTTP_CLIENT_LOGGERS, configure_logging
 
     handler = _Capture()
     root = logging.getLogger()

@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from journeyman.channels.testing.peers import TwilioPeer
+from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.delivery.feedback import Feedback
+from journeyman.engine.settings import Settings
+from journeyman.event_store import PostgresEventStore
 from twilio.request_validator import RequestValidator
 
-from channels.testing.peers import TwilioPeer
-from engine.api import create_app, serve_in_background
-from engine.delivery.feedback import Feedback
-from engine.settings import Settings
-from event_store import PostgresEventStore
 from tests.delivery.delivery_testkit import add_member, ledger_row, request, sms_channel
 
 from .conftest import Env
@@ -204,7 +204,7 @@ async def test_the_api_says_at_start_when_callbacks_will_be_refused(
                 data_dir=tmp_path, secret_key="s" * 48, channels={"sms": sms}, delivery=delivery
             )
             app = create_app(settings, store, run_projector=False)
-            with caplog.at_level(logging.WARNING, logger="engine.delivery.feedback"):
+            with caplog.at_level(logging.WARNING, logger="journeyman.engine.delivery.feedback"):
                 async with serve_in_background(app):
                     pass
             said = [r.getMessage() for r in caplog.records if "PUBLIC_URL" in r.getMessage()]

@@ -6,8 +6,7 @@ import socket
 import threading
 
 import pytest
-
-from engine.delivery.templates import TemplateError, Templates
+from journeyman.engine.delivery.templates import TemplateError, Templates
 
 SECRET_FILE_TEXT = "root-only-secret-contents"
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from journeyman.engine.settings import Settings
 from pydantic import SecretStr
-
-from engine.settings import Settings
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from event_store import NewEvent, PostgresEventStore, RecordedEvent
+from journeyman.event_store import NewEvent, PostgresEventStore, RecordedEvent
 
 
 async def order(

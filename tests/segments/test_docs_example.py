@@ -8,8 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from engine.profile_model import MemberProfile
-from plugins import PluginManager
+from journeyman.engine.profile_model import MemberProfile
+from journeyman.plugins import PluginManager
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "journeys.md"
 

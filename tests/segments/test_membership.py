@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from engine.profile_model import MemberProfile
-from engine.profiles import ProfileProjector, get_profile
-from engine.segments import Segment
-from engine.segments.membership import MARK, apply_profiles
-from engine.settings import Settings
-from event_store import START, NewEvent, PostgresEventStore
+from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.profiles import ProfileProjector, get_profile
+from journeyman.engine.segments import Segment
+from journeyman.engine.segments.membership import MARK, apply_profiles
+from journeyman.engine.settings import Settings
+from journeyman.event_store import START, NewEvent, PostgresEventStore
 
 from .conftest import T0
 from .helpers import all_segment_events, changes, members, order, segment_events

@@ -7,19 +7,18 @@ import dataclasses
 import datetime as dt
 import uuid
 
+from journeyman.engine.activities import ScanRequest, ScanResult, SegmentRefreshRequest
+from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.segments import Segment
+from journeyman.engine.segments.due import refresh_due
+from journeyman.engine.segments.membership import refresh
+from journeyman.engine.settings import Settings
+from journeyman.engine.worker import build_worker
+from journeyman.event_store import NewEvent, PostgresEventStore
+from journeyman.workflows.builtin_plugin import LAPSED_VIP, VIP
+from journeyman.workflows.scan import SCAN_WORKFLOW
 from temporalio.testing import ActivityEnvironment
-
-from engine.activities import ScanRequest, ScanResult, SegmentRefreshRequest
-from engine.activities.journey_activities import JourneyActivities
-from engine.profiles import ProfileProjector
-from engine.segments import Segment
-from engine.segments.due import refresh_due
-from engine.segments.membership import refresh
-from engine.settings import Settings
-from engine.worker import build_worker
-from event_store import NewEvent, PostgresEventStore
-from workflows.builtin_plugin import LAPSED_VIP, VIP
-from workflows.scan import SCAN_WORKFLOW
 
 from .conftest import T0
 from .helpers import all_segment_events, changes, members, order

@@ -13,14 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-
-from engine.activities import instances
-from engine.dispatcher import Dispatcher
-from engine.profiles import ProfileProjector
-from engine.settings import Settings
-from engine.worker import build_worker
-from event_store import PostgresEventStore
-from workflows.builtin_plugin import VIP
+from journeyman.engine.activities import instances
+from journeyman.engine.dispatcher import Dispatcher
+from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.settings import Settings
+from journeyman.engine.worker import build_worker
+from journeyman.event_store import PostgresEventStore
+from journeyman.workflows.builtin_plugin import VIP
 
 from .helpers import order
 from .vip_journey import VipThanks

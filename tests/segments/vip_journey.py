@@ -3,7 +3,7 @@ leave it (a module of its own: the worker's sandbox imports it)."""
 
 from __future__ import annotations
 
-from workflows import Exit, Journey, journey, seconds, segment_entry
+from journeyman.workflows import Exit, Journey, journey, seconds, segment_entry
 
 
 @journey(

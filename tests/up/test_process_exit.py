@@ -22,7 +22,7 @@ ONE_RPC = """
 import asyncio, sys, typer
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
-from engine.cli.process_exit import run_command
+from journeyman.engine.cli.process_exit import run_command
 
 app = typer.Typer()
 
@@ -82,7 +82,7 @@ async def test_journeyman_scheduler_exits_0_after_an_orderly_shutdown(temporal_d
         "-c",
         # atexit handlers (the embedded PostgreSQL's cleanup among them) still run.
         "import atexit; atexit.register(print, 'atexit handlers ran'); "
-        "from engine.cli import main; main()",
+        "from journeyman.engine.cli import main; main()",
         "scheduler",
         "--every",
         "3600",

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from engine.lifeline import postgres_running, stop_postgres
-from engine.stack import EmbeddedPostgres, free_port
+from journeyman.engine.lifeline import postgres_running, stop_postgres
+from journeyman.engine.stack import EmbeddedPostgres, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.devserver]
 
@@ -54,7 +53,7 @@ class UpProcess:
                 [
                     sys.executable,
                     "-c",
-                    "from engine.cli import main; main()",
+                    "from journeyman.engine.cli import main; main()",
                     "up",
                     "--api-port",
                     str(self.api_port),

@@ -8,13 +8,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from journeyman.engine.settings import Settings
+from journeyman.engine.stack import free_port
+from journeyman.engine.up import Up
+from journeyman.engine.worker import build_statuses, describe_deployment
 from pydantic import SecretStr
 from temporalio.client import Client
-
-from engine.settings import Settings
-from engine.stack import free_port
-from engine.up import Up
-from engine.worker import build_statuses, describe_deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.devserver]
 

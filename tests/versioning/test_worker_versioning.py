@@ -11,18 +11,23 @@ import uuid
 from pathlib import Path
 
 import pytest
+from journeyman.engine.activities import (
+    JourneyInput,
+    JourneyResult,
+    SendOutcome,
+    SendRequest,
+    delivery_id,
+)
+from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.settings import Settings
+from journeyman.engine.worker import build_worker, deployment_version, set_current_build
+from journeyman.event_store import PostgresEventStore
 from temporalio.api.enums.v1 import EventType, VersioningBehavior
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.worker import Worker
 from versioned_v1 import NAME, HelloV1
 from versioned_v2 import HelloV2
-
-from engine.activities import JourneyInput, JourneyResult, SendOutcome, SendRequest, delivery_id
-from engine.activities.journey_activities import JourneyActivities
-from engine.settings import Settings
-from engine.worker import build_worker, deployment_version, set_current_build
-from event_store import PostgresEventStore
 
 JOURNEYMAN = Path(sys.executable).parent / "journeyman"
 

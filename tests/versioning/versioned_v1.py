@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from journeyman.workflows.kit import Journey, journey
+from journeyman.workflows.spec import JourneySettings, on_event, seconds
 from pydantic import Field
 from temporalio.common import VersioningBehavior
-
-from workflows.kit import Journey, journey
-from workflows.spec import JourneySettings, on_event, seconds
 
 NAME = "versioned_hello"
 

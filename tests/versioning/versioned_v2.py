@@ -3,11 +3,10 @@ Replaying a v1 history with this code is a nondeterminism error; pinned runs nev
 
 from __future__ import annotations
 
+from journeyman.workflows.kit import Journey, journey
+from journeyman.workflows.spec import on_event
 from temporalio.common import VersioningBehavior
 from versioned_v1 import NAME, HelloSettings
-
-from workflows.kit import Journey, journey
-from workflows.spec import on_event
 
 
 @journey(

@@ -3,8 +3,8 @@ email before the reminder) made without and with `self.patched`."""
 
 from __future__ import annotations
 
-from workflows.cart_recovery import CartRecovery, CartRecoverySettings
-from workflows.kit import Journey, journey
+from journeyman.workflows.cart_recovery import CartRecovery, CartRecoverySettings
+from journeyman.workflows.kit import Journey, journey
 
 _spec = CartRecovery.__journey__
 _decl = dict(

@@ -9,17 +9,16 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
+from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.event_store import PostgresEventStore
+from journeyman.workflows.cart_recovery import CartRecovery
+from journeyman.workflows.post_purchase import PostPurchaseSurvey
+from journeyman.workflows.scan import InactivityScan
+from journeyman.workflows.welcome import Welcome
+from journeyman.workflows.winback import Winback
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
-
-from engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
-from engine.activities.journey_activities import JourneyActivities
-from event_store import PostgresEventStore
-from workflows.cart_recovery import CartRecovery
-from workflows.post_purchase import PostPurchaseSurvey
-from workflows.scan import InactivityScan
-from workflows.welcome import Welcome
-from workflows.winback import Winback
 
 JOURNEYS = [CartRecovery, Winback, Welcome, PostPurchaseSurvey]
 _positions = itertools.count(1_000_000)

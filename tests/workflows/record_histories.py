@@ -23,17 +23,16 @@ DAY = dt.timedelta(days=1)
 
 async def main() -> None:
     from journey_testkit import event, journey_worker, member_with, start
+    from journeyman.engine.activities import EVENT_SIGNAL
+    from journeyman.engine.db import migrate
+    from journeyman.engine.stack import EmbeddedPostgres, temporal_test_server
+    from journeyman.event_store import PostgresEventStore
+    from journeyman.workflows.cart_recovery import CartRecovery
+    from journeyman.workflows.post_purchase import PostPurchaseSurvey
+    from journeyman.workflows.welcome import Welcome
+    from journeyman.workflows.winback import Winback
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
-
-    from engine.activities import EVENT_SIGNAL
-    from engine.db import migrate
-    from engine.stack import EmbeddedPostgres, temporal_test_server
-    from event_store import PostgresEventStore
-    from workflows.cart_recovery import CartRecovery
-    from workflows.post_purchase import PostPurchaseSurvey
-    from workflows.welcome import Welcome
-    from workflows.winback import Winback
 
     pg = EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pg")
     pg.start()

@@ -6,9 +6,8 @@ import asyncio
 import datetime as dt
 
 from journey_testkit import event, journey_worker, member_events, member_with, start, types_of
-
-from engine.activities import EVENT_SIGNAL, JourneyResult
-from workflows.cart_recovery import CartRecovery
+from journeyman.engine.activities import EVENT_SIGNAL, JourneyResult
+from journeyman.workflows.cart_recovery import CartRecovery
 
 CART = {"cart_id": "c1", "items": [{"sku": "A", "qty": 1}]}
 
@@ -222,9 +221,8 @@ async def test_order_placed_while_the_reminder_is_in_flight_is_credited_to_it(
     heard back from its send: the store order says the message came first, so it is a
     conversion credited to the reminder — even though, by the messages the journey knew of
     when the order arrived, the order fell outside the window after entry."""
+    from journeyman.engine.activities.outbox import OutboxDelivery
     from temporalio import activity
-
-    from engine.activities.outbox import OutboxDelivery
 
     outbox = OutboxDelivery(store)
     member = member_with(CartRecovery, holdout=False)

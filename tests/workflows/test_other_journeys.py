@@ -6,13 +6,12 @@ import datetime as dt
 
 import pytest
 from journey_testkit import event, journey_worker, member_events, member_with, start, types_of
+from journeyman.engine.activities import EVENT_SIGNAL, JourneyResult
+from journeyman.workflows import Reentry
+from journeyman.workflows.post_purchase import PostPurchaseSurvey
+from journeyman.workflows.welcome import Welcome
+from journeyman.workflows.winback import Winback
 from temporalio.exceptions import WorkflowAlreadyStartedError
-
-from engine.activities import EVENT_SIGNAL, JourneyResult
-from workflows import Reentry
-from workflows.post_purchase import PostPurchaseSurvey
-from workflows.welcome import Welcome
-from workflows.winback import Winback
 
 DAY = dt.timedelta(days=1)
 

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from changed_cart import CartRecoveryPatched, CartRecoveryUnpatched
 from journey_testkit import JOURNEYS, event, member_with, start
+from journeyman.engine.activities import JourneyResult
+from journeyman.engine.activities.journey_activities import JourneyActivities
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
-
-from engine.activities import JourneyResult
-from engine.activities.journey_activities import JourneyActivities
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 NAMES = ["cart_recovery", "winback", "welcome", "post_purchase_survey"]

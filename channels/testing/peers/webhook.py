@@ -13,12 +13,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from journeyman.channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from channels.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 from ._http import HttpPeer
 

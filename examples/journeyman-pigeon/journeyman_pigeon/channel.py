@@ -17,9 +17,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr
-
-from channels import (
+from journeyman.channels import (
     AmbiguousError,
     Channel,
     ChannelConfig,
@@ -31,6 +29,7 @@ from channels import (
     RecipientInvalid,
     TransientError,
 )
+from pydantic import Field, SecretStr
 
 
 class PigeonConfig(ChannelConfig):

@@ -1,17 +1,16 @@
 """A local pigeon loft for tests: the provider's API on 127.0.0.1, built on
-`channels.testing.peers.HttpPeer` (which gives it a port, counters and `fail_next`)."""
+`journeyman.channels.testing.peers.HttpPeer` (which gives it a port, counters and `fail_next`)."""
 
 from __future__ import annotations
 
 import json
 import secrets
 
+from journeyman.channels.testing.peers import HttpPeer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from channels.testing.peers import HttpPeer
 
 
 class PigeonLoft(HttpPeer):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import socket
 
 import pytest
+from journeyman.channels import Message, RecipientInvalid
+from journeyman.channels.testing import ChannelContract, ChannelHarness
 from journeyman_pigeon import PigeonChannel
 from journeyman_pigeon.loft import PigeonLoft
-
-from channels import Message, RecipientInvalid
-from channels.testing import ChannelContract, ChannelHarness
 
 
 def closed_port() -> int:
