@@ -4,14 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench chromium
+.PHONY: demo test lint venv clean bench chromium lock
 
-$(STAMP): pyproject.toml examples/journeyman-pigeon/pyproject.toml
+# Installs exactly what `requirements.lock` pins (with hashes): a fresh machine gets the
+# versions the tests last passed with, not whatever was released overnight.
+LOCK := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK) examples/journeyman-pigeon/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q -e examples/journeyman-pigeon
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e examples/journeyman-pigeon
 	touch $(STAMP)
+
+# Refresh the lock: the newest versions pyproject.toml's bounds allow, for every platform.
+lock:
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q uv
+	printf 'setuptools>=68\nwheel\npip\n' | $(BIN)/uv pip compile pyproject.toml - \
+		--extra dev --generate-hashes --universal --python-version 3.11 --upgrade \
+		--no-header --quiet -o $(LOCK)
 
 venv: $(STAMP)
 
