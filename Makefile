@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml $(LOCK) examples/journeyman-pigeon/pyproject.toml
 lock:
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q uv
-	printf 'setuptools>=68\nwheel\npip\n' | $(BIN)/uv pip compile pyproject.toml - \
+	printf 'setuptools>=77\nwheel\npip\n' | $(BIN)/uv pip compile pyproject.toml - \
 		--extra dev --generate-hashes --universal --python-version 3.11 --upgrade \
 		--no-header --quiet -o $(LOCK)
 
