@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         ],
         description="Event types that count as member activity (inactivity, lifecycle stage).",
     )
+    custom_event_types: list[str] = Field(
+        default_factory=list,
+        description="The shop's own event types that journeys may name, beyond the documented "
+        "ones and those plugins declare (e.g. '[\"quiz.completed\"]'); a journey naming an "
+        "unknown type stops `journeyman journeys` and the worker.",
+    )
     lifecycle_new_days: int = Field(default=14, description="'new' while first seen this recently.")
     lifecycle_at_risk_days: int = Field(
         default=30, description="No activity for this long: at risk."

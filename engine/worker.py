@@ -37,11 +37,29 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 log = logging.getLogger(__name__)
 
 
-def registered_journeys() -> dict[str, type]:
-    """Journey classes by name, from built-in and third-party plugins alike."""
+def plugin_manager() -> Any:
+    """The plugins of this installation (built-in and third-party alike)."""
     from journeyman.plugins import get_plugin_manager
 
-    return get_plugin_manager(strict=False).journeys()
+    return get_plugin_manager(strict=False)
+
+
+def registered_journeys() -> dict[str, type]:
+    """Journey classes by name, from built-in and third-party plugins alike."""
+    return plugin_manager().journeys()
+
+
+def checked_journeys(settings: Settings) -> dict[str, type]:
+    """The registered journeys, after checking the names they use (`engine.journey_checks`);
+    raises `JourneyCheckError` listing every problem."""
+    from journeyman.engine.journey_checks import JourneyCheckError, check_registered
+
+    pm = plugin_manager()
+    journeys = pm.journeys()
+    problems = check_registered(pm, settings, journeys)
+    if problems:
+        raise JourneyCheckError(problems)
+    return journeys
 
 
 async def connect_temporal(settings: Settings) -> Client:
@@ -144,12 +162,13 @@ async def running_worker(
 
 
 async def run_worker(settings: Settings, database_url: str) -> None:
+    # Before anything connects: a journey naming what does not exist must not start.
+    journeys = checked_journeys(settings)
     store = await PostgresEventStore.connect(
         database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
     try:
         client = await connect_temporal(settings)
-        journeys = registered_journeys()
         version = deployment_version(settings)
         log.info(
             "worker on %s%s with journeys %s",

@@ -42,3 +42,13 @@ def register_segments(register: Callable[[Any], None]) -> None:
     a test of the member profile. Two plugins registering the same segment name is an error
     that names both.
     """
+
+
+@hookspec
+def register_event_types(register: Callable[[str], None]) -> None:
+    """Declare event types: call `register("quiz.completed")` once for each type the plugin's
+    events, journeys or channels use beyond Journeyman's own.
+
+    Journeys are checked against the known types (`journeyman journeys`, worker start): a
+    name nobody declares is reported with the closest known one.
+    """

@@ -252,6 +252,17 @@ class PluginManager:
         self._segments = found
         return found
 
+    def event_types(self) -> frozenset[str]:
+        """The event types plugins declare through `register_event_types`."""
+        found: set[str] = set()
+        for plugin, name in self._collect("register_event_types"):
+            if not isinstance(name, str) or not name:
+                raise PluginError(
+                    f"plugin {plugin!r} declared {name!r}, which is not an event type"
+                )
+            found.add(name)
+        return frozenset(found)
+
     def _by_name(
         self, hook: str, kind: str, name_of: Callable[[str, Any], str]
     ) -> tuple[dict[str, Any], dict[str, str]]:

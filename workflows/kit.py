@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, VersioningBehavior
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
+
+if TYPE_CHECKING:
+    import random
 
 from .spec import (
     Exit,
@@ -141,6 +144,23 @@ def journey(
     return apply
 
 
+def not_deterministic(journey: str, exc: BaseException) -> ApplicationError:
+    """The journey's run fails at once, naming what to use instead. Left alone, the sandbox's
+    error fails only the workflow task, which Temporal retries forever, and its advice (pass
+    the import through) is wrong for a journey."""
+    what = getattr(exc, "qualified_name", None) or str(exc)
+    if any(word in what for word in ("random", "uuid", "urandom", "secrets")):
+        instead = "self.random() (a generator seeded by the run)"
+    else:
+        instead = "self.now() for the current time"
+    return ApplicationError(
+        f"journey {journey!r} called {what} in its steps; a journey is replayed from its "
+        f"history and must give the same result every time: use {instead}",
+        type="JourneyNotDeterministic",
+        non_retryable=True,
+    )
+
+
 class Journey:
     """Base class of journeys. Subclasses write `async def steps(self)` with the kit's
     helpers: `wait_for`, `sleep`, `send`, `patched`, and read `self.profile`,
@@ -187,7 +207,12 @@ class Journey:
         return self.state.entered_at
 
     def now(self) -> dt.datetime:
+        """The current time, as the journey must read it: the same on every replay."""
         return workflow.now()
+
+    def random(self) -> random.Random:
+        """A random generator seeded by the run, the same on every replay."""
+        return workflow.random()
 
     # ------------------------------------------------------------------ signals and queries
     @workflow.signal(name=EVENT_SIGNAL)
@@ -338,6 +363,8 @@ class Journey:
             await self._settle()
         except _Exited as exited:
             status, reason, exit_event = "exited", exited.reason, exited.event
+        except workflow.NondeterminismError as exc:
+            raise not_deterministic(spec.name, exc) from None
         await self._watch_goal(after_exit=status == "exited")
         self._finished = True
         if self._pending_goal is not None:

@@ -49,6 +49,14 @@ SEGMENT_EVENTS = {
 }
 """Segment e-commerce / lifecycle spec names with a Journeyman equivalent."""
 
+
+def mapped_event_types() -> frozenset[str]:
+    """Every event type the Segment-compatible endpoints produce by name (a `track` of any
+    other name keeps its own, normalised)."""
+    calls = {"member.identified", "member.grouped", "page.viewed", "screen.viewed"}
+    return frozenset(SEGMENT_EVENTS.values()) | calls
+
+
 _TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
 _CONTACT_TRAITS = ("email", "phone")
 # Journeyman field -> the Segment field a client should look at.

@@ -17,13 +17,18 @@ def register(app: typer.Typer) -> None:
     def worker() -> None:
         """Run the Temporal worker: every registered journey, the inactivity scan, and the
         journey activities."""
+        from journeyman.engine.journey_checks import JourneyCheckError
         from journeyman.engine.logs import configure_logging
         from journeyman.engine.metrics import serve_part
         from journeyman.engine.worker import run_worker
 
         configure_logging(log_http_requests=settings().log_http_requests)
         serve_part("worker", temporal=True)
-        run(run_worker(settings(), db_url()))
+        try:
+            run(run_worker(settings(), db_url()))
+        except JourneyCheckError as exc:
+            console.print(f"[red]error[/red]: the worker did not start: {exc}")
+            raise typer.Exit(1) from None
 
     @app.command()
     def dispatcher(
@@ -76,11 +81,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def journeys() -> None:
-        """List the registered journeys, their triggers and the events they listen to."""
-        from journeyman.engine.worker import registered_journeys
+        """List the registered journeys, their triggers and the events they listen to; exit 1
+        when a journey names an unknown event type or channel, or waits for a type it does not
+        listen to."""
+        from journeyman.engine.journey_checks import check_registered
+        from journeyman.engine.worker import plugin_manager
 
         s = settings()
-        found = registered_journeys()
+        pm = plugin_manager()
+        found = pm.journeys()
         for name, cls in found.items():
             spec = cls.__journey__
             resolved = spec.resolve_settings(s.journeys.get(name), activity_types=s.activity_types)
@@ -90,6 +99,11 @@ def register(app: typer.Typer) -> None:
                 f"listens: {', '.join(sorted(spec.event_types(resolved.activity_types)))}"
             )
         _warn_sealed_trigger_keys(found, s.ingest_clear_properties)
+        problems = check_registered(pm, s, found)
+        for problem in problems:
+            console.print(f"[red]error[/red]: {problem}")
+        if problems:
+            raise typer.Exit(1)
 
 
 def _describe_trigger(trigger: Any, resolved: Any) -> str:

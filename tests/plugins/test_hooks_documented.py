@@ -20,7 +20,12 @@ HOOKS = sorted(
 
 
 def test_there_are_hooks() -> None:
-    assert HOOKS == ["register_channels", "register_journeys", "register_segments"]
+    assert HOOKS == [
+        "register_channels",
+        "register_event_types",
+        "register_journeys",
+        "register_segments",
+    ]
 
 
 @pytest.mark.parametrize("hook", HOOKS)
