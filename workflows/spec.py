@@ -147,7 +147,7 @@ class Reentry:
 # ---------------------------------------------------------------------------- settings
 class JourneySettings(BaseModel):
     """Base of every journey's settings model. Operators override any field through
-    configuration (`JOURNEYMAN_JOURNEYS='{"cart_recovery": {"reminder_delay": 5}}'`);
+    configuration (`JOURNEYMAN_JOURNEYS='{"cart_recovery": {"quiet_period": 5}}'`);
     durations accept seconds. A run keeps the settings it started with."""
 
     model_config = ConfigDict(extra="forbid")

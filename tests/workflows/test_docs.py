@@ -8,7 +8,10 @@ import re
 import sys
 from pathlib import Path
 
+from journeyman.engine.journey_checks import check_journey, known_event_types
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "journeys.md"
+CHANNELS = {"email", "sms", "push"}
 BLOCK = re.compile(r"```python\n# (\w+)\.py\n(.*?)```", re.S)
 
 
@@ -30,8 +33,17 @@ async def test_journeys_doc_examples_run(tmp_path: Path) -> None:
         registered: list[type] = []
         modules["my_plugin"].register_journeys(registered.append)
         assert registered == [modules["my_journeys"].BrowseAbandonment]
+        # The journeys the page teaches pass the checks `journeyman journeys` and the
+        # worker apply (the first example once waited for a type it never received).
+        for cls in (registered[0], modules["my_journeys_v2"].BrowseAbandonmentV2):
+            assert check_journey(cls, event_types=known_event_types(), channels=CHANNELS) == []
         tests = modules["test_my_journeys"]
         await tests.test_view_without_order_gets_one_nudge()
+        await tests.test_a_cart_within_two_hours_means_no_nudge()
+        # The page's examples import only the public surface.
+        for name, body in found.items():
+            private = re.findall(r"^from (journeyman\.engine\S*)", body, re.M)
+            assert private == [], f"{name} imports {private}"
     finally:
         sys.path.remove(str(tmp_path))
         for name in found:
