@@ -23,7 +23,7 @@ import ast
 import difflib
 import inspect
 import textwrap
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,11 +124,25 @@ class JourneyCheckError(Exception):
 
 
 @dataclass(frozen=True)
+class SendSite:
+    """One `self.send(channels, template)` call: each argument as written, a literal value
+    (`"email"`, `["sms", "email"]`), a field of the journey's settings (`s.coupon_channels`:
+    `"coupon_channels"`), None for the settings' channels, or `...` when computed."""
+
+    channels: tuple[str, ...] | str | type[Ellipsis] | None
+    template: str | type[Ellipsis]
+    line: int
+    template_field: bool = False
+    channels_field: bool = False
+
+
+@dataclass(frozen=True)
 class BodyNames:
     """Literal names in a journey's `steps()`: (name, line) pairs."""
 
     waits: tuple[tuple[str, int], ...] = ()
     channels: tuple[tuple[str, int], ...] = ()
+    sends: tuple[SendSite, ...] = ()
 
 
 def body_names(cls: type) -> BodyNames:
@@ -142,6 +156,7 @@ def body_names(cls: type) -> BodyNames:
         return BodyNames()
     waits: list[tuple[str, int]] = []
     channels: list[tuple[str, int]] = []
+    sends: list[SendSite] = []
     for node in ast.walk(ast.parse(source)):
         if not (
             isinstance(node, ast.Call)
@@ -153,9 +168,32 @@ def body_names(cls: type) -> BodyNames:
         line = first + node.lineno - 1
         if node.func.attr == "wait_for":
             waits += [(s, line) for s in _strings(node.args)]
-        elif node.func.attr == "send" and node.args:
-            channels += [(s, line) for s in _strings([node.args[0]])]
-    return BodyNames(tuple(waits), tuple(channels))
+        elif node.func.attr == "send":
+            args = {k.arg: k.value for k in node.keywords if k.arg}
+            ch = node.args[0] if node.args else args.get("channels")
+            tpl = node.args[1] if len(node.args) > 1 else args.get("template")
+            if ch is not None:
+                channels += [(s, line) for s in _strings([ch])]
+            sends.append(_site(ch, tpl, line))
+    return BodyNames(tuple(waits), tuple(channels), tuple(sends))
+
+
+def _site(ch: ast.expr | None, tpl: ast.expr | None, line: int) -> SendSite:
+    channels: tuple[str, ...] | str | type[Ellipsis] | None = ...
+    channels_field = False
+    if ch is None or (isinstance(ch, ast.Constant) and ch.value is None):
+        channels = None
+    elif isinstance(ch, ast.Constant | ast.List | ast.Tuple):
+        channels = tuple(_strings([ch]))
+    elif isinstance(ch, ast.Attribute):
+        channels, channels_field = ch.attr, True
+    template: str | type[Ellipsis] = ...
+    template_field = False
+    if isinstance(tpl, ast.Constant) and isinstance(tpl.value, str):
+        template = tpl.value
+    elif isinstance(tpl, ast.Attribute):
+        template, template_field = tpl.attr, True
+    return SendSite(channels, template, line, template_field, channels_field)
 
 
 def _strings(nodes: Iterable[ast.expr]) -> list[str]:
@@ -239,6 +277,73 @@ def check_journey(
     return problems
 
 
+def _resolve(site: SendSite, settings: Any) -> tuple[str | None, list[str]]:
+    """The template and channels a send site uses under `settings` (None when computed)."""
+    fields = type(settings).model_fields
+    template: str | None = None
+    if site.template is not ...:
+        if not site.template_field:
+            template = site.template  # type: ignore[assignment]
+        elif site.template in fields:
+            value = getattr(settings, site.template)  # type: ignore[arg-type]
+            template = value if isinstance(value, str) else None
+    if site.channels is None:
+        channels = list(settings.channels)
+    elif site.channels is ... or (site.channels_field and site.channels not in fields):
+        # Computed: any channel list of the settings may be the one.
+        channels = sorted(
+            {
+                c
+                for f in fields
+                if f == "channels" or f.endswith("_channels")
+                for c in getattr(settings, f)
+            }
+        )
+    elif site.channels_field:
+        channels = list(getattr(settings, site.channels))  # type: ignore[arg-type]
+    else:
+        channels = list(site.channels)  # type: ignore[arg-type]
+    return template, channels
+
+
+def check_templates(
+    cls: type,
+    *,
+    has: Callable[[str, str], bool],
+    kinds: Mapping[str, str],
+    settings: Mapping[str, Any] | None = None,
+    activity_types: Iterable[str] = DEFAULT_ACTIVITY_TYPES,
+) -> list[Problem]:
+    """Every template `cls` can send, checked to exist for every channel it may go to:
+    `has(template, kind)` answers for a kind of channel (`email`, `sms`, `push`), `kinds`
+    gives each channel's kind."""
+    spec = cls.__journey__  # type: ignore[attr-defined]
+    resolved = spec.resolve_settings(settings, activity_types=list(activity_types))
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for site in body_names(cls).sends:
+        template, channels = _resolve(site, resolved)
+        if template is None:
+            continue
+        for channel in channels:
+            kind = kinds.get(channel)
+            if kind is None or (template, kind) in seen:
+                continue  # an unknown channel is reported by the name checks
+            seen.add((template, kind))
+            if not has(template, kind):
+                problems.append(
+                    Problem(
+                        spec.name,
+                        "template",
+                        template,
+                        f"has no {kind} version, and the journey may send it on channel "
+                        f"{channel!r} (line {site.line}); add {template}/{kind}.<part>.j2 to "
+                        "the templates directory or ship it with a register_templates hook",
+                    )
+                )
+    return problems
+
+
 def check_journeys(
     journeys: Mapping[str, type],
     *,
@@ -262,16 +367,31 @@ def check_journeys(
 
 def check_registered(pm: Any, settings: Any, journeys: Mapping[str, type]) -> list[Problem]:
     """The checks against what this installation knows: the plugin manager `pm`'s
-    channels and declared event types, and `settings`."""
+    channels, declared event types and shipped templates, and `settings` (its templates
+    directory among them)."""
+    from journeyman.engine.delivery.templates import kind_for, templates_for
+
     types = known_event_types(
         activity_types=settings.activity_types,
         declared=pm.event_types(),
         custom=settings.custom_event_types,
     )
-    return check_journeys(
+    channels = pm.channels()
+    problems = check_journeys(
         journeys,
         event_types=types,
-        channels=set(pm.channels()),
+        channels=set(channels),
         activity_types=settings.activity_types,
         journey_settings=settings.journeys,
     )
+    templates = templates_for(settings, pm.templates())
+    kinds = {name: kind_for(c.contact) for name, c in channels.items()}
+    for name, cls in journeys.items():
+        problems += check_templates(
+            cls,
+            has=templates.has,
+            kinds=kinds,
+            settings=settings.journeys.get(name),
+            activity_types=settings.activity_types,
+        )
+    return problems

@@ -52,3 +52,14 @@ def register_event_types(register: Callable[[str], None]) -> None:
     Journeys are checked against the known types (`journeyman journeys`, worker start): a
     name nobody declares is reported with the closest known one.
     """
+
+
+@hookspec
+def register_templates(register: Callable[[str, Any], None]) -> None:
+    """Ship message templates: call `register(name, parts)` once for each, `parts` mapping
+    `<kind>.<part>` (and `<kind>.<part>.<locale>`) to Jinja2 source, e.g.
+    `{"email.subject": "...", "email.html": "...", "sms.text": "..."}`.
+
+    A templates directory (`JOURNEYMAN_DELIVERY__TEMPLATES_DIR`) overrides them; they override
+    the built-in templates. Two plugins registering the same name is an error naming both.
+    """

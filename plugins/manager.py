@@ -147,8 +147,10 @@ class PluginManager:
         for impl in hook.get_hookimpls():  # in registration order
             plugin = impl.plugin_name
 
-            def register(item: Any, _plugin: str = plugin) -> None:
-                out.append((_plugin, item))
+            def register(*items: Any, _plugin: str = plugin) -> None:
+                # One thing per call; a hook registering several parts of one thing
+                # (a template's name and parts) passes them together.
+                out.append((_plugin, items[0] if len(items) == 1 else items))
 
             try:
                 impl.function(register)
@@ -251,6 +253,20 @@ class PluginManager:
         found, self.segment_owners = self._by_name("register_segments", "segment", name_of)
         self._segments = found
         return found
+
+    def templates(self) -> dict[str, dict[str, str]]:
+        """Templates plugins ship through `register_templates`, by name: their parts."""
+
+        def name_of(plugin: str, item: Any) -> str:
+            name, parts = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
+            if not isinstance(name, str) or not name or not isinstance(parts, Mapping):
+                raise PluginError(
+                    f"plugin {plugin!r} registered template {name!r} without a mapping of parts"
+                )
+            return name
+
+        found, self.template_owners = self._by_name("register_templates", "template", name_of)
+        return {name: dict(parts) for name, (_, parts) in found.items()}
 
     def event_types(self) -> frozenset[str]:
         """The event types plugins declare through `register_event_types`."""

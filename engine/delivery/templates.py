@@ -224,3 +224,13 @@ def _add_pixel(page: str, url: str) -> str:
     )
     at = page.lower().rfind("</body>")
     return page + img if at < 0 else page[:at] + img + page[at:]
+
+
+def templates_for(settings: Any, shipped: Mapping[str, Mapping[str, str]]) -> Templates:
+    """The templates a deliverer uses: the configured directory first, then the templates
+    plugins ship (`register_templates`), then the built-in ones."""
+    return Templates(
+        settings.delivery.templates_dir,
+        default_locale=settings.delivery.default_locale,
+        builtin={**BUILTIN, **shipped},
+    )

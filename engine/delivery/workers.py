@@ -60,9 +60,20 @@ def build_deliverer(
     *,
     channel_queues: bool | None = None,
 ) -> Deliverer:
+    from journeyman.plugins import get_plugin_manager
+
+    from .templates import templates_for
+
     found = dict(channels if channels is not None else load_channels(settings))
     queues = settings.delivery.channel_queues if channel_queues is None else channel_queues
-    return Deliverer(store, found, settings=settings, channel_queues=queues)
+    shipped = get_plugin_manager(strict=False).templates()
+    return Deliverer(
+        store,
+        found,
+        settings=settings,
+        channel_queues=queues,
+        templates=templates_for(settings, shipped),
+    )
 
 
 def channel_workers(client: Client, deliverer: Deliverer, **worker_options: Any) -> list[Worker]:

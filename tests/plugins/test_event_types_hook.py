@@ -1,5 +1,5 @@
-"""The `register_event_types` hook: a plugin's own event types become known to the journey
-checks."""
+"""The `register_event_types` and `register_templates` hooks: a plugin's own event types
+become known to the journey checks, and its templates to the template checks."""
 
 from __future__ import annotations
 
@@ -59,3 +59,29 @@ class _JourneyOnly:
     @hookimpl
     def register_journeys(self, register):  # type: ignore[no-untyped-def]
         register(QuizFollowup)
+
+
+class _Shipping:
+    @hookimpl
+    def register_templates(self, register):  # type: ignore[no-untyped-def]
+        register("quiz_thanks", {"email.subject": "Thanks", "email.text": "Thanks!"})
+
+
+def test_hook_register_templates() -> None:
+    pm = PluginManager(load="")
+    pm.register(_Shipping(), name="quiz")
+    assert pm.templates() == {"quiz_thanks": {"email.subject": "Thanks", "email.text": "Thanks!"}}
+    assert pm.template_owners == {"quiz_thanks": "quiz"}
+    pm.register(type("Again", (_Shipping,), {})(), name="again")
+    with pytest.raises(PluginError, match="'quiz_thanks' is registered by both plugin 'quiz'"):
+        pm.templates()
+
+    class Wrong:
+        @hookimpl
+        def register_templates(self, register):  # type: ignore[no-untyped-def]
+            register("no_parts")
+
+    wrong = PluginManager(load="")
+    wrong.register(Wrong(), name="wrong")
+    with pytest.raises(PluginError, match="'no_parts' without a mapping of parts"):
+        wrong.templates()

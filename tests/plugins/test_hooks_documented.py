@@ -25,6 +25,7 @@ def test_there_are_hooks() -> None:
         "register_event_types",
         "register_journeys",
         "register_segments",
+        "register_templates",
     ]
 
 

@@ -8,7 +8,8 @@ import re
 import sys
 from pathlib import Path
 
-from journeyman.engine.journey_checks import check_journey, known_event_types
+from journeyman.engine.delivery.templates import Templates
+from journeyman.engine.journey_checks import check_journey, check_templates, known_event_types
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "journeys.md"
 CHANNELS = {"email", "sms", "push"}
@@ -37,6 +38,11 @@ async def test_journeys_doc_examples_run(tmp_path: Path) -> None:
         # worker apply (the first example once waited for a type it never received).
         for cls in (registered[0], modules["my_journeys_v2"].BrowseAbandonmentV2):
             assert check_journey(cls, event_types=known_event_types(), channels=CHANNELS) == []
+        shipped: dict[str, dict[str, str]] = {}
+        modules["my_plugin"].register_templates(lambda name, parts: shipped.update({name: parts}))
+        templates = Templates(builtin=shipped)
+        assert check_templates(registered[0], has=templates.has, kinds={"email": "email"}) == []
+        assert "Unsubscribe" in templates.render("browse_nudge", "email", {}).html
         tests = modules["test_my_journeys"]
         await tests.test_view_without_order_gets_one_nudge()
         await tests.test_a_cart_within_two_hours_means_no_nudge()

@@ -54,7 +54,7 @@ class Listened(Journey):
     async def steps(self) -> None:
         if await self.wait_for("cart.updated", "quiz.completed", timeout=hours(2)):
             return
-        await self.send(("email", "sms"), "browse_nudge")
+        await self.send(("email", "sms"), "cart_reminder")
 
 
 def _problems(cls: type, types: frozenset[str] = TYPES) -> dict[tuple[str, str], str]:
