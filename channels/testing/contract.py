@@ -36,8 +36,7 @@ import asyncio
 import json
 import pickle
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
 import pytest
 from journeyman.channels.base import (
@@ -46,47 +45,16 @@ from journeyman.channels.base import (
     ChannelConfig,
     ContactKind,
     DeliveryResult,
-    Message,
 )
 from journeyman.channels.errors import (
-    AmbiguousError,
-    ChannelError,
     ChannelMisconfigured,
     PermanentError,
-    RecipientInvalid,
     TransientError,
 )
 
+from .harness import ChannelHarness
+
 __all__ = ["ChannelContract", "ChannelHarness"]
-
-
-@dataclass
-class ChannelHarness:
-    """What the contract suite needs to exercise one channel against its peer.
-
-    `attempts` counts requests (or SMTP transactions) the peer received, failed or not;
-    `accepted` counts messages it accepted. `fail_transient(n)` makes the next `n` attempts
-    fail in a way that certainly did not deliver (HTTP 429, SMTP 451);
-    `fail_after_send(n)` makes them fail after the request was received (HTTP 5xx, a
-    dropped SMTP connection after DATA) and `after_send_error` says which error the channel
-    reports for that. `invalid_recipient` is a message the provider refuses for its
-    recipient; `bad_credentials` a channel configured with wrong credentials; `unreachable`
-    one configured to talk to a closed port; `secrets` are the secret values in the
-    channel's config, which must never show.
-    """
-
-    channel: Channel
-    make_message: Callable[[], Message]
-    attempts: Callable[[], int]
-    accepted: Callable[[], int]
-    fail_transient: Callable[[int], None] | None = None
-    fail_after_send: Callable[[int], None] | None = None
-    after_send_error: type[ChannelError] = AmbiguousError
-    invalid_recipient: Message | None = None
-    invalid_recipient_error: type[PermanentError] = RecipientInvalid
-    bad_credentials: Channel | None = None
-    unreachable: Channel | None = None
-    secrets: Sequence[str] = field(default_factory=tuple)
 
 
 def _key() -> str:
