@@ -38,6 +38,7 @@ TEST_WORKERS ?= 2
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # The dashboard tests drive Debian's headless Chromium; installed once, a no-op when present.

@@ -26,9 +26,7 @@ pause (`journeyman_ingest_retries_total` counts them).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -70,6 +68,7 @@ from journeyman.event_store import (
     PreparedBatch,
     lock_streams,
 )
+from journeyman.event_store.retry import retry_lost_races
 from pydantic import TypeAdapter, ValidationError
 
 SCHEMA_VERSION = 1
@@ -274,22 +273,28 @@ class Ingestor:
         if key_id:
             metadata["api_key"] = key_id
         started = time.perf_counter()
-        attempt = 0
-        while True:
-            try:
-                appended = await self._attempt(batch, metadata, amend)
-                break
-            except ErasedMembers as exc:
-                batch = await self._refuse_erased(batch, exc, outcomes)
-                if not batch:
-                    return
-            except _RETRYABLE as exc:
-                attempt += 1
-                metrics.INGEST_RETRIES.labels(type(exc).__name__).inc()
-                if attempt == _ATTEMPTS:
-                    raise
-                # Jittered back-off: batches that lost the same race spread out.
-                await asyncio.sleep(min(0.05, 0.002 * 2**attempt) * random.uniform(0.5, 1.5))
+
+        async def once() -> dict[str, AppendResult] | None:
+            nonlocal batch
+            while True:
+                try:
+                    return await self._attempt(batch, metadata, amend)
+                except ErasedMembers as exc:
+                    # Not a lost race: answer those events and store the rest at once.
+                    batch = await self._refuse_erased(batch, exc, outcomes)
+                    if not batch:
+                        return None
+
+        # Batches that lost a race to another are planned and run again after a jittered
+        # pause, so that they spread out.
+        appended = await retry_lost_races(
+            once,
+            on=_RETRYABLE,
+            attempts=_ATTEMPTS,
+            retried=lambda exc: metrics.INGEST_RETRIES.labels(type(exc).__name__).inc(),
+        )
+        if appended is None:
+            return
         metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
         metrics.record_ingested(e.type for _, e in batch if not appended[e.event_id].duplicate)
         for i, e in batch:

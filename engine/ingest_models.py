@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from journeyman.engine.identity.aliases import normalise_email, normalise_phone, normalise_system
+from journeyman.engine.ingest_answers import EventOutcome as EventOutcome
+from journeyman.engine.ingest_answers import FieldError as FieldError
+from journeyman.engine.ingest_answers import IngestResult as IngestResult
 from journeyman.engine.storable import Timestamp, json_problem
 from pydantic import (
     AfterValidator,
@@ -19,6 +22,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+# EventOutcome, FieldError and IngestResult live in `ingest_answers`, which the Python client
+# reads without the server's code; they are re-exported here.
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 # '#' is kept out of client ids: the system derives its own event ids with it.
@@ -155,35 +161,6 @@ class EventBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     events: list[EventIn] = Field(min_length=1)
-
-
-class FieldError(BaseModel):
-    field: str = Field(description="Where the problem is, e.g. events[2].member.phone.")
-    reason: str
-
-    @field_validator("field", "reason")
-    @classmethod
-    def _encodable(cls, v: str) -> str:
-        # A field name can echo a client's key; a lone surrogate in it must not break the answer.
-        return v if v.isascii() else v.encode("utf-8", "backslashreplace").decode()
-
-
-class EventOutcome(BaseModel):
-    index: int = Field(description="Position of the event in the request.")
-    event_id: str | None
-    status: Literal["accepted", "duplicate", "rejected"]
-    member_id: str | None = None
-    global_position: int | None = None
-    errors: list[FieldError] = Field(default_factory=list)
-
-
-class IngestResult(BaseModel):
-    """The answer to a batch: one outcome per event, in request order."""
-
-    accepted: int
-    duplicates: int
-    rejected: int
-    results: list[EventOutcome]
 
 
 def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:

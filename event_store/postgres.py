@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import random
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from .model import (
     RecordedEvent,
     UndecodableEvent,
 )
+from .retry import retry_lost_races
 from .validation import prepare_batch
 
 if TYPE_CHECKING:
@@ -260,30 +260,43 @@ class PostgresEventStore:
         # Duplicates are rare (client retries), so the first attempt lets the unique index on
         # event_id find them; only when it does is the batch redone with a lookup first.
         look_up_duplicates = False
-        for attempt in range(_APPEND_ATTEMPTS):
-            try:
-                if conn is not None:
-                    # Inside the caller's transaction: a savepoint lets a lost race retry
-                    # (or report StaleTransactionError when only a new transaction can).
-                    async with conn.transaction():
-                        return await self._append_tx(
-                            conn, items, encoded, dedupe=look_up_duplicates
-                        )
-                async with self.pool.acquire() as c, c.transaction():
-                    results = await self._append_tx(c, items, encoded, dedupe=look_up_duplicates)
-                self._appended.set()
-                self._appended = asyncio.Event()
-                return results
-            except _LookUpDuplicates:
-                look_up_duplicates = True
-                continue
-            except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
-                if getattr(exc, "constraint_name", None) == "events_event_id_key":
-                    look_up_duplicates = True
-                if attempt == _APPEND_ATTEMPTS - 1:
+
+        async def once() -> list[AppendResult]:
+            nonlocal look_up_duplicates
+            while True:
+                try:
+                    return await self._append_once(conn, items, encoded, look_up_duplicates)
+                except _LookUpDuplicates:
+                    look_up_duplicates = True  # not a lost race: redo it at once
+                except asyncpg.UniqueViolationError as exc:
+                    if getattr(exc, "constraint_name", None) == "events_event_id_key":
+                        look_up_duplicates = True
                     raise
-                await asyncio.sleep(min(0.05, 0.001 * 2**attempt) * random.uniform(0.5, 1.5))
-        raise AssertionError("unreachable")
+
+        return await retry_lost_races(
+            once,
+            on=(asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError),
+            attempts=_APPEND_ATTEMPTS,
+            first=0.001,
+        )
+
+    async def _append_once(
+        self,
+        conn: asyncpg.Connection | None,
+        items: Sequence[StreamAppend],
+        encoded: list[list[tuple[str, str]]],
+        dedupe: bool,
+    ) -> list[AppendResult]:
+        if conn is not None:
+            # Inside the caller's transaction: a savepoint lets a lost race retry (or
+            # report StaleTransactionError when only a new transaction can).
+            async with conn.transaction():
+                return await self._append_tx(conn, items, encoded, dedupe=dedupe)
+        async with self.pool.acquire() as c, c.transaction():
+            results = await self._append_tx(c, items, encoded, dedupe=dedupe)
+        self._appended.set()
+        self._appended = asyncio.Event()
+        return results
 
     async def _append_tx(
         self,

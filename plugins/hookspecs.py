@@ -38,9 +38,8 @@ def register_journeys(register: Callable[[type], None]) -> None:
 def register_segments(register: Callable[[Any], None]) -> None:
     """Register segments: call `register(segment)` once for each.
 
-    A segment is a `journeyman.engine.segments.Segment` (also exported by `workflows`): a name and
-    a test of the member profile. Two plugins registering the same segment name is an error
-    that names both.
+    A segment is a `journeyman.workflows.Segment`: a name and a test of the member profile.
+    Two plugins registering the same segment name is an error that names both.
     """
 
 

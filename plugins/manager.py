@@ -238,17 +238,18 @@ class PluginManager:
                 )
 
     def segments(self) -> dict[str, Any]:
-        """Segments (`journeyman.engine.segments.Segment`) by name, from every plugin's
-        `register_segments`; a duplicate name is an error naming both plugins."""
-        from journeyman.engine.segments import Segment
+        """Segments (`journeyman.workflows.Segment`) by name, from every plugin's
+        `register_segments`; a duplicate name is an error naming both plugins. (Checked by
+        shape, a name and a `when` test, so that plugins stay below the engine.)"""
 
         def name_of(plugin: str, segment: Any) -> str:
-            if not isinstance(segment, Segment):
+            name = getattr(segment, "name", None)
+            if not isinstance(name, str) or not callable(getattr(segment, "when", None)):
                 raise PluginError(
                     f"plugin {plugin!r} registered {segment!r}, which is not a "
-                    "journeyman.engine.segments.Segment"
+                    "journeyman.workflows.Segment"
                 )
-            return segment.name
+            return name
 
         found, self.segment_owners = self._by_name("register_segments", "segment", name_of)
         self._segments = found

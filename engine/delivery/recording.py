@@ -3,7 +3,6 @@ ledger and provider-reported blocks, all in one transaction."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 from journeyman.event_store import ANY, NewEvent, PostgresEventStore, StaleTransactionError
 from journeyman.event_store.model import AppendResult, ExpectedVersion
+from journeyman.event_store.retry import retry_lost_races
 
 from . import ledger
 
@@ -44,15 +44,11 @@ async def record(
     fold the `message.*` ones into the ledger, write `blocks` and remove `unblocks` (those
     with the same channel, purpose and reason). Events already stored (same event id) are
     not folded twice."""
-    for attempt in range(20):
-        try:
-            return await _record_once(store, member_id, events, also, blocks, unblocks, now)
-        except StaleTransactionError:
-            # a busy member stream moved on under this transaction: redo all of it
-            if attempt == 19:
-                raise
-            await asyncio.sleep(0.002 * (attempt + 1))
-    raise AssertionError("unreachable")
+    # A busy member stream that moved on under the transaction: redo all of it.
+    return await retry_lost_races(
+        lambda: _record_once(store, member_id, events, also, blocks, unblocks, now),
+        on=StaleTransactionError,
+    )
 
 
 async def _record_once(

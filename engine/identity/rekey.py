@@ -50,6 +50,7 @@ import asyncpg
 from journeyman.engine.crypto import DataKey, Keyring
 from journeyman.engine.sealing import SEALED, has_sealed, reseal
 from journeyman.event_store import PostgresEventStore
+from journeyman.event_store.retry import retry_lost_races
 from journeyman.event_store.validation import to_json
 
 from .aliases import USER_ID
@@ -240,17 +241,15 @@ async def rekey_member(
         return "opaque", member_id
     if columns is None:
         columns = await other_member_columns(store.pool)
-    for attempt in range(20):
-        try:
-            async with store.pool.acquire() as conn, conn.transaction():
-                return await _rekey(
-                    conn, keyring, member_id, new_member_id(), columns, wait_for_routing
-                )
-        except _RETRYABLE:
-            if attempt == 19:
-                raise
-            await asyncio.sleep(0.005 * (attempt + 1))
-    raise AssertionError("unreachable")
+    known_columns = columns
+
+    async def once() -> tuple[str, str]:
+        async with store.pool.acquire() as conn, conn.transaction():
+            return await _rekey(
+                conn, keyring, member_id, new_member_id(), known_columns, wait_for_routing
+            )
+
+    return await retry_lost_races(once, on=_RETRYABLE)
 
 
 async def _rekey(

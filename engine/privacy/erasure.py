@@ -25,7 +25,6 @@ Erasing twice is harmless: the second call finds no key and appends nothing new.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from journeyman.event_store import (
     StaleTransactionError,
     lock_streams,
 )
+from journeyman.event_store.retry import retry_lost_races
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -121,15 +121,11 @@ async def erase_member(
     pool = store.pool
     # The store's id of the member (UnknownMember before any write).
     member_id = (await member_ids_of(pool, member_id, Keyring(settings.resolved_secret())))[0]
-    for attempt in range(20):
-        try:
-            ids, erased_before, erased_at = await _shred(store, member_id, requested_by, reason)
-            break
-        except (StaleTransactionError, asyncpg.DeadlockDetectedError):
-            # the member's stream moved on under this transaction: redo all of it
-            if attempt == 19:
-                raise
-            await asyncio.sleep(0.005 * (attempt + 1))
+    # The member's stream moved on under the transaction: redo all of it.
+    ids, erased_before, erased_at = await retry_lost_races(
+        lambda: _shred(store, member_id, requested_by, reason),
+        on=(StaleTransactionError, asyncpg.DeadlockDetectedError),
+    )
     survivor = ids[0]
     result = ErasureResult(survivor, ids, erased_before is not None, erased_at=erased_at)
 

@@ -54,7 +54,7 @@ def test_registering_something_that_is_not_a_segment() -> None:
     pm = PluginManager(load="")
     pm.register(Wrong(), name="wrong")
     with pytest.raises(
-        PluginError, match=r"'wrong' registered .* not a journeyman.engine.segments.Segment"
+        PluginError, match=r"'wrong' registered .* not a journeyman.workflows.Segment"
     ):
         pm.segments()
 

@@ -1,0 +1,49 @@
+"""One retry policy for a transaction that lost a race to another one (a deadlock, a
+serialization failure, a stream that moved on): run it again, up to a bounded number of
+times, after a short, jittered, exponentially growing pause, so that transactions that
+collided once do not collide again in step. Built on tenacity."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+T = TypeVar("T")
+
+__all__ = ["retry_lost_races"]
+
+
+async def retry_lost_races(
+    run: Callable[[], Awaitable[T]],
+    *,
+    on: type[BaseException] | tuple[type[BaseException], ...],
+    attempts: int = 20,
+    first: float = 0.002,
+    cap: float = 0.05,
+    retried: Callable[[BaseException], Any] | None = None,
+) -> T:
+    """`await run()`, again while it raises one of `on`, at most `attempts` times in all; the
+    last error is raised as is. `retried(error)` is called before each pause (metrics)."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        if retried is not None and state.outcome is not None:
+            error = state.outcome.exception()
+            if error is not None:
+                retried(error)
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(on),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=first, max=cap),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return await retrying(run)
