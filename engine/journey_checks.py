@@ -27,54 +27,49 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from journeyman.engine.ingest_models import RESERVED_TYPES
 from journeyman.workflows.spec import ANY_ACTIVITY, DEFAULT_ACTIVITY_TYPES
 
 # What the engine appends, and what docs/ingestion.md documents for clients.
-DOCUMENTED_EVENT_TYPES = frozenset(
-    {
-        # members
-        "member.registered",
-        "member.identified",
-        "member.updated",
-        "member.grouped",
-        "member.merged",
-        "member.erased",
-        "member.unsubscribed",
-        "member.consent_changed",
-        "member.consent_requested",
-        "member.contact_removed",
-        # shop activity
-        "page.viewed",
-        "screen.viewed",
-        "app.opened",
-        "app.installed",
-        "product.viewed",
-        "cart.updated",
-        "cart.viewed",
-        "checkout.started",
-        "order.placed",
-        "order.refunded",
-        # messages and their feedback
-        "message.sent",
-        "message.delivered",
-        "message.opened",
-        "message.clicked",
-        "message.bounced",
-        "message.complained",
-        "message.failed",
-        "message.deferred",
-        "message.suppressed",
-        "message.in_doubt",
-        "message.provider_status",
-        # journeys and segments
-        "journey.entered",
-        "journey.exited",
-        "journey.converted",
-        "journey.message_withheld",
-        "segment.entered",
-        "segment.exited",
-    }
-)
+DOCUMENTED_EVENT_TYPES = (
+    frozenset(
+        {
+            # members
+            "member.registered",
+            "member.identified",
+            "member.updated",
+            "member.grouped",
+            "member.unsubscribed",
+            "member.consent_changed",
+            "member.consent_requested",
+            "member.contact_removed",
+            # shop activity
+            "page.viewed",
+            "screen.viewed",
+            "app.opened",
+            "app.installed",
+            "product.viewed",
+            "cart.updated",
+            "cart.viewed",
+            "checkout.started",
+            "order.placed",
+            "order.refunded",
+            # messages and their feedback
+            "message.sent",
+            "message.delivered",
+            "message.opened",
+            "message.clicked",
+            "message.bounced",
+            "message.complained",
+            "message.failed",
+            "message.deferred",
+            "message.suppressed",
+            "message.in_doubt",
+            "message.provider_status",
+        }
+    )
+    | RESERVED_TYPES
+)  # the engine's own record: journeys, segments, merges and erasures
 
 
 def known_event_types(

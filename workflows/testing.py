@@ -59,6 +59,7 @@ __all__ = [
     "MemberProfile",
     "SendOutcome",
     "SendRequest",
+    "member_for",
 ]
 
 Outcome = Callable[[SendRequest], SendOutcome]
@@ -72,6 +73,18 @@ def sent(request: SendRequest) -> SendOutcome:
         delivery_id=f"d-{request.step}-{uuid.uuid4().hex[:6]}",
         channel=request.channels[0],
     )
+
+
+def member_for(journey: type, *, holdout: bool = False, variant: str | None = None) -> str:
+    """A new member id that the journey assigns to (or keeps out of) its holdout, and to
+    `variant` when given (assignment is a hash of journey and member, so it is searched)."""
+    spec = journey.__journey__  # type: ignore[attr-defined]
+    for i in itertools.count():
+        member = f"member-{i}-{uuid.uuid4().hex[:6]}"
+        v, h = spec.assign(member)
+        if h == holdout and (variant is None or v == variant):
+            return member
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -186,15 +199,8 @@ class JourneyHarness:
         )
 
     def member(self, journey: type, *, holdout: bool = False, variant: str | None = None) -> str:
-        """A member id the journey assigns to (or keeps out of) its holdout, and to
-        `variant` when given (assignment is a hash of journey and member)."""
-        spec = journey.__journey__  # type: ignore[attr-defined]
-        for i in itertools.count():
-            member = f"member-{i}"
-            v, h = spec.assign(member)
-            if h == holdout and (variant is None or v == variant):
-                return member
-        raise AssertionError("unreachable")
+        """A new member id in (or out of) the journey's holdout (see `member_for`)."""
+        return member_for(journey, holdout=holdout, variant=variant)
 
     async def begin(
         self,

@@ -15,6 +15,7 @@ from journeyman.event_store import PostgresEventStore
 from journeyman.workflows.cart_recovery import CartRecovery
 from journeyman.workflows.post_purchase import PostPurchaseSurvey
 from journeyman.workflows.scan import InactivityScan
+from journeyman.workflows.testing import member_for
 from journeyman.workflows.welcome import Welcome
 from journeyman.workflows.winback import Winback
 from temporalio.client import Client, WorkflowHandle
@@ -48,13 +49,7 @@ def event(
 
 def member_with(journey: type, *, holdout: bool, variant: str | None = None) -> str:
     """A member id that the journey assigns to (or keeps out of) its holdout group."""
-    spec = journey.__journey__
-    for i in itertools.count():
-        member = f"m{i}-{uuid.uuid4().hex[:4]}"
-        v, h = spec.assign(member)
-        if h == holdout and (variant is None or v == variant):
-            return member
-    raise AssertionError("unreachable")
+    return member_for(journey, holdout=holdout, variant=variant)
 
 
 async def start(
