@@ -46,4 +46,10 @@ async def retry_lost_races(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(run)
+
+    async def attempt() -> T:
+        # Awaited here: tenacity awaits only what a coroutine function returns, and `run`
+        # may be a plain callable (a lambda) that returns a coroutine.
+        return await run()
+
+    return await retrying(attempt)

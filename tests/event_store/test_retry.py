@@ -47,3 +47,10 @@ async def test_other_errors_are_not_retried() -> None:
     with pytest.raises(ValueError):
         await retry_lost_races(run, on=StaleTransactionError)
     assert calls == [1]
+
+
+async def test_a_callable_returning_a_coroutine_is_awaited() -> None:
+    async def work(n: int) -> int:
+        return n * 2
+
+    assert await retry_lost_races(lambda: work(21), on=StaleTransactionError) == 42
