@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import inspect
 import textwrap
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -80,7 +81,7 @@ def known_event_types(
 ) -> frozenset[str]:
     """Every event type a journey may name: documented, Segment-mapped, configured activity
     types, plugin-declared and custom."""
-    from journeyman.engine.api.segment import mapped_event_types
+    from journeyman.engine.segment_events import mapped_event_types
 
     return (
         DOCUMENTED_EVENT_TYPES
@@ -140,6 +141,7 @@ class BodyNames:
     sends: tuple[SendSite, ...] = ()
 
 
+@functools.cache
 def body_names(cls: type) -> BodyNames:
     """The literal event types of `self.wait_for(...)` and channels of `self.send(...)` in
     `cls.steps` (and in the other methods of `cls` it may call). Empty when the source

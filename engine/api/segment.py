@@ -25,6 +25,7 @@ from journeyman.engine import carts
 from journeyman.engine.ingest import Ingestor
 from journeyman.engine.ingest_models import EVENT_TYPE_PATTERN, FieldError, IngestResult
 from journeyman.engine.keys import ApiKey
+from journeyman.engine.segment_events import SEGMENT_EVENTS
 from pydantic import BaseModel, ConfigDict, Field
 
 from .auth import require
@@ -34,28 +35,6 @@ from .events import check_count
 
 router = APIRouter()
 log = logging.getLogger(__name__)
-
-SEGMENT_EVENTS = {
-    "order completed": "order.placed",
-    "order refunded": "order.refunded",
-    "product viewed": "product.viewed",
-    "product added": "cart.updated",
-    "product removed": "cart.updated",
-    "cart viewed": "cart.viewed",
-    "checkout started": "checkout.started",
-    "signed up": "member.registered",
-    "application opened": "app.opened",
-    "application installed": "app.installed",
-}
-"""Segment e-commerce / lifecycle spec names with a Journeyman equivalent."""
-
-
-def mapped_event_types() -> frozenset[str]:
-    """Every event type the Segment-compatible endpoints produce by name (a `track` of any
-    other name keeps its own, normalised)."""
-    calls = {"member.identified", "member.grouped", "page.viewed", "screen.viewed"}
-    return frozenset(SEGMENT_EVENTS.values()) | calls
-
 
 _TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
 _CONTACT_TRAITS = ("email", "phone")

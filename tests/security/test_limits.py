@@ -9,6 +9,8 @@ import time
 
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from journeyman.engine.api import create_app, serve_in_background
 from journeyman.engine.api.limits import deeper_than, json_depth
 from journeyman.engine.keys import create_key, revoke_key, rotate_key
@@ -33,6 +35,21 @@ def test_json_depth_ignores_brackets_in_strings() -> None:
     assert json_depth(b'{"a": [1, {"b": "[[[[{{{{"}]}') == 3
     assert json_depth(b'"\\"[[["') == 0
     assert json_depth(b"[" * 50 + b"]" * 50) == 50
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.recursive(
+        st.none() | st.integers() | st.text(alphabet='[]{}"\\ax'),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+        max_leaves=30,
+    ).map(lambda v: json.dumps(v).encode())
+    | st.binary(max_size=60),
+    limit=st.integers(0, 8),
+)
+def test_deeper_than_agrees_with_the_exact_depth(body: bytes, limit: int) -> None:
+    # Any bytes, valid JSON or not: the bracket bound only ever skips the exact count.
+    assert deeper_than(body, limit) == (json_depth(body) > limit)
 
 
 def test_deeper_than_looks_past_brackets_in_strings() -> None:
