@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import queue
 import random
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -209,6 +211,30 @@ def _items(rows: list[Row]) -> list[tuple[str, list[NewEvent], object]]:
     return [(s, evs, ANY) for s, evs in grouped.items()]
 
 
+async def _ahead(rows: Iterator[list[Row]], depth: int = 8) -> AsyncIterator[list[Row]]:
+    """The batches of `rows`, generated in a thread while the loader waits on PostgreSQL,
+    so generating the shop overlaps with writing it."""
+    ready: queue.Queue[list[Row] | BaseException | None] = queue.Queue(depth)
+
+    def produce() -> None:
+        try:
+            for batch in rows:
+                ready.put(batch)
+        except BaseException as exc:  # handed to the loader, which raises it
+            ready.put(exc)
+            return
+        ready.put(None)
+
+    threading.Thread(target=produce, name="shop-generator", daemon=True).start()
+    while True:
+        item = await asyncio.to_thread(ready.get)
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 async def load(
     store: PostgresEventStore, url: str, members: int, seed: int, now: dt.datetime
 ) -> LoadResult:
@@ -224,7 +250,9 @@ async def load(
     conn = await _copy_connection(url)
     t0 = time.perf_counter()
     try:
-        for n, rows in enumerate(batches(members, seed, now)):
+        n = -1
+        async for rows in _ahead(batches(members, seed, now)):
+            n += 1
             name = "first" if n < window else "last" if n >= total - window else None
             path = "copy" if name is not None and n % 2 == 1 else "store"
             if path == "store":
@@ -242,8 +270,6 @@ async def load(
                 result.windows[name][f"{path}_events"] += len(rows)
                 result.windows[name][f"{path}_s"] += took
             result.events += len(rows)
-            if n % 200 == 0:
-                await asyncio.sleep(0)
     finally:
         await conn.close()
     result.wall_s = time.perf_counter() - t0

@@ -77,13 +77,24 @@ async def connect_temporal(settings: Settings) -> Client:
     )
 
 
+# What a journey may use from Journeyman, passed through the sandbox: the authoring kit and
+# the wire types it exchanges with the engine. They hold no mutable module state, and
+# re-importing them for every workflow run would cost more than the journey itself. The rest
+# of the engine (database, delivery, API) is not passed through: a journey module importing
+# it gets a fresh, sandboxed copy, where anything non-deterministic it does is refused.
+JOURNEY_MODULES = (
+    "journeyman.workflows",
+    "journeyman.engine.activities",
+    "journeyman.engine.profile_model",
+    "journeyman.engine.segments",
+)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox, with pydantic and the journey modules passed through: they hold no
-    mutable module state, and re-importing them for every workflow run costs more than the
-    journey itself."""
+    """The sandbox, with pydantic and `JOURNEY_MODULES` passed through."""
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "pydantic", "pydantic_core", "annotated_types", "journeyman"
+            "pydantic", "pydantic_core", "annotated_types", *JOURNEY_MODULES
         )
     )
 

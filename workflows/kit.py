@@ -19,6 +19,10 @@ name as the workflow type). The kit hides Temporal's plumbing, never Temporal it
   resumes until its original deadline;
 * `self.patched(id)` wraps `workflow.patched` so a change is safe for members already inside,
   including across continue-as-new.
+
+`Journey` is assembled from one module per job: this one (the run, events, exits, patches),
+`_waiting` (`wait_for`, `sleep`), `_sending` (`send`, profiles, the journey's own events)
+and `_goals` (the attribution window and conversions).
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import VersioningBehavior
+from temporalio.exceptions import ApplicationError
 
 if TYPE_CHECKING:
     import random
 
+from ._goals import Goals
+from ._sending import Sending
+from ._waiting import Waiting
 from .spec import (
     Exit,
     Goal,
@@ -45,31 +52,17 @@ from .spec import (
 
 with workflow.unsafe.imports_passed_through():
     from journeyman.engine.activities import (
-        DELIVER,
         EVENT_SIGNAL,
         JourneyEvent,
         JourneyInput,
-        JourneyRecord,
         JourneyResult,
         JourneyState,
-        ProfileRequest,
-        SendOutcome,
-        SendRequest,
         SendSummary,
-        StepRecord,
-        Touch,
-        delivery_id,
     )
     from journeyman.engine.profile_model import MemberProfile
 
 S = TypeVar("S", bound=JourneySettings)
 C = TypeVar("C", bound=type)
-
-_RECORD_RETRY = RetryPolicy(maximum_interval=dt.timedelta(seconds=30))
-
-
-_GOAL_BY_STORE_ORDER = "journeyman-goal-credit-by-store-order"
-"""Goal events are credited by store order and decided once in-flight sends are known."""
 
 _GOAL_AFTER_SEND = "journeyman-goal-after-send"
 """A goal is credited to a message only if it occurred after the send, and counts only if it
@@ -161,7 +154,7 @@ def not_deterministic(journey: str, exc: BaseException) -> ApplicationError:
     )
 
 
-class Journey:
+class Journey(Waiting, Sending, Goals):
     """Base class of journeys. Subclasses write `async def steps(self)` with the kit's
     helpers: `wait_for`, `sleep`, `send`, `patched`, and read `self.profile`,
     `self.variant`, `self.holdout`, `self.settings`, `self.trigger`, `self.key`."""
@@ -295,21 +288,6 @@ class Journey:
         now = workflow.now()
         return now if event.occurred_at is None else min(event.occurred_at, now)
 
-    def _window(self) -> tuple[dt.datetime, dt.datetime] | None:
-        goal = self.spec.goal
-        if goal is None:
-            return None
-        start = self.state.touches[-1].at if self.state.touches else self.state.entered_at
-        return start, start + self._attribution_window(goal)
-
-    def _attribution_window(self, goal: Goal) -> dt.timedelta:
-        return self.settings.attribution_window or goal.within
-
-    def _inside_window(self, event: JourneyEvent) -> bool:
-        window = self._window()
-        return window is not None and self._event_time(event) <= window[1]
-
-    # ------------------------------------------------------------------ the run
     async def _journey_run(self, input: JourneyInput) -> JourneyResult:
         info = workflow.info()
         spec = self.spec
@@ -407,24 +385,6 @@ class Journey:
             runs=self.state.runs,
         )
 
-    async def _watch_goal(self, *, after_exit: bool) -> None:
-        """Keep listening for the goal until the attribution window closes.
-
-        After an exit the window stays open only if a message was sent (or withheld)."""
-        window = self._window()
-        if window is None or self.state.converted or self._pending_goal is not None:
-            return
-        if after_exit and not self.state.touches:
-            return
-        while not self.state.converted and self._pending_goal is None:
-            left = window[1] - workflow.now()
-            if left <= dt.timedelta(0):
-                return
-            try:
-                await workflow.wait_condition(lambda: self._pending_goal is not None, timeout=left)
-            except TimeoutError:
-                return
-
     async def _settle(self) -> None:
         """Record a pending conversion; raise if an exit arrived."""
         if self._pending_goal is not None:
@@ -451,95 +411,6 @@ class Journey:
     def deprecate_patch(self, patch_id: str) -> None:
         workflow.deprecate_patch(patch_id)
 
-    async def wait_for(
-        self,
-        *event_types: str,
-        timeout: dt.timedelta | None = None,
-        until: dt.datetime | None = None,
-        where: Callable[[JourneyEvent], bool] | None = None,
-        step: str | None = None,
-    ) -> JourneyEvent | None:
-        """Wait until one of `event_types` arrives (returned) or the deadline passes (None).
-
-        An event that arrived since the previous wait ended counts. An exit event ends the
-        journey from inside the wait."""
-        if not event_types:
-            raise ValueError("wait_for needs at least one event type; use sleep() to wait")
-        key = self._step_key("wait:" + ",".join(event_types), step)
-        types = set(event_types)
-
-        def match(e: JourneyEvent) -> bool:
-            return e.type in types and (where is None or where(e))
-
-        return await self._wait(key, timeout, until, match)
-
-    async def sleep(
-        self,
-        duration: dt.timedelta | None = None,
-        *,
-        until: dt.datetime | None = None,
-        step: str | None = None,
-    ) -> None:
-        """Wait for time to pass (exits still end the journey at once)."""
-        key = self._step_key("sleep", step)
-        await self._wait(key, duration, until, None)
-
-    async def _wait(
-        self,
-        key: str,
-        timeout: dt.timedelta | None,
-        until: dt.datetime | None,
-        match: Callable[[JourneyEvent], bool] | None,
-    ) -> JourneyEvent | None:
-        record = self.state.steps.get(key)
-        if record is not None and record.done:
-            return record.event
-        if record is None:
-            deadline = until
-            if timeout is not None:
-                by_timeout = workflow.now() + timeout
-                deadline = by_timeout if deadline is None else min(deadline, by_timeout)
-            record = StepRecord(kind="wait", deadline=deadline)
-            self.state.steps[key] = record
-        found = await self._wait_until(record.deadline, match)
-        record.done = True
-        record.event = found
-        # Events that arrived before this wait ended have had their chance.
-        self.state.inbox.clear()
-        return found
-
-    def _take(self, match: Callable[[JourneyEvent], bool] | None) -> JourneyEvent | None:
-        if match is None:
-            return None
-        for i, event in enumerate(self.state.inbox):
-            if match(event):
-                return self.state.inbox.pop(i)
-        return None
-
-    async def _wait_until(
-        self, deadline: dt.datetime | None, match: Callable[[JourneyEvent], bool] | None
-    ) -> JourneyEvent | None:
-        while True:
-            await self._settle()
-            found = self._take(match)
-            if found is not None:
-                return found
-            left = None if deadline is None else deadline - workflow.now()
-            if left is not None and left <= dt.timedelta(0):
-                return None
-            self._maybe_continue_as_new()
-
-            def wake() -> bool:
-                if self._exit is not None or self._pending_goal is not None:
-                    return True
-                return match is not None and any(match(e) for e in self.state.inbox)
-
-            try:
-                await workflow.wait_condition(wake, timeout=left)
-            except TimeoutError:
-                await self._settle()
-                return self._take(match)
-
     def _maybe_continue_as_new(self) -> None:
         info = workflow.info()
         if (
@@ -555,261 +426,6 @@ class Journey:
                     state=self.state,
                 )
             )
-
-    async def send(
-        self,
-        channels: str | Sequence[str] | None,
-        template: str,
-        *,
-        step: str | None = None,
-        purpose: Literal["marketing", "transactional"] = "marketing",
-        **context: Any,
-    ) -> SendOutcome:
-        """Send `template` through the first channel that can take it (`channels` in fallback
-        order; None means the journey settings' `channels`). Holdout members are sent
-        nothing. A `deferred` outcome sleeps until its `defer_until` and sends again."""
-        chosen = (
-            [channels] if isinstance(channels, str) else list(channels or self.settings.channels)
-        )
-        key = self._step_key(f"send:{template}", step)
-        record = self.state.steps.get(key)
-        if record is not None and record.done and record.outcome is not None:
-            return SendOutcome.model_validate(record.outcome)
-        await self._settle()
-        if record is None:
-            record = StepRecord(kind="send")
-            self.state.steps[key] = record
-        request = SendRequest(
-            journey=self.spec.name,
-            member_id=self.member_id,
-            workflow_id=self.workflow_id,
-            entry_id=self.state.entry_id,
-            step=key,
-            channels=chosen,
-            template=template,
-            context=context,
-            purpose=purpose,
-            variant=self.state.variant,
-            holdout=self.state.holdout,
-        )
-        self._sending = True
-        try:
-            if self.state.holdout:
-                outcome = SendOutcome(
-                    status="suppressed", delivery_id=delivery_id(request), reason="holdout"
-                )
-                position = await self._record(
-                    "journey.message_withheld",
-                    {
-                        "step": key,
-                        "template": template,
-                        "channels": chosen,
-                        "variant": self.variant,
-                    },
-                    suffix=key,
-                )
-                self.state.touches.append(
-                    Touch(
-                        step=key,
-                        template=template,
-                        at=workflow.now(),
-                        withheld=True,
-                        position=position,
-                    )
-                )
-            else:
-                outcome = await self._deliver(request, record)
-                if outcome.status == "sent":
-                    self.state.touches.append(
-                        Touch(
-                            step=key,
-                            template=template,
-                            at=workflow.now(),
-                            delivery_id=outcome.delivery_id,
-                            channel=outcome.channel,
-                            position=outcome.position,
-                            sent_at=outcome.sent_at,
-                        )
-                    )
-        finally:
-            self._sending = False
-        record.done = True
-        record.outcome = {**outcome.model_dump(mode="json"), "template": template}
-        await self._settle()
-        return outcome
-
-    async def _deliver(self, request: SendRequest, record: StepRecord) -> SendOutcome:
-        defers = 0
-        # A `routed` outcome sends the same request to a channel's own task queue, where
-        # Temporal enforces the channel's rate limit (None: this workflow's queue).
-        queue: str | None = None
-        hops = 0
-        while True:
-            if record.deadline is not None:
-                await self._wait_until(record.deadline, None)
-                record.deadline = None
-            try:
-                outcome = await workflow.execute_activity(
-                    DELIVER,
-                    request,
-                    task_queue=queue,
-                    result_type=SendOutcome,
-                    start_to_close_timeout=dt.timedelta(seconds=60),
-                    # `deliver` heartbeats while it runs: a send lost with its worker is
-                    # retried (safely, through its claim) within seconds.
-                    heartbeat_timeout=dt.timedelta(seconds=10),
-                    retry_policy=RetryPolicy(
-                        maximum_attempts=self.settings.deliver_attempts,
-                        maximum_interval=dt.timedelta(minutes=5),
-                    ),
-                )
-            except ActivityError as err:
-                return SendOutcome(
-                    status="failed",
-                    delivery_id=delivery_id(request),
-                    reason=f"deliver failed: {err.cause or err}",
-                )
-            if outcome.status == "routed" and outcome.task_queue:
-                hops += 1
-                if hops <= 2 * len(request.channels) + 2:
-                    queue = outcome.task_queue
-                    continue
-                return SendOutcome(
-                    status="failed", delivery_id=outcome.delivery_id, reason="routing loop"
-                )
-            queue = None
-            if outcome.status != "deferred" or outcome.defer_until is None:
-                return outcome
-            defers += 1
-            if defers > self.settings.max_defers:
-                return outcome
-            record.deadline = outcome.defer_until
-
-    async def refresh_profile(self, *, step: str | None = None) -> MemberProfile | None:
-        """Load the member's profile again (a recorded step: replays return the same)."""
-        key = self._step_key("profile", step)
-        record = self.state.steps.get(key)
-        if record is not None and record.done:
-            return record.profile
-        profile = await self._load_profile()
-        self.state.steps[key] = StepRecord(kind="profile", done=True, profile=profile)
-        self.state.profile = profile
-        return profile
-
-    # ------------------------------------------------------------------ activities
-    async def _load_profile(self) -> MemberProfile | None:
-        return await workflow.execute_activity(
-            "load_profile",
-            ProfileRequest(member_id=self.member_id),
-            result_type=MemberProfile | None,  # type: ignore[arg-type]
-            start_to_close_timeout=dt.timedelta(seconds=30),
-            retry_policy=_RECORD_RETRY,
-        )
-
-    async def _record(self, event_type: str, data: dict[str, Any], *, suffix: str = "") -> int:
-        """Append a journey event to the member's stream; returns its store position."""
-        event_id = f"{event_type}/{self.workflow_id}/{self.state.entry_id}"
-        if suffix:
-            event_id += f"/{suffix}"
-        return await workflow.execute_activity(
-            "record_journey_event",
-            JourneyRecord(
-                type=event_type,
-                event_id=event_id,
-                member_id=self.member_id,
-                journey=self.spec.name,
-                workflow_id=self.workflow_id,
-                entry_id=self.state.entry_id,
-                data=data,
-            ),
-            result_type=int,
-            start_to_close_timeout=dt.timedelta(seconds=30),
-            retry_policy=_RECORD_RETRY,
-        )
-
-    def _credited(self, event: JourneyEvent) -> tuple[Touch | None, bool]:
-        """The message a goal event is credited to (the last one recorded before it in the
-        store; by time for messages without a position) and whether the event falls inside
-        the attribution window after it (after entry when no message came before it)."""
-        at = self._event_time(event)
-        touch = next(
-            (
-                t
-                for t in reversed(self.state.touches)
-                if (t.position < event.position if t.position is not None else t.at <= at)
-            ),
-            None,
-        )
-        goal = self.spec.goal
-        if goal is None:
-            return touch, False
-        start = self.state.entered_at if touch is None else touch.at
-        return touch, at <= start + self._attribution_window(goal)
-
-    def _credited_by_time(self, event: JourneyEvent) -> tuple[Touch | None, bool]:
-        """`_credited`, and the goal must have occurred after the message was sent (after the
-        journey began when no message came before it), for treatment and holdout alike.
-
-        The message is the last one recorded before the goal in the store and sent before
-        it occurred; a late-arriving goal that occurred before a message is credited to the
-        one before that, or to no message."""
-        at = self._event_time(event)
-        touch = next(
-            (
-                t
-                for t in reversed(self.state.touches)
-                if (t.position < event.position if t.position is not None else t.at <= at)
-                and (t.sent_at or t.at) <= at
-            ),
-            None,
-        )
-        goal = self.spec.goal
-        if goal is None:
-            return touch, False
-        if touch is None:
-            began = self.state.entered_at
-            trigger = self.input.trigger
-            if trigger is not None:
-                began = min(began, self._event_time(trigger))
-            return None, began <= at <= self.state.entered_at + self._attribution_window(goal)
-        return touch, at <= touch.at + self._attribution_window(goal)
-
-    async def _record_conversion(self, event: JourneyEvent) -> None:
-        unchecked, self._pending_unchecked = self._pending_unchecked, False
-        if self.state.converted:
-            return
-        at = self._event_time(event)
-        if self._goal_after_send:
-            touch, inside = self._credited_by_time(event)
-            if not inside:
-                return
-        elif self.patched(_GOAL_BY_STORE_ORDER):
-            touch, inside = self._credited(event)
-            if not inside:
-                return
-        else:
-            if unchecked:
-                return
-            touch = next((t for t in reversed(self.state.touches) if t.at <= at), None)
-        self.state.converted = True
-        self.state.conversion_event_id = event.event_id
-        await self._record(
-            "journey.converted",
-            {
-                "goal": event.type,
-                "goal_event_id": event.event_id,
-                "goal_position": event.position,
-                "at": at.isoformat(),
-                "variant": self.state.variant,
-                "holdout": self.state.holdout,
-                "delivery_id": None if touch is None else touch.delivery_id,
-                "step": None if touch is None else touch.step,
-                "template": None if touch is None else touch.template,
-                "channel": None if touch is None else touch.channel,
-                "withheld": None if touch is None else touch.withheld,
-                "value": event.data.get("total") or event.data.get("value"),
-            },
-        )
 
 
 __all__ = ["Journey", "journey"]

@@ -13,6 +13,7 @@ from journey_testkit import event, start
 from journeyman.engine.activities.journey_activities import JourneyActivities
 from journeyman.engine.worker import workflow_runner
 from journeyman.workflows import Journey, hours, journey, on_event
+from temporalio import workflow
 from temporalio.client import WorkflowFailureError
 from temporalio.worker import Worker
 
@@ -60,3 +61,38 @@ async def test_datetime_now_in_steps_fails_fast_naming_self_now(temporal_env, st
 async def test_self_random_is_allowed(temporal_env, store) -> None:  # type: ignore[no-untyped-def]
     result = await _result(temporal_env, store, SeededCoin)
     assert result.status == "completed"  # type: ignore[attr-defined]
+
+
+@workflow.defn(name="sandbox_probe")
+class SandboxProbe:
+    """Reports whether modules inside the sandbox are the worker's own objects."""
+
+    @workflow.run
+    async def run(self, outside: list[int]) -> list[bool]:
+        import journeyman.engine.activities as kit_types
+        import journeyman.engine.storable as engine_internal
+        import journeyman.workflows.spec as spec
+
+        return [
+            id(m) == i for m, i in zip((kit_types, spec, engine_internal), outside, strict=True)
+        ]
+
+
+async def test_only_the_journey_modules_pass_through_the_sandbox(temporal_env) -> None:  # type: ignore[no-untyped-def]
+    import journeyman.engine.activities as kit_types
+    import journeyman.engine.storable as engine_internal
+    import journeyman.workflows.spec as spec
+
+    tq = f"tq-{uuid.uuid4().hex[:8]}"
+    outside = [id(kit_types), id(spec), id(engine_internal)]
+    async with Worker(
+        temporal_env.client,
+        task_queue=tq,
+        workflows=[SandboxProbe],
+        workflow_runner=workflow_runner(),
+    ):
+        same = await temporal_env.client.execute_workflow(
+            SandboxProbe.run, outside, id=f"probe-{tq}", task_queue=tq
+        )
+    # The kit and its wire types are shared; the rest of the engine is a sandboxed copy.
+    assert same == [True, True, False]
