@@ -243,7 +243,7 @@ async def measure_refresh(store: PostgresEventStore, settings: Any) -> dict[str,
     while it runs, an event is appended every 0.2 s and timed until it is projected."""
     from journeyman.engine.profiles.projector import ProfileProjector
     from journeyman.engine.segments import registered_segments
-    from journeyman.engine.segments.membership import refresh
+    from journeyman.engine.segments.due import refresh
 
     projector = ProfileProjector(store, settings)
     member = f"member-{_shop.member_id(SEED, 1)}"

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit, urlunsplit
+
+from journeyman.event_store.urls import asyncpg_dsn, sqlalchemy_url
 
 from .settings import Settings
 
-
-def asyncpg_dsn(url: str) -> str:
-    """`postgresql+asyncpg://…` or `postgres://…` -> the `postgresql://…` asyncpg expects."""
-    parts = urlsplit(url)
-    return urlunsplit(("postgresql", *parts[1:]))
-
-
-def sqlalchemy_url(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(("postgresql+asyncpg", *parts[1:]))
+__all__ = ["asyncpg_dsn", "database_url", "migrate", "sqlalchemy_url"]
 
 
 def database_url(settings: Settings) -> str:

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-PROFILES_LOCK = 0x4A4D5F50524F46
-"""The profile projector's advisory lock (`journeyman.engine.profiles.projector._LOCK`): a
-recomputation holds it so no profile batch interleaves."""
+# A recomputation holds the profile projector's lock, so no profile batch interleaves.
+from journeyman.engine.profiles.names import LOCK as PROFILES_LOCK
 
 _DUE = (
     "CASE WHEN {blocked} = 'infinity'::timestamptz THEN NULL "

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib.metadata as md
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -22,6 +24,7 @@ from journeyman.engine.activities.journey_activities import JourneyActivities
 from journeyman.engine.settings import Settings
 from journeyman.engine.temporal_client import data_converter
 from journeyman.event_store import PostgresEventStore
+from journeyman.plugins import ENTRY_POINT_GROUP
 from temporalio.api.deployment.v1 import WorkerDeploymentInfo
 from temporalio.api.enums.v1 import RoutingConfigUpdateState, WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
@@ -90,11 +93,30 @@ JOURNEY_MODULES = (
 )
 
 
+@functools.cache
+def library_modules() -> frozenset[str]:
+    """Top-level modules of the installed libraries, Journeyman and journey packages aside.
+
+    They are passed through the sandbox as they are: a sandboxed copy of a library with a
+    native extension (asyncpg, SQLAlchemy, cryptography) shares the extension's state with
+    the worker's own copy and can crash the process when either is torn down. Journeyman and
+    the packages that register plugins (where journeys live) are not libraries here: they
+    are sandboxed, but for `JOURNEY_MODULES`."""
+    plugin_dists = {
+        ep.dist.name for ep in md.entry_points(group=ENTRY_POINT_GROUP) if ep.dist is not None
+    }
+    return frozenset(
+        module
+        for module, dists in md.packages_distributions().items()
+        if module.isidentifier() and module != "journeyman" and not plugin_dists.intersection(dists)
+    )
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox, with pydantic and `JOURNEY_MODULES` passed through."""
+    """The sandbox, with the libraries and `JOURNEY_MODULES` passed through."""
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "pydantic", "pydantic_core", "annotated_types", *JOURNEY_MODULES
+            *library_modules(), *JOURNEY_MODULES
         )
     )
 

@@ -12,13 +12,15 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
+    wait_incrementing,
     wait_random_exponential,
 )
 
 T = TypeVar("T")
 
-__all__ = ["retry_lost_races"]
+__all__ = ["retry_lost_races", "retry_unless"]
 
 
 async def retry_lost_races(
@@ -50,6 +52,29 @@ async def retry_lost_races(
     async def attempt() -> T:
         # Awaited here: tenacity awaits only what a coroutine function returns, and `run`
         # may be a plain callable (a lambda) that returns a coroutine.
+        return await run()
+
+    return await retrying(attempt)
+
+
+async def retry_unless(
+    run: Callable[[], Awaitable[T]],
+    *,
+    unless: type[BaseException] | tuple[type[BaseException], ...],
+    attempts: int,
+    pause: float,
+) -> T:
+    """`await run()`, again after any error but `unless` (a passing database fault: a dropped
+    connection, a failover), at most `attempts` times in all, pausing `pause`, then twice
+    that, and so on. `unless` and the last error are raised as they are."""
+    retrying = AsyncRetrying(
+        retry=retry_if_not_exception_type(unless),
+        stop=stop_after_attempt(attempts),
+        wait=wait_incrementing(start=pause, increment=pause),
+        reraise=True,
+    )
+
+    async def attempt() -> T:
         return await run()
 
     return await retrying(attempt)

@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]
     from alembic.config import Config
-    from journeyman.engine.db import sqlalchemy_url
+    from journeyman.event_store.urls import sqlalchemy_url
 
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
@@ -31,7 +31,7 @@ def current(url: str) -> str | None:
     import asyncio
 
     import asyncpg
-    from journeyman.engine.db import asyncpg_dsn
+    from journeyman.event_store.urls import asyncpg_dsn
 
     async def read() -> str | None:
         conn = await asyncpg.connect(asyncpg_dsn(url))

@@ -17,8 +17,8 @@ from typing import Any
 
 from journeyman.engine import inactivity_due, metrics
 from journeyman.engine.profile_model import MemberProfile
-from journeyman.engine.segments.due import refresh_due
-from journeyman.engine.segments.membership import RefreshResult, Segments, refresh, segment_list
+from journeyman.engine.segments.due import refresh, refresh_due
+from journeyman.engine.segments.membership import RefreshResult, Segments, segment_list
 from journeyman.engine.settings import Settings, get_settings
 from journeyman.event_store import NewEvent, PostgresEventStore
 from temporalio import activity
@@ -182,7 +182,7 @@ class JourneyActivities:
         """Evaluate segments as of `request.now`: by default only of the members whose
         time-based profile fields can have changed (`journeyman.engine.segments.due.refresh_due`);
         with
-        `full`, every member's (`journeyman.engine.segments.membership.refresh`, whose cursor is
+        `full`, every member's (`journeyman.engine.segments.due.refresh`, whose cursor is
         heartbeated after each page: a retried attempt resumes where the last one stopped)."""
         if self._segments is None:
             from journeyman.engine.segments import registered_segments

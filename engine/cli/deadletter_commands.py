@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         """List dead letters, oldest first."""
         if status not in STATUSES:
             raise typer.BadParameter(f"must be one of {', '.join(STATUSES)}", param_hint="--status")
-        from journeyman.engine.deadletters import as_dict
+        from journeyman.engine.deadletter_actions import as_dict
         from journeyman.event_store.deadletters import list_dead_letters
 
         async def go() -> list[Any]:
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
     @group.command()
     def show(dead_letter_id: int = typer.Argument(..., help="The dead letter's id.")) -> None:
         """Show one dead letter and the stored event (raw columns if it cannot be decoded)."""
-        from journeyman.engine.deadletters import show as describe_dead_letter
+        from journeyman.engine.deadletter_actions import show as describe_dead_letter
 
         async def go() -> dict[str, Any] | None:
             async with await _store() as store:
@@ -81,8 +81,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Hand parked events back to their consumers (after a fix). Exits 1 if any fails
         again; it then stays parked with the new error."""
-        from journeyman.engine.deadletters import AlreadyRetried, UnknownDeadLetter
-        from journeyman.engine.deadletters import retry as do_retry
+        from journeyman.engine.deadletter_actions import AlreadyRetried, UnknownDeadLetter
+        from journeyman.engine.deadletter_actions import retry as do_retry
         from journeyman.engine.dispatcher import SUBSCRIPTION
         from journeyman.event_store.deadletters import get_dead_letter
 
@@ -120,8 +120,8 @@ def register(app: typer.Typer) -> None:
         reason: str = typer.Option("", help="Why (kept with the dead letter)."),
     ) -> None:
         """Give parked events up: marked dropped (the event stays in the store)."""
-        from journeyman.engine.deadletters import UnknownDeadLetter
-        from journeyman.engine.deadletters import drop as do_drop
+        from journeyman.engine.deadletter_actions import UnknownDeadLetter
+        from journeyman.engine.deadletter_actions import drop as do_drop
 
         async def go() -> bool:
             ok = True

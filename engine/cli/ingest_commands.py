@@ -304,7 +304,7 @@ def projections_refresh_segments() -> None:
     import datetime as dt
 
     from journeyman.engine.segments import registered_segments
-    from journeyman.engine.segments.membership import refresh
+    from journeyman.engine.segments.due import refresh
     from journeyman.event_store import PostgresEventStore
 
     async def go() -> tuple[int, int, int]:

@@ -30,28 +30,26 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from journeyman.channels import (
     AmbiguousError,
     ChannelMisconfigured,
     ReconcileUnsupported,
     TransientError,
-    route,
 )
 from journeyman.engine.activities.delivery_contract import SendOutcome, SendRequest
 from journeyman.engine.identity import get_contact_points
 from journeyman.engine.profiles import get_profile
-from journeyman.event_store import ConcurrencyError, StaleTransactionError
 from prometheus_client import Counter
 from temporalio.exceptions import ApplicationError
 
 from . import claims
+from .choice import Candidate, SendContext, contact_for, route_channel
+from .outcomes import LOST_RACE, about
+from .parts import DeliveryParts
 from .recording import message_event
 from .templates import TemplateError, TemplateMissing
-
-if TYPE_CHECKING:
-    from .service import Deliverer
 
 log = logging.getLogger("journeyman.engine.delivery.reconcile")
 
@@ -69,12 +67,10 @@ def _count(channel: str, result: str, did: str) -> None:
 
 
 async def reconcile(
-    d: Deliverer, request: SendRequest, did: str, state: claims.DeliveryState
+    d: DeliveryParts, request: SendRequest, did: str, state: claims.DeliveryState
 ) -> SendOutcome:
     """Settle or retry a delivery whose claim has no outcome (see the module docstring).
     Returns the outcome, or raises a retryable `ApplicationError` for Temporal."""
-    from .service import _Candidate, _Context
-
     claim = state.claim or {}
     name = str(claim.get("channel") or "")
     why = (
@@ -83,13 +79,14 @@ async def reconcile(
         else "an earlier attempt called the provider and recorded no outcome"
     )
     try:
-        fallback = "outbox" if d.config.outbox_fallback else None
-        channel = route(d.channels, name, fallback=fallback)
+        channel = route_channel(d.channels, name, d.config)
     except ChannelMisconfigured:
-        return await d._settle_in_doubt(request, did, state, f"{why}; {name} is not available")
+        return await d.outcomes.settle_in_doubt(
+            request, did, state, f"{why}; {name} is not available"
+        )
     if not channel.can_reconcile:
         _count(name, "unsupported", did)
-        return await d._settle_in_doubt(
+        return await d.outcomes.settle_in_doubt(
             request, did, state, f"{why}; {name} cannot look up sent messages"
         )
     now = d.clock().astimezone(dt.UTC)
@@ -98,7 +95,7 @@ async def reconcile(
         get_profile(pool, request.member_id, settings=d.settings),
         get_contact_points(pool, request.member_id, keyring=d.keyring),
     )
-    ctx = _Context(
+    ctx = SendContext(
         request=request,
         did=did,
         now=now,
@@ -108,21 +105,23 @@ async def reconcile(
         pauses={},
         render_at=state.first_rendered_at,
     )
-    chosen = _Candidate(name, channel=channel, contact=d._contact(channel, ctx))
+    chosen = Candidate(
+        name, channel=channel, contact=contact_for(channel, contacts, request.member_id)
+    )
     if chosen.contact is None:
-        return await d._settle_in_doubt(
+        return await d.outcomes.settle_in_doubt(
             request, did, state, f"{why}; the member's contact point is gone"
         )
     try:
-        message = d._message(ctx, chosen)
+        message = d.message(ctx, chosen)
     except (TemplateMissing, TemplateError):
-        return await d._settle_in_doubt(request, did, state, f"{why}; the template is gone")
+        return await d.outcomes.settle_in_doubt(request, did, state, f"{why}; the template is gone")
 
     try:
         found = await channel.reconcile(message, did)
     except ReconcileUnsupported:
         _count(name, "unsupported", did)
-        return await d._settle_in_doubt(
+        return await d.outcomes.settle_in_doubt(
             request, did, state, f"{why}; {name} cannot look up sent messages"
         )
     except (AmbiguousError, TransientError) as exc:
@@ -130,15 +129,15 @@ async def reconcile(
         return await _cannot_tell(d, request, did, state, name, exc.to_dict(), exc.retry_after)
     except Exception as exc:  # a permanent lookup failure, or a bug in the channel
         _count(name, "error", did)
-        return await d._settle_in_doubt(
+        return await d.outcomes.settle_in_doubt(
             request, did, state, f"{why}; the lookup failed ({type(exc).__name__})"
         )
 
     if found is not None:
         _count(name, "found", did)
         try:
-            return await d._sent(request, did, state.version, name, channel.name, found)
-        except (ConcurrencyError, StaleTransactionError):
+            return await d.outcomes.sent(request, did, state.version, name, channel.name, found)
+        except LOST_RACE:
             return await _settled_elsewhere(d, did)
 
     _count(name, "not_found", did)
@@ -159,16 +158,16 @@ async def reconcile(
             "never took the message"
         )
         outcome = SendOutcome(status="failed", delivery_id=did, channel=name, reason=reason)
-        data = {**d._about(request, did), "channel": name, "reason": reason, "final": True}
+        data = {**about(request, did), "channel": name, "reason": reason, "final": True}
         try:
-            await d._record_final(
+            await d.outcomes.record_final(
                 request,
                 did,
                 state.version,
                 outcome,
                 [message_event("message.failed", f"message.failed/{did}", data)],
             )
-        except (ConcurrencyError, StaleTransactionError):
+        except LOST_RACE:
             return await _settled_elsewhere(d, did)
         return outcome
     error: dict[str, Any] = {"type": claims.NOT_AT_PROVIDER, "reconciled": True}
@@ -178,7 +177,7 @@ async def reconcile(
             [claims.released(did, name, error, request.workflow_id)],
             state.version,
         )
-    except (ConcurrencyError, StaleTransactionError):
+    except LOST_RACE:
         return await _settled_elsewhere(d, did)
     raise ApplicationError(
         f"delivery {did}: {name} does not have the message; sending again",
@@ -189,7 +188,7 @@ async def reconcile(
 
 
 async def _cannot_tell(
-    d: Deliverer,
+    d: DeliveryParts,
     request: SendRequest,
     did: str,
     state: claims.DeliveryState,
@@ -198,7 +197,7 @@ async def _cannot_tell(
     retry_after: float | None,
 ) -> SendOutcome:
     if state.inconclusive + 1 >= d.config.reconcile_attempts:
-        return await d._settle_in_doubt(
+        return await d.outcomes.settle_in_doubt(
             request,
             did,
             state,
@@ -210,7 +209,7 @@ async def _cannot_tell(
             [claims.uncertain(did, name, "reconcile", error, request.workflow_id)],
             state.version,
         )
-    except (ConcurrencyError, StaleTransactionError):
+    except LOST_RACE:
         return await _settled_elsewhere(d, did)
     delay = d.config.reconcile_interval * (state.inconclusive + 1)
     if retry_after:
@@ -224,7 +223,7 @@ async def _cannot_tell(
 
 
 async def uncertain_send(
-    d: Deliverer,
+    d: DeliveryParts,
     request: SendRequest,
     did: str,
     claim_version: int,
@@ -254,7 +253,7 @@ async def uncertain_send(
     )
 
 
-async def _settled_elsewhere(d: Deliverer, did: str) -> SendOutcome:
+async def _settled_elsewhere(d: DeliveryParts, did: str) -> SendOutcome:
     fresh = await claims.load(d.store, did)
     if fresh.outcome is not None:
         return fresh.outcome

@@ -261,7 +261,7 @@ async def _rekey(
     wait_for_routing: bool,
 ) -> tuple[Outcome, str]:
     from journeyman.engine.analytics_projector import _LOCK as ANALYTICS_LOCK
-    from journeyman.engine.profiles.projector import _LOCK as PROJECTOR_LOCK
+    from journeyman.engine.profiles.names import LOCK as PROJECTOR_LOCK
 
     # Shared: re-keys of several members run side by side; the projector's batches (which
     # take it exclusively) wait for them, and they for a batch.

@@ -41,11 +41,11 @@ from journeyman.event_store import (
 )
 
 from .fold import COLUMNS, READS_DATA, ProfileRow, apply, combine, scores
+from .names import LOCK as _LOCK
+from .names import NAME
 
 log = logging.getLogger(__name__)
 
-NAME = "member_profiles"
-_LOCK = 0x4A4D5F50524F46  # "JM_PROF"
 # The events whose data the projection reads: the fold's, and merges (read here). The rest
 # are read without their data (`read_all(data_of=...)`): most of a store is views and clicks.
 _DATA_OF = READS_DATA | {"member.merged"}

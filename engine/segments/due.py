@@ -12,13 +12,14 @@ nothing ahead (no activity, churned and without orders past the last recency ban
 `due_at` and are never read.
 
 A change of those settings, or of the registered segments, calls for one full refresh
-(`membership.refresh`, or `SegmentRefreshRequest(full=True)`), which also rewrites every
+(`refresh` below, or `SegmentRefreshRequest(full=True)`), which also rewrites every
 member's due moment.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,8 @@ from .membership import (
     profile_of,
     segment_list,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from journeyman.engine.profile_model import MemberProfile
@@ -92,8 +95,8 @@ async def refresh_due(
     transaction, under the profile projector's lock), and move their due moments on.
     `examined` counts the profile rows read."""
     from journeyman.engine.profiles.fold import ProfileRow, scores
-    from journeyman.engine.profiles.projector import _LOCK as PROFILES_LOCK
-    from journeyman.engine.profiles.projector import NAME as PROFILES
+    from journeyman.engine.profiles.names import LOCK as PROFILES_LOCK
+    from journeyman.engine.profiles.names import NAME as PROFILES
 
     chosen = segment_list(segments)
     result = RefreshResult()
@@ -124,6 +127,64 @@ async def refresh_due(
         result.pages += 1
         result.examined += len(records)
         result.changes.add(changes)
+        if on_page is not None:
+            outcome = on_page(result)
+            if outcome is not None:
+                await outcome
+        if len(records) < page_size:
+            return result
+
+
+async def refresh(
+    store: PostgresEventStore,
+    segments: Segments,
+    *,
+    settings: Settings,
+    now: dt.datetime,
+    page_size: int = 500,
+    after: str | None = None,
+    on_page: Callable[[RefreshResult], Awaitable[None] | None] | None = None,
+) -> RefreshResult:
+    """Evaluate every member's segments as of `now`, a page of profiles per transaction, in
+    member id order (after `after`, to resume). Each page runs under the profile projector's
+    lock, so it never interleaves with a batch being folded. `on_page` is called after each
+    committed page (the scan activity heartbeats there)."""
+    from journeyman.engine.profiles.fold import ProfileRow, scores
+    from journeyman.engine.profiles.names import LOCK as PROFILES_LOCK
+    from journeyman.engine.profiles.names import NAME as PROFILES
+
+    chosen = segment_list(segments)
+    result = RefreshResult(cursor=after)
+    if not chosen:
+        return result
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    while True:
+        async with store.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", PROFILES_LOCK)
+            if await _mark(conn, PROFILES) < await _mark(conn):
+                result.behind = True
+                log.warning(
+                    "segment refresh skipped: the profile projection is replaying the store"
+                )
+                return result
+            records = await conn.fetch(
+                "SELECT * FROM member_profiles WHERE member_id > $1 ORDER BY member_id LIMIT $2",
+                result.cursor or "",
+                page_size,
+            )
+            profiles: dict[str, MemberProfile | None] = {}
+            for record in records:
+                row = ProfileRow.from_record(record)
+                scores(row, now, settings)
+                profiles[row.member_id] = profile_of(row)
+            changes = await apply_profiles(conn, store, chosen, profiles, now=now)
+            await track(conn, [ProfileRow.from_record(r) for r in records], now, settings)
+        result.pages += 1
+        result.examined += len(records)
+        result.changes.add(changes)
+        if records:
+            result.cursor = records[-1]["member_id"]
         if on_page is not None:
             outcome = on_page(result)
             if outcome is not None:

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from journeyman.engine.analytics import ProjectionBehind, journey_stats
 from journeyman.engine.analytics_projector import NAME, JourneyStatsProjector
-from journeyman.engine.deadletters import retry
+from journeyman.engine.deadletter_actions import retry
 from journeyman.engine.settings import Settings
 from journeyman.event_store import NewEvent, PostgresEventStore
 from journeyman.event_store.deadletters import list_dead_letters

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from deadletter_testkit import BC_TIMESTAMP, huge_integer_sql, insert_raw
-from journeyman.engine import deadletters
+from journeyman.engine import deadletter_actions as deadletters
 from journeyman.engine.metrics import DEAD_LETTERS_PARKED
 from journeyman.engine.profiles import NAME, ProfileProjector, get_profile
 from journeyman.engine.settings import Settings

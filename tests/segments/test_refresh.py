@@ -11,8 +11,7 @@ from journeyman.engine.activities import ScanRequest, ScanResult, SegmentRefresh
 from journeyman.engine.activities.journey_activities import JourneyActivities
 from journeyman.engine.profiles import ProfileProjector
 from journeyman.engine.segments import Segment
-from journeyman.engine.segments.due import refresh_due
-from journeyman.engine.segments.membership import refresh
+from journeyman.engine.segments.due import refresh, refresh_due
 from journeyman.engine.settings import Settings
 from journeyman.engine.worker import build_worker
 from journeyman.event_store import NewEvent, PostgresEventStore
