@@ -114,8 +114,8 @@ async def build(
 ) -> dict[str, float]:
     """Append the journey history of `members` members to the database at `url`, then let
     the analytics projection catch up. Returns counts and rates."""
-    from journeyman.engine.analytics_projector import JourneyStatsProjector
-    from journeyman.engine.settings import Settings
+    from journeyman.engine.analytics.projector import JourneyStatsProjector
+    from journeyman.engine.core.settings import Settings
     from journeyman.event_store import ANY, PostgresEventStore
 
     rng = random.Random(seed)
@@ -170,9 +170,9 @@ async def measure(
     """p95 (ms) of the journey stats API, the dashboard journey page and `/healthz` (the
     limit) over real HTTP against an already built database, and the report's own totals."""
     import httpx
+    from journeyman.engine.access.keys import create_key
     from journeyman.engine.api import create_app, serve_in_background
-    from journeyman.engine.keys import create_key
-    from journeyman.engine.settings import Settings
+    from journeyman.engine.core.settings import Settings
     from journeyman.event_store import PostgresEventStore
     from pydantic import SecretStr
 

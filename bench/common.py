@@ -13,8 +13,8 @@ from pathlib import Path
 @contextmanager
 def bench_database(url: str | None = None) -> Iterator[str]:
     """A migrated database: `url` if given, else a fresh embedded PostgreSQL removed afterwards."""
-    from journeyman.engine.db import migrate
-    from journeyman.engine.stack import EmbeddedPostgres
+    from journeyman.engine.runtime.db import migrate
+    from journeyman.engine.runtime.stack import EmbeddedPostgres
 
     if url:
         import asyncio

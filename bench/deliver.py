@@ -39,7 +39,7 @@ async def _timed(n: int, concurrency: int, job: Callable[[int], Awaitable[Any]])
 
 
 async def _members(store: Any, settings: Any, count: int) -> list[str]:
-    from journeyman.engine.ingest import Ingestor
+    from journeyman.engine.ingest.ingestor import Ingestor
     from journeyman.engine.profiles import ProfileProjector
 
     events = []
@@ -67,10 +67,10 @@ async def _run(url: str, n: int, concurrency: int) -> None:
     from journeyman.channels.email import EmailChannel
     from journeyman.channels.sms import SmsChannel
     from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
-    from journeyman.engine.activities.delivery_contract import SendRequest
-    from journeyman.engine.delivery.config import DeliverySettings
+    from journeyman.engine.contracts.delivery import SendRequest
+    from journeyman.engine.core.delivery_settings import DeliverySettings
+    from journeyman.engine.core.settings import Settings
     from journeyman.engine.delivery.service import Deliverer
-    from journeyman.engine.settings import Settings
     from journeyman.event_store import PostgresEventStore
 
     data_dir = Path(tempfile.mkdtemp(prefix="journeyman-bench-deliver-"))

@@ -66,7 +66,7 @@ async def _seed(store: Any, members: list[str], now: dt.datetime) -> None:
 
 async def _bare(client: Any, members: list[str], concurrency: int) -> tuple[float, list[str]]:
     """The limit: one signal-with-start per trigger, nothing else. Returns the seconds taken."""
-    from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
+    from journeyman.engine.contracts import EVENT_SIGNAL, JourneyEvent, JourneyInput
     from journeyman.workflows.cart_recovery import CartRecovery
 
     spec = CartRecovery.__journey__
@@ -105,7 +105,7 @@ async def _bare(client: Any, members: list[str], concurrency: int) -> tuple[floa
 async def _dispatch(
     url: str, client: Any, members: list[str], concurrency: int, batch_size: int
 ) -> dict[str, Any]:
-    from journeyman.engine.dispatcher import Dispatcher
+    from journeyman.engine.routing.dispatcher import Dispatcher
     from journeyman.workflows.cart_recovery import CartRecovery
 
     counter: Counter[str] = Counter()
@@ -217,7 +217,7 @@ async def measure_catch_up(
     """Catch-up over events that route nowhere (late orders and stale carts of members in no
     journey), beside a bare read of the same events through the same subscription, with a
     checkpoint saved per batch (the limit). No Temporal is involved: nothing is started."""
-    from journeyman.engine.dispatcher import Dispatcher
+    from journeyman.engine.routing.dispatcher import Dispatcher
     from journeyman.event_store import ANY, NewEvent
     from journeyman.workflows.cart_recovery import CartRecovery
 
@@ -274,7 +274,7 @@ async def measure_catch_up(
 
 
 async def _run(url: str, temporal: str | None, triggers: int) -> None:
-    from journeyman.engine.stack import temporal_cli
+    from journeyman.engine.runtime.stack import temporal_cli
     from temporalio.testing import WorkflowEnvironment
 
     env = None

@@ -217,9 +217,9 @@ async def _run(
     api_workers: int,
 ) -> tuple[list[float], list[float], list[float]]:
     """Alternate bare and HTTP rounds (a busy machine then hurts both alike)."""
+    from journeyman.engine.access.keys import create_key
     from journeyman.engine.client import AsyncJourneymanClient
-    from journeyman.engine.keys import create_key
-    from journeyman.engine.stack import free_port
+    from journeyman.engine.runtime.stack import free_port
     from journeyman.event_store import create_pool
 
     pool = await create_pool(api_url, min_size=1, max_size=2)
@@ -261,7 +261,7 @@ async def _run(
 
 async def _databases(pg: Any, names: list[str]) -> list[str]:
     import asyncpg
-    from journeyman.engine.db import migrate
+    from journeyman.engine.runtime.db import migrate
 
     admin = await asyncpg.connect(pg.database_url("postgres"))
     try:
@@ -406,7 +406,7 @@ def _describe(label: str, rate: float, tally: _Tally) -> str:
 
 
 def _clients_main(args: argparse.Namespace) -> None:
-    from journeyman.engine.stack import EmbeddedPostgres
+    from journeyman.engine.runtime.stack import EmbeddedPostgres
 
     duration = args.duration or (20.0 if args.quick else 60.0)
     root = Path(tempfile.mkdtemp(prefix="journeyman-bench-ingest-"))
@@ -414,9 +414,9 @@ def _clients_main(args: argparse.Namespace) -> None:
     pg.start()
 
     async def go() -> tuple[tuple[float, _Tally], tuple[float, _Tally]]:
+        from journeyman.engine.access.keys import create_key
         from journeyman.engine.client import AsyncJourneymanClient
-        from journeyman.engine.keys import create_key
-        from journeyman.engine.stack import free_port
+        from journeyman.engine.runtime.stack import free_port
         from journeyman.event_store import create_pool
 
         (api_url,) = await _databases(pg, ["bench_api"])
@@ -510,7 +510,7 @@ def main(argv: list[str]) -> None:
     args.rounds = args.rounds or (3 if args.quick else 5)
     latency_batches = 60 if args.quick else 300
 
-    from journeyman.engine.stack import EmbeddedPostgres
+    from journeyman.engine.runtime.stack import EmbeddedPostgres
 
     root = Path(tempfile.mkdtemp(prefix="journeyman-bench-ingest-"))
     pg = EmbeddedPostgres(root / "pg")

@@ -75,8 +75,8 @@ async def _bare(client, n: int) -> float:
 
 
 async def _journeys(client, store, n: int) -> float:
-    from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
-    from journeyman.engine.worker import build_worker
+    from journeyman.engine.contracts import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
+    from journeyman.engine.runtime.worker import build_worker
     from journeyman.workflows.cart_recovery import CartRecovery
 
     spec = CartRecovery.__journey__
@@ -110,8 +110,8 @@ async def _journeys(client, store, n: int) -> float:
 
 
 async def _latency(client, store, n: int) -> tuple[float, float]:
-    from journeyman.engine.dispatcher import Dispatcher
-    from journeyman.engine.worker import build_worker
+    from journeyman.engine.routing.dispatcher import Dispatcher
+    from journeyman.engine.runtime.worker import build_worker
     from journeyman.event_store import NewEvent
     from journeyman.workflows.cart_recovery import CartRecovery
 
@@ -158,7 +158,7 @@ async def _latency(client, store, n: int) -> tuple[float, float]:
 
 
 async def _run(url: str, n: int, latency_n: int, rounds: int) -> None:
-    from journeyman.engine.stack import temporal_cli
+    from journeyman.engine.runtime.stack import temporal_cli
     from journeyman.event_store import PostgresEventStore
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment

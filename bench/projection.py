@@ -28,11 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from journeyman.engine.crypto import Keyring, load_data_keys
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.identity.crypto import Keyring, load_data_keys
+from journeyman.engine.identity.sealing import has_sealed, open_fields, seal_event
 from journeyman.engine.profiles import ProfileProjector
 from journeyman.engine.profiles.fold import READS_DATA, ProfileRow, apply, scores
-from journeyman.engine.sealing import has_sealed, open_fields, seal_event
-from journeyman.engine.settings import Settings
 from journeyman.event_store import ANY, START, NewEvent, PostgresEventStore, RecordedEvent
 from pydantic import SecretStr
 

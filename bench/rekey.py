@@ -24,10 +24,10 @@ from .common import bench_database, result_line
 
 
 async def _run(url: str, members: int, events: int, concurrency: int) -> dict[str, float]:
-    from journeyman.engine.crypto import Keyring
+    from journeyman.engine.core.settings import Settings
+    from journeyman.engine.identity.crypto import Keyring
     from journeyman.engine.identity.rekey import rekey_all
-    from journeyman.engine.ingest import Ingestor
-    from journeyman.engine.settings import Settings
+    from journeyman.engine.ingest.ingestor import Ingestor
     from journeyman.event_store import PostgresEventStore
 
     settings = Settings(secret_key=SecretStr("bench-rekey-secret-" + "b" * 32))

@@ -69,7 +69,7 @@ FOLD_SAMPLE = 400_000
 
 
 def _settings(data_dir: Path) -> Any:
-    from journeyman.engine.settings import Settings
+    from journeyman.engine.core.settings import Settings
 
     return Settings(secret_key=SecretStr("bench-scale-" + "s" * 40), data_dir=data_dir)
 
@@ -95,9 +95,9 @@ async def measure_scan(
     paging over `inactivity_due` by its partial index), then the whole activity in an
     activity environment (finding and starting), against a bare indexed count of the same
     rows."""
-    from journeyman.engine import inactivity_due
-    from journeyman.engine.activities import ScanRequest
     from journeyman.engine.activities.journey_activities import JourneyActivities
+    from journeyman.engine.contracts import ScanRequest
+    from journeyman.engine.profiles import inactivity_due
     from journeyman.workflows.winback import Winback
     from temporalio.testing import ActivityEnvironment
 
@@ -148,7 +148,7 @@ async def measure_scan(
 async def measure_analytics_projection(store: PostgresEventStore, settings: Any) -> dict[str, Any]:
     """The journey analytics projection catching up from the start of the store, as after an
     upgrade; the API's reports then read its counts (a report far behind answers 503)."""
-    from journeyman.engine.analytics_projector import JourneyStatsProjector
+    from journeyman.engine.analytics.projector import JourneyStatsProjector
 
     t0 = time.perf_counter()
     events = await JourneyStatsProjector(store, settings).run_until_caught_up()
@@ -163,9 +163,9 @@ async def measure_api(url: str, settings: Any) -> dict[str, Any]:
     that takes longer counts as that long, is reported in `timed_out`, and its path is not
     asked again. `create_app` served in this process."""
     import httpx
+    from journeyman.engine.access.keys import create_key
     from journeyman.engine.api.app import create_app
     from journeyman.engine.api.server import serve_in_background
-    from journeyman.engine.keys import create_key
 
     limit_ms = REQUEST_TIMEOUT_S * 1000
     # A timed-out request is an expected outcome here, counted below, not a traceback.
@@ -242,8 +242,8 @@ async def measure_refresh(store: PostgresEventStore, settings: Any) -> dict[str,
     """Segment refresh over every profile, and how long it holds up the profile projection:
     while it runs, an event is appended every 0.2 s and timed until it is projected."""
     from journeyman.engine.profiles.projector import ProfileProjector
+    from journeyman.engine.profiles.segment_refresh import refresh
     from journeyman.engine.segments import registered_segments
-    from journeyman.engine.segments.due import refresh
 
     projector = ProfileProjector(store, settings)
     member = f"member-{_shop.member_id(SEED, 1)}"
@@ -298,8 +298,8 @@ async def measure_dispatcher(
     against bare signal-with-start calls with the same concurrency, to the same Temporal
     server; no worker polls either task queue, so only the start is measured. Alternating,
     two rounds, each one's best."""
-    from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput
-    from journeyman.engine.dispatcher import Dispatcher
+    from journeyman.engine.contracts import EVENT_SIGNAL, JourneyEvent, JourneyInput
+    from journeyman.engine.routing.dispatcher import Dispatcher
     from journeyman.workflows.cart_recovery import CartRecovery
 
     spec = CartRecovery.__journey__
@@ -397,8 +397,8 @@ async def _count_workflows(client: Any, query: str, expected: int) -> int | None
 @asynccontextmanager
 async def _servers(database_url: str | None) -> AsyncIterator[tuple[str, Path | None, Any]]:
     """A migrated PostgreSQL (embedded, unless `database_url`) and a Temporal dev server."""
-    from journeyman.engine.db import migrate
-    from journeyman.engine.stack import EmbeddedPostgres, temporal_cli
+    from journeyman.engine.runtime.db import migrate
+    from journeyman.engine.runtime.stack import EmbeddedPostgres, temporal_cli
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 

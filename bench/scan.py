@@ -270,9 +270,9 @@ async def measure_scan(
 
     `client`: a Temporal client (starts go to its server; no worker is needed), or None for
     a stand-in that counts them."""
-    from journeyman.engine.activities import ScanRequest
     from journeyman.engine.activities.journey_activities import JourneyActivities
-    from journeyman.engine.worker import registered_journeys
+    from journeyman.engine.contracts import ScanRequest
+    from journeyman.engine.runtime.worker import registered_journeys
     from journeyman.event_store import PostgresEventStore
     from temporalio.testing import ActivityEnvironment
 
@@ -326,7 +326,7 @@ async def _run(url: str, sizes: list[int], share: float, temporal: bool) -> list
     env = None
     client = None
     if temporal:
-        from journeyman.engine.stack import temporal_cli
+        from journeyman.engine.runtime.stack import temporal_cli
         from temporalio.contrib.pydantic import pydantic_data_converter
         from temporalio.testing import WorkflowEnvironment
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
-from journeyman.engine.ingest_answers import EventOutcome, IngestResult
+from journeyman.engine.ingest.answers import EventOutcome, IngestResult
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 

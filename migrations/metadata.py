@@ -1,11 +1,11 @@
 """Every table's metadata, gathered for Alembic's autogenerate."""
 
+from journeyman.engine.access.sessions import metadata as session_metadata
 from journeyman.engine.activities.instances import metadata as journey_metadata
-from journeyman.engine.analytics_schema import metadata as analytics_metadata
+from journeyman.engine.analytics.schema import metadata as analytics_metadata
 from journeyman.engine.delivery.schema import metadata as delivery_metadata
-from journeyman.engine.ingest_schema import metadata as ingest_metadata
+from journeyman.engine.ingest.schema import metadata as ingest_metadata
 from journeyman.engine.segments.schema import metadata as segment_metadata
-from journeyman.engine.sessions import metadata as session_metadata
 from journeyman.event_store.schema import metadata as store_metadata
 
 target_metadata = [

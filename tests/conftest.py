@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from journeyman.engine.stack import EmbeddedPostgres, temporal_cli, temporal_test_server
+from journeyman.engine.runtime.stack import EmbeddedPostgres, temporal_cli, temporal_test_server
 from journeyman.event_store import PostgresEventStore
 
 from tests.stall_watch import pytest_runtest_protocol  # noqa: F401  (a hook: stalled tests fail)
@@ -59,7 +59,7 @@ async def _admin(pg: EmbeddedPostgres) -> asyncpg.Connection:
 @pytest.fixture(scope="session")
 async def template_database(pg_server: EmbeddedPostgres) -> str:
     """A database migrated once; each test's database is a copy of it."""
-    from journeyman.engine.db import migrate
+    from journeyman.engine.runtime.db import migrate
 
     conn = await _admin(pg_server)
     try:

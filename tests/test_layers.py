@@ -23,7 +23,8 @@ def test_the_python_client_loads_nothing_of_the_server() -> None:
         "journeyman",
         "journeyman.engine",
         "journeyman.engine.client",
-        "journeyman.engine.ingest_answers",
+        "journeyman.engine.ingest",
+        "journeyman.engine.ingest.answers",
     }
 
 

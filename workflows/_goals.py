@@ -11,13 +11,13 @@ from temporalio import workflow
 from .spec import Goal
 
 with workflow.unsafe.imports_passed_through():
-    from journeyman.engine.activities import (
+    from journeyman.engine.contracts import (
         JourneyEvent,
         Touch,
     )
 
 if TYPE_CHECKING:
-    from journeyman.engine.activities import JourneyState
+    from journeyman.engine.contracts import JourneyState
 
     from .spec import JourneySettings, JourneySpec
 

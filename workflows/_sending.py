@@ -12,7 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from journeyman.engine.activities import (
+    from journeyman.engine.contracts import (
         DELIVER,
         JourneyRecord,
         ProfileRequest,
@@ -22,10 +22,10 @@ with workflow.unsafe.imports_passed_through():
         Touch,
         delivery_id,
     )
-    from journeyman.engine.profile_model import MemberProfile
+    from journeyman.engine.contracts.profile import MemberProfile
 
 if TYPE_CHECKING:
-    from journeyman.engine.activities import JourneyState
+    from journeyman.engine.contracts import JourneyState
 
     from .spec import JourneySettings, JourneySpec
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from journeyman.engine.activities import (
+    from journeyman.engine.contracts import (
         JourneyEvent,
         StepRecord,
     )
 
 if TYPE_CHECKING:
-    from journeyman.engine.activities import JourneyState
+    from journeyman.engine.contracts import JourneyState
 
     from .spec import JourneySettings, JourneySpec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.contracts.profile import MemberProfile
 from journeyman.engine.segments import Segment
 from journeyman.plugins import hookimpl
 

@@ -51,7 +51,7 @@ from .spec import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from journeyman.engine.activities import (
+    from journeyman.engine.contracts import (
         EVENT_SIGNAL,
         JourneyEvent,
         JourneyInput,
@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
         JourneyState,
         SendSummary,
     )
-    from journeyman.engine.profile_model import MemberProfile
+    from journeyman.engine.contracts.profile import MemberProfile
 
 S = TypeVar("S", bound=JourneySettings)
 C = TypeVar("C", bound=type)

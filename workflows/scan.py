@@ -16,7 +16,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from journeyman.engine.activities import (
+    from journeyman.engine.contracts import (
         ScanRequest,
         ScanResult,
         SegmentRefreshRequest,

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from journeyman.engine.activities import (
+from journeyman.engine.contracts import (
     EVENT_SIGNAL,
     JourneyEvent,
     JourneyInput,
@@ -44,7 +44,7 @@ from journeyman.engine.activities import (
     SendOutcome,
     SendRequest,
 )
-from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.contracts.profile import MemberProfile
 from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -147,8 +147,8 @@ class JourneyHarness:
         env: WorkflowEnvironment | None = None,
     ) -> AsyncIterator[JourneyHarness]:
         """Start a test server (or use `env`) and a worker for `journeys`."""
-        from journeyman.engine.stack import temporal_test_server
-        from journeyman.engine.worker import workflow_runner
+        from journeyman.engine.runtime.stack import temporal_test_server
+        from journeyman.engine.runtime.worker import workflow_runner
 
         async with contextlib.AsyncExitStack() as stack:
             if env is None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
-from journeyman.engine import inactivity_due
+from journeyman.engine.profiles import inactivity_due
 from sqlalchemy import (
     BigInteger,
     Boolean,

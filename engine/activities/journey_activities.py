@@ -15,21 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from journeyman.engine import inactivity_due, metrics
-from journeyman.engine.profile_model import MemberProfile
-from journeyman.engine.segments.due import refresh, refresh_due
-from journeyman.engine.segments.membership import RefreshResult, Segments, segment_list
-from journeyman.engine.settings import Settings, get_settings
-from journeyman.event_store import NewEvent, PostgresEventStore
-from temporalio import activity
-from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-
-from . import instances
-from .delivery_contract import DELIVER, SendOutcome, SendRequest
-from .heartbeat import with_heartbeats
-from .models import (
+from journeyman.engine.contracts.delivery import DELIVER, SendOutcome, SendRequest
+from journeyman.engine.contracts.journeys import (
     JourneyInput,
     JourneyRecord,
     ProfileRequest,
@@ -38,6 +25,20 @@ from .models import (
     SegmentRefreshRequest,
     SegmentRefreshResult,
 )
+from journeyman.engine.contracts.profile import MemberProfile
+from journeyman.engine.core import metrics
+from journeyman.engine.core.settings import Settings, get_settings
+from journeyman.engine.profiles import inactivity_due
+from journeyman.engine.profiles.segment_refresh import refresh, refresh_due
+from journeyman.engine.segments.membership import RefreshResult, Segments, segment_list
+from journeyman.event_store import NewEvent, PostgresEventStore
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from . import instances
+from .heartbeat import with_heartbeats
 from .outbox import OutboxDelivery
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class JourneyActivities:
         their rows of `inactivity_due` (by its partial index on `due_at`), a page at a time:
         a page's runs are started concurrently (at most `start_concurrency` at once) and
         marked started in one statement. One scan per journey at a time (a second one skips
-        it, `busy`). See `journeyman.engine.inactivity_due`."""
+        it, `busy`). See `journeyman.engine.profiles.inactivity_due`."""
         if self.client is None:
             raise RuntimeError("scan_inactive_members needs a Temporal client")
         now = request.now or dt.datetime.now(dt.UTC)
@@ -180,10 +181,9 @@ class JourneyActivities:
     @activity.defn(name="refresh_segments")
     async def refresh_segments(self, request: SegmentRefreshRequest) -> SegmentRefreshResult:
         """Evaluate segments as of `request.now`: by default only of the members whose
-        time-based profile fields can have changed (`journeyman.engine.segments.due.refresh_due`);
-        with
-        `full`, every member's (`journeyman.engine.segments.due.refresh`, whose cursor is
-        heartbeated after each page: a retried attempt resumes where the last one stopped)."""
+        time-based profile fields can have changed (`segment_refresh.refresh_due`); with
+        `full`, every member's (`segment_refresh.refresh`, whose cursor is heartbeated after
+        each page: a retried attempt resumes where the last one stopped)."""
         if self._segments is None:
             from journeyman.engine.segments import registered_segments
 

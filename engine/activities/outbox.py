@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from journeyman.engine.contracts.delivery import SendOutcome, SendRequest, delivery_id
 from journeyman.event_store import ANY, NO_STREAM, ConcurrencyError, NewEvent, PostgresEventStore
 from temporalio import activity
-
-from .delivery_contract import SendOutcome, SendRequest, delivery_id
 
 
 class OutboxDelivery:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from journeyman.engine.settings import get_settings
+from journeyman.engine.core.settings import get_settings
 
 from .server import run
 

@@ -12,13 +12,13 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
-from journeyman.engine.analytics_projector import JourneyStatsProjector
-from journeyman.engine.ingest import Ingestor
-from journeyman.engine.ingest_models import EventBatchIn
-from journeyman.engine.keys import KeyVerifier
-from journeyman.engine.logs import quiet_http_clients
+from journeyman.engine.access.keys import KeyVerifier
+from journeyman.engine.analytics.projector import JourneyStatsProjector
+from journeyman.engine.core.settings import Settings, get_settings
+from journeyman.engine.ingest.ingestor import Ingestor
+from journeyman.engine.ingest.models import EventBatchIn
 from journeyman.engine.profiles import ProfileProjector
-from journeyman.engine.settings import Settings, get_settings
+from journeyman.engine.runtime.logs import quiet_http_clients
 from journeyman.event_store import PostgresEventStore, create_pool
 from pydantic.json_schema import models_json_schema
 
@@ -69,7 +69,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
         if store is None:
-            from journeyman.engine.db import database_url
+            from journeyman.engine.runtime.db import database_url
 
             s = await PostgresEventStore.connect(
                 database_url(settings), min_size=settings.db_pool_min, max_size=settings.db_pool_max
@@ -79,7 +79,7 @@ def create_app(
         app.state.store = s
         app.state.analytics_pool = s.pool
         if settings.analytics_database_url:
-            from journeyman.engine.db import asyncpg_dsn
+            from journeyman.engine.runtime.db import asyncpg_dsn
 
             app.state.analytics_pool = await create_pool(
                 asyncpg_dsn(settings.analytics_database_url),

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBasic, HTTPBearer
-from journeyman.engine.keys import ApiKey, KeyVerifier
+from journeyman.engine.access.keys import ApiKey, KeyVerifier
 
 from .errors import ApiError
 

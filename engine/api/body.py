@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from fastapi import Request
-from journeyman.engine.ingest_models import FieldError
-from journeyman.engine.storable import loads
+from journeyman.engine.ingest.models import FieldError
+from journeyman.engine.ingest.storable import loads
 
 from .errors import ApiError
 

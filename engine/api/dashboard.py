@@ -8,8 +8,8 @@
 * `/dashboard/members?id=…` — a member's journey trace.
 
 Access needs an admin API key — in the `Authorization` header, or entered once on
-`/dashboard/login`, which opens a session (`journeyman.engine.sessions`): the cookie holds an opaque
-session id, never the key; it expires after `JOURNEYMAN_DASHBOARD_SESSION_HOURS`, ends at
+`/dashboard/login`, which opens a session (`journeyman.engine.access.sessions`): the cookie holds
+an opaque session id, never the key; it expires after `JOURNEYMAN_DASHBOARD_SESSION_HOURS`, ends at
 `POST /dashboard/logout` or when the key is revoked, and is `Secure` when the dashboard is
 served over https (the request's scheme or `JOURNEYMAN_DELIVERY__PUBLIC_URL`) — unless
 `JOURNEYMAN_DASHBOARD_LOCAL_ONLY` is on, which admits requests from 127.0.0.1 / ::1 without a
@@ -28,9 +28,9 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from journeyman.engine import analytics
+from journeyman.engine.access.sessions import close_session, open_session, session_key
+from journeyman.engine.analytics import report as analytics
 from journeyman.engine.identity import resolve_member_id
-from journeyman.engine.sessions import close_session, open_session, session_key
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 

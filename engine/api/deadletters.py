@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from journeyman.engine import deadletter_actions as deadletters
-from journeyman.engine.keys import ApiKey
+from journeyman.engine.access.keys import ApiKey
+from journeyman.engine.deadletters import actions as deadletters
 from journeyman.event_store.deadletters import list_dead_letters
 from pydantic import BaseModel, Field
 

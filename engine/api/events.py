@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from journeyman.engine.ingest import Ingestor
-from journeyman.engine.ingest_models import EventBatchIn, FieldError, IngestResult
-from journeyman.engine.keys import ApiKey
+from journeyman.engine.access.keys import ApiKey
+from journeyman.engine.ingest.ingestor import Ingestor
+from journeyman.engine.ingest.models import EventBatchIn, FieldError, IngestResult
 from pydantic import TypeAdapter, ValidationError
 
 from .auth import require

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.delivery.feedback import (
     Feedback,
     WebhookRejected,
@@ -31,7 +32,6 @@ from journeyman.engine.delivery.feedback import (
     warn_without_public_url,
 )
 from journeyman.engine.delivery.links import ExpiredToken, InvalidToken, LinkClaims, LinkKind
-from journeyman.engine.settings import Settings
 
 if TYPE_CHECKING:
     from journeyman.event_store import PostgresEventStore

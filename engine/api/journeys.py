@@ -1,9 +1,9 @@
 """Reporting endpoints: `GET /v1/journeys`, `GET /v1/journeys/{name}/stats`,
 `GET /v1/members/{id}/journeys` (the member's journey trace), plus `/healthz` and `/metrics`.
 
-Every figure comes from `journeyman.engine.analytics`, which computes it from the events in the
-store. Reports read through the analytics database (`JOURNEYMAN_ANALYTICS_DATABASE_URL`, e.g. a read
-replica), which is the main database unless set.
+Every figure comes from `journeyman.engine.analytics.report`, which computes it from the events in
+the store. Reports read through the analytics database (`JOURNEYMAN_ANALYTICS_DATABASE_URL`, e.g. a
+read replica), which is the main database unless set.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
-from journeyman.engine import analytics, metrics
+from journeyman.engine.access.keys import ApiKey
+from journeyman.engine.analytics import report as analytics
+from journeyman.engine.core import metrics
 from journeyman.engine.identity import resolve_member_id
-from journeyman.engine.ingest_models import ID_PATTERN
-from journeyman.engine.keys import ApiKey
+from journeyman.engine.ingest.models import ID_PATTERN
 from pydantic import BaseModel, Field
 
 from .auth import require
@@ -37,7 +38,7 @@ def registered(request: Request) -> dict[str, type]:
     """Journey classes by name (from the plugin manager), cached on the app."""
     found = getattr(request.app.state, "journeys", None)
     if found is None:
-        from journeyman.engine.worker import registered_journeys
+        from journeyman.engine.runtime.worker import registered_journeys
 
         found = registered_journeys()
         request.app.state.journeys = found

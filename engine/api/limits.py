@@ -10,9 +10,10 @@
   before any route parses it (deep nesting costs recursion in every parser behind it).
 * **Ingestion rate**: ingestion calls (`POST /v1/events` and the Segment-compatible
   `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`, `/v1/alias`, `/v1/group`,
-  `/v1/batch`) take a token from the bucket of their API key (`journeyman.engine.ratelimit`); an
-  empty bucket is answered 429 with `Retry-After`. Calls without a valid key are limited by client
-  address instead (and then refused with 401 by the route).
+  `/v1/batch`) take a token from the bucket of their API key
+  (`journeyman.engine.access.ratelimit`); an empty bucket is answered 429 with `Retry-After`. Calls
+  without a valid key are limited by client address instead (and then refused with 401 by the
+  route).
 * **Ingestion concurrency**: once its body is read, an ingestion call needs a slot of the
   process's `AdmissionGate` (`ingest_max_in_flight` at once, `ingest_max_queued` waiting,
   each for at most `ingest_max_queue_seconds`); beyond the queue it is answered 503 with
@@ -28,8 +29,8 @@ import zlib
 from itertools import accumulate
 from typing import Any
 
-from journeyman.engine import metrics
-from journeyman.engine.ratelimit import TokenBuckets
+from journeyman.engine.access.ratelimit import TokenBuckets
+from journeyman.engine.core import metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .admission import AdmissionGate

@@ -11,13 +11,13 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from journeyman.engine.crypto import load_data_keys
+from journeyman.engine.access.keys import ApiKey
+from journeyman.engine.contracts.profile import MemberProfile
 from journeyman.engine.identity import resolve_member_id
-from journeyman.engine.ingest_models import ID_PATTERN
-from journeyman.engine.keys import ApiKey
-from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.identity.crypto import load_data_keys
+from journeyman.engine.identity.sealing import has_sealed, open_fields
+from journeyman.engine.ingest.models import ID_PATTERN
 from journeyman.engine.profiles import get_profile
-from journeyman.engine.sealing import has_sealed, open_fields
 from journeyman.event_store import UndecodableEvent
 from pydantic import BaseModel, Field
 

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
-from journeyman.engine.ingest_models import FieldError
+from journeyman.engine.ingest.models import FieldError
 
 from .errors import ApiError
 

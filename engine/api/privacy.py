@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from journeyman.engine.ingest_models import FieldError
-from journeyman.engine.keys import ApiKey
+from journeyman.engine.access.keys import ApiKey
+from journeyman.engine.ingest.models import FieldError
+from journeyman.engine.ingest.storable import time_problem
 from journeyman.engine.privacy import (
     ConfirmSigner,
     ConsentUpdate,
@@ -29,7 +30,6 @@ from journeyman.engine.privacy import (
     erase_member,
     export_member,
 )
-from journeyman.engine.storable import time_problem
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
@@ -80,7 +80,7 @@ async def temporal_client(request: Request) -> Client | None:
     state = request.app.state
     client = getattr(state, "temporal", None)
     if client is None and request.app.state.settings.temporal_address:
-        from journeyman.engine.worker import connect_temporal
+        from journeyman.engine.runtime.worker import connect_temporal
 
         try:
             client = state.temporal = await connect_temporal(request.app.state.settings)

@@ -6,8 +6,8 @@ A system wired to Segment's (or RudderStack's) HTTP tracking API can point at Jo
 unchanged: the write key is a Journeyman API key with the `ingest` scope (HTTP Basic, key
 as user name), and payloads are mapped onto Journeyman events (see docs/ingestion.md,
 "Segment mapping"). E-commerce events that describe a cart one product at a time are
-folded into cart snapshots (`journeyman.engine.carts`). Error bodies carry `code` and `message` at
-the top level, where those libraries read them.
+folded into cart snapshots (`journeyman.engine.ingest.carts`). Error bodies carry `code` and
+`message` at the top level, where those libraries read them.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from journeyman.engine import carts
-from journeyman.engine.ingest import Ingestor
-from journeyman.engine.ingest_models import EVENT_TYPE_PATTERN, FieldError, IngestResult
-from journeyman.engine.keys import ApiKey
-from journeyman.engine.segment_events import SEGMENT_EVENTS
+from journeyman.engine.access.keys import ApiKey
+from journeyman.engine.ingest import carts
+from journeyman.engine.ingest.ingestor import Ingestor
+from journeyman.engine.ingest.models import EVENT_TYPE_PATTERN, FieldError, IngestResult
+from journeyman.engine.ingest.segment_events import SEGMENT_EVENTS
 from pydantic import BaseModel, ConfigDict, Field
 
 from .auth import require

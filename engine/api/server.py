@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI
-from journeyman.engine.settings import Settings
-from journeyman.engine.stack import free_port
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.runtime.stack import free_port
 
 
 @contextlib.asynccontextmanager

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from journeyman.engine.db import database_url
-from journeyman.engine.settings import Settings, get_settings
+from journeyman.engine.core.settings import Settings, get_settings
+from journeyman.engine.runtime.db import database_url
 from rich.console import Console
 
 T = TypeVar("T")

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         """List dead letters, oldest first."""
         if status not in STATUSES:
             raise typer.BadParameter(f"must be one of {', '.join(STATUSES)}", param_hint="--status")
-        from journeyman.engine.deadletter_actions import as_dict
+        from journeyman.engine.deadletters.actions import as_dict
         from journeyman.event_store.deadletters import list_dead_letters
 
         async def go() -> list[Any]:
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
     @group.command()
     def show(dead_letter_id: int = typer.Argument(..., help="The dead letter's id.")) -> None:
         """Show one dead letter and the stored event (raw columns if it cannot be decoded)."""
-        from journeyman.engine.deadletter_actions import show as describe_dead_letter
+        from journeyman.engine.deadletters.actions import show as describe_dead_letter
 
         async def go() -> dict[str, Any] | None:
             async with await _store() as store:
@@ -81,9 +81,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Hand parked events back to their consumers (after a fix). Exits 1 if any fails
         again; it then stays parked with the new error."""
-        from journeyman.engine.deadletter_actions import AlreadyRetried, UnknownDeadLetter
-        from journeyman.engine.deadletter_actions import retry as do_retry
-        from journeyman.engine.dispatcher import SUBSCRIPTION
+        from journeyman.engine.deadletters.actions import AlreadyRetried, UnknownDeadLetter
+        from journeyman.engine.deadletters.actions import retry as do_retry
+        from journeyman.engine.routing.dispatcher import SUBSCRIPTION
         from journeyman.event_store.deadletters import get_dead_letter
 
         s = settings()
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
                 for i in dead_letter_ids:
                     dl = await get_dead_letter(store.pool, i)
                     if dl is not None and dl.consumer == SUBSCRIPTION and temporal is None:
-                        from journeyman.engine.worker import connect_temporal
+                        from journeyman.engine.runtime.worker import connect_temporal
 
                         temporal = await connect_temporal(s)
                     try:
@@ -120,8 +120,8 @@ def register(app: typer.Typer) -> None:
         reason: str = typer.Option("", help="Why (kept with the dead letter)."),
     ) -> None:
         """Give parked events up: marked dropped (the event stays in the store)."""
-        from journeyman.engine.deadletter_actions import UnknownDeadLetter
-        from journeyman.engine.deadletter_actions import drop as do_drop
+        from journeyman.engine.deadletters.actions import UnknownDeadLetter
+        from journeyman.engine.deadletters.actions import drop as do_drop
 
         async def go() -> bool:
             ok = True

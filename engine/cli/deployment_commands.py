@@ -27,7 +27,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Make a worker build current: new runs start on it, journeys without a versioning
         behavior move to it, PINNED journeys finish on the build they started on."""
-        from journeyman.engine.worker import connect_temporal, deployment_name, set_current_build
+        from journeyman.engine.runtime.worker import (
+            connect_temporal,
+            deployment_name,
+            set_current_build,
+        )
         from temporalio.service import RPCError
 
         s = settings()
@@ -49,7 +53,7 @@ def register(app: typer.Typer) -> None:
     def show() -> None:
         """List the deployment's builds and their status: `draining` builds still have
         pinned runs open; `drained` builds can be stopped."""
-        from journeyman.engine.worker import (
+        from journeyman.engine.runtime.worker import (
             build_statuses,
             connect_temporal,
             deployment_name,

@@ -40,7 +40,7 @@ def ingest(
     ),
 ) -> None:
     """Import events in bulk. Safe to re-run: events already stored are not stored twice."""
-    from journeyman.engine.ingest_file import COLUMN_TYPES
+    from journeyman.engine.ingest.file_import import COLUMN_TYPES
 
     if fmt == "auto":
         fmt = "csv" if file.lower().endswith(".csv") else "jsonl"
@@ -85,15 +85,15 @@ async def _ingest(
     total: int | None,
     types: dict[str, str],
 ) -> dict[str, float]:
-    from journeyman.engine.ingest import Ingestor
-    from journeyman.engine.ingest_file import (
+    from journeyman.engine.ingest.file_import import (
         Line,
         LineTextError,
         TextLines,
         import_lines,
         read_lines,
     )
-    from journeyman.engine.ingest_models import FieldError
+    from journeyman.engine.ingest.ingestor import Ingestor
+    from journeyman.engine.ingest.models import FieldError
     from journeyman.event_store import PostgresEventStore
     from rich.progress import (
         BarColumn,
@@ -178,7 +178,7 @@ def keys_create(
     name: str = typer.Option("", help="What the key is for."),
 ) -> None:
     """Create an API key and print its token (shown only once)."""
-    from journeyman.engine.keys import create_key, parse_scopes
+    from journeyman.engine.access.keys import create_key, parse_scopes
 
     try:
         parse_scopes(scope)
@@ -203,7 +203,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (ids, names, scopes; never the tokens)."""
-    from journeyman.engine.keys import list_keys
+    from journeyman.engine.access.keys import list_keys
     from rich.table import Table
 
     async def go():  # type: ignore[no-untyped-def]
@@ -230,7 +230,7 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key id (jm_<key id>_…).")) -> None:
     """Revoke an API key (it stops working within seconds)."""
-    from journeyman.engine.keys import revoke_key
+    from journeyman.engine.access.keys import revoke_key
 
     async def go() -> bool:
         import asyncpg
@@ -262,7 +262,7 @@ def projections_rebuild(
 ) -> None:
     """Rebuild a projection by replaying the event store: its rows and checkpoint are
     deleted first, so readers see it fill up again."""
-    from journeyman.engine.analytics_projector import JourneyStatsProjector
+    from journeyman.engine.analytics.projector import JourneyStatsProjector
     from journeyman.engine.profiles import ProfileProjector
     from journeyman.event_store import PostgresEventStore
     from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -303,8 +303,8 @@ def projections_refresh_segments() -> None:
     only re-evaluates members whose time-based fields can have changed."""
     import datetime as dt
 
+    from journeyman.engine.profiles.segment_refresh import refresh
     from journeyman.engine.segments import registered_segments
-    from journeyman.engine.segments.due import refresh
     from journeyman.event_store import PostgresEventStore
 
     async def go() -> tuple[int, int, int]:

@@ -17,10 +17,10 @@ def register(app: typer.Typer) -> None:
     def worker() -> None:
         """Run the Temporal worker: every registered journey, the inactivity scan, and the
         journey activities."""
-        from journeyman.engine.journey_checks import JourneyCheckError
-        from journeyman.engine.logs import configure_logging
-        from journeyman.engine.metrics import serve_part
-        from journeyman.engine.worker import run_worker
+        from journeyman.engine.core.metrics import serve_part
+        from journeyman.engine.runtime.journey_checks import JourneyCheckError
+        from journeyman.engine.runtime.logs import configure_logging
+        from journeyman.engine.runtime.worker import run_worker
 
         configure_logging(log_http_requests=settings().log_http_requests)
         serve_part("worker", temporal=True)
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Route store events to journeys (signal-with-start for triggers, signals for the
         rest), checkpointing after Temporal accepts."""
-        from journeyman.engine.dispatcher import check_partition
+        from journeyman.engine.routing.dispatcher import check_partition
 
         count = partitions or settings().dispatcher_partitions
         try:
@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
                 check_partition(p, count)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--partition") from None
-        from journeyman.engine.logs import configure_logging
-        from journeyman.engine.metrics import serve_part
+        from journeyman.engine.core.metrics import serve_part
+        from journeyman.engine.runtime.logs import configure_logging
 
         configure_logging(log_http_requests=settings().log_http_requests)
         health = serve_part("dispatcher")
@@ -64,8 +64,8 @@ def register(app: typer.Typer) -> None:
         every: float = typer.Option(0, help="Seconds between scans (default: the setting)."),
     ) -> None:
         """Create or update the Temporal Schedule that runs the inactivity scan."""
-        from journeyman.engine.scheduler import SCHEDULE_ID, ensure_schedule
-        from journeyman.engine.worker import connect_temporal
+        from journeyman.engine.routing.scheduler import SCHEDULE_ID, ensure_schedule
+        from journeyman.engine.runtime.worker import connect_temporal
 
         s = settings()
         seconds = every or s.inactivity_scan_every_seconds
@@ -84,8 +84,8 @@ def register(app: typer.Typer) -> None:
         """List the registered journeys, their triggers and the events they listen to; exit 1
         when a journey names an unknown event type or channel, or waits for a type it does not
         listen to."""
-        from journeyman.engine.journey_checks import check_registered
-        from journeyman.engine.worker import plugin_manager
+        from journeyman.engine.runtime.journey_checks import check_registered
+        from journeyman.engine.runtime.worker import plugin_manager
 
         s = settings()
         pm = plugin_manager()
@@ -119,7 +119,7 @@ def _describe_trigger(trigger: Any, resolved: Any) -> str:
 
 
 def _warn_sealed_trigger_keys(found: dict[str, type], clear: list[str]) -> None:
-    from journeyman.engine.dispatcher import sealed_trigger_keys
+    from journeyman.engine.routing.dispatcher import sealed_trigger_keys
 
     for name, key in sealed_trigger_keys(found, clear).items():
         console.print(
@@ -130,9 +130,9 @@ def _warn_sealed_trigger_keys(found: dict[str, type], clear: list[str]) -> None:
 
 
 async def _dispatch(only: list[int] | None, partitions: int, health: Any = None) -> None:
-    from journeyman.engine.dispatcher import Dispatcher
-    from journeyman.engine.metrics import record_routed
-    from journeyman.engine.worker import connect_temporal, registered_journeys
+    from journeyman.engine.core.metrics import record_routed
+    from journeyman.engine.routing.dispatcher import Dispatcher
+    from journeyman.engine.runtime.worker import connect_temporal, registered_journeys
     from journeyman.event_store import PostgresEventStore
 
     s = settings()
@@ -166,7 +166,7 @@ async def _dispatch(only: list[int] | None, partitions: int, health: Any = None)
         )
         watch = None
         if health is not None:
-            from journeyman.engine.metrics import watch_long_transactions
+            from journeyman.engine.core.metrics import watch_long_transactions
 
             watch = asyncio.create_task(
                 watch_long_transactions(store.pool, health, s.long_transaction_warn_seconds)

@@ -39,7 +39,7 @@ def members_erase(
         try:
             temporal = None
             if s.temporal_address:
-                from journeyman.engine.worker import connect_temporal
+                from journeyman.engine.runtime.worker import connect_temporal
 
                 temporal = await connect_temporal(s)
             result = await erase_member(
@@ -106,7 +106,7 @@ def members_rekey(
     dispatcher has not routed yet, are skipped (run again once their journeys end)."""
 
     async def go() -> dict[str, int]:
-        from journeyman.engine.crypto import Keyring
+        from journeyman.engine.identity.crypto import Keyring
         from journeyman.engine.identity.rekey import count, legacy_member_ids, rekey_all
         from journeyman.event_store import PostgresEventStore
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -172,7 +172,7 @@ def _register_key_rotation() -> None:
         key_id: str = typer.Argument(..., help="The key id (jm_<key id>_…)."),
     ) -> None:
         """Replace a key by a new one with the same scopes; the old one stops working."""
-        from journeyman.engine.keys import rotate_key
+        from journeyman.engine.access.keys import rotate_key
 
         async def go() -> tuple[str, str]:
             import asyncpg

@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
         Honours JOURNEYMAN_LOAD_PLUGINS. Channel settings come from
         JOURNEYMAN_CHANNELS__<NAME>__<FIELD>; secrets are never shown.
         """
+        from journeyman.engine.core.settings import get_settings
         from journeyman.engine.delivery.workers import channel_settings
-        from journeyman.engine.settings import get_settings
         from journeyman.plugins import PluginError, get_plugin_manager
 
         try:

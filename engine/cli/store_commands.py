@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def migrate() -> None:
         """Apply every database migration (Alembic) to the configured database."""
-        from journeyman.engine.db import migrate as do_migrate
+        from journeyman.engine.runtime.db import migrate as do_migrate
 
         url = db_url()
         run(do_migrate(url))

@@ -27,7 +27,7 @@ def demo(
     """The end-to-end demo: the engine on real parts, a synthetic shop with a behaviour model
     of known effect, journeys on Temporal, messages to local SMTP and Twilio peers, members
     responding to what they received; then funnels and measured vs true lift."""
-    from journeyman.engine.demo import run_demo
+    from journeyman.engine.demo.run import run_demo
 
     run(
         run_demo(
@@ -66,8 +66,8 @@ def up(
     which one `journeyman up` at a time may use."""
     import asyncio
 
-    from journeyman.engine.up import PartFailed, Up
-    from journeyman.engine.up_lock import DataDirBusy
+    from journeyman.engine.runtime.up import PartFailed, Up
+    from journeyman.engine.runtime.up_lock import DataDirBusy
 
     s = settings()
 
@@ -124,8 +124,8 @@ def report(
     import json
 
     import asyncpg
-    from journeyman.engine.analytics import journey_stats
-    from journeyman.engine.db import asyncpg_dsn
+    from journeyman.engine.analytics.report import journey_stats
+    from journeyman.engine.runtime.db import asyncpg_dsn
 
     replica = settings().analytics_database_url
 
@@ -136,7 +136,7 @@ def report(
         finally:
             await conn.close()
 
-    from journeyman.engine.analytics import ProjectionBehind
+    from journeyman.engine.analytics.report import ProjectionBehind
 
     try:
         stats = run(go())

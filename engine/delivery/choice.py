@@ -18,11 +18,11 @@ from typing import Any
 
 import asyncpg
 from journeyman.channels import Channel, ChannelMisconfigured, ContactKind, route
-from journeyman.engine.activities.delivery_contract import SendRequest
-from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.contracts.delivery import SendRequest
+from journeyman.engine.contracts.profile import MemberProfile
+from journeyman.engine.core.delivery_settings import DeliverySettings
 
 from . import claims
-from .config import DeliverySettings
 from .policies import consent_allows, quiet_hours_end, zone
 
 PUSH_CHANNELS = ("webpush", "fcm")

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from journeyman.engine.activities.delivery_contract import SendOutcome
+from journeyman.engine.contracts.delivery import SendOutcome
 from journeyman.event_store import NO_STREAM, NewEvent, PostgresEventStore
 from journeyman.event_store.model import ExpectedVersion
 

@@ -8,9 +8,9 @@ or looked up at the provider, has the same text and the same links.
 from __future__ import annotations
 
 from journeyman.channels import Message
+from journeyman.engine.core.delivery_settings import DeliverySettings
 
 from .choice import Candidate, SendContext
-from .config import DeliverySettings
 from .links import LinkSigner
 from .templates import Templates, kind_for
 

@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from journeyman.channels import Channel, DeliveryEvent, WebhookRequest
-from journeyman.engine.crypto import Keyring
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.identity import normalise_phone, resolve_member_id
+from journeyman.engine.identity.crypto import Keyring
 from journeyman.engine.identity.member_ids import is_minted
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 
 from . import ledger

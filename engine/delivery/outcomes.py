@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from journeyman.channels import DeliveryResult
-from journeyman.engine.activities.delivery_contract import SendOutcome, SendRequest
+from journeyman.engine.contracts.delivery import SendOutcome, SendRequest
 from journeyman.event_store import (
     ConcurrencyError,
     NewEvent,

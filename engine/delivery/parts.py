@@ -8,13 +8,13 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 
 from journeyman.channels import Channel, Message
-from journeyman.engine.crypto import Keyring
-from journeyman.engine.settings import Settings, get_settings
+from journeyman.engine.core.delivery_settings import DeliverySettings
+from journeyman.engine.core.settings import Settings, get_settings
+from journeyman.engine.identity.crypto import Keyring
 from journeyman.event_store import PostgresEventStore
 
 from .choice import Candidate, SendContext
 from .compose import compose
-from .config import DeliverySettings
 from .links import LinkSigner
 from .outcomes import Outcomes
 from .templates import Templates

@@ -26,12 +26,12 @@ from journeyman.channels import (
     RecipientInvalid,
     RecipientUnsubscribed,
 )
-from journeyman.engine.activities.delivery_contract import SendRequest, delivery_id
-from journeyman.engine.crypto import Keyring, load_data_keys
+from journeyman.engine.contracts.delivery import SendRequest, delivery_id
+from journeyman.engine.core.delivery_settings import DeliverySettings
+from journeyman.engine.identity.crypto import Keyring, load_data_keys
 from journeyman.event_store import PostgresEventStore
 
 from .choice import Candidate
-from .config import DeliverySettings
 from .outcomes import about
 from .recording import Block, message_event, record
 

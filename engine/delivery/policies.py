@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import asyncpg
-from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.contracts.profile import MemberProfile
 
 
 @lru_cache(maxsize=512)

@@ -38,10 +38,10 @@ from journeyman.channels import (
     ReconcileUnsupported,
     TransientError,
 )
-from journeyman.engine.activities.delivery_contract import SendOutcome, SendRequest
+from journeyman.engine.contracts.delivery import SendOutcome, SendRequest
+from journeyman.engine.core.metrics import RECONCILIATIONS
 from journeyman.engine.identity import get_contact_points
 from journeyman.engine.profiles import get_profile
-from prometheus_client import Counter
 from temporalio.exceptions import ApplicationError
 
 from . import claims
@@ -52,13 +52,6 @@ from .recording import message_event
 from .templates import TemplateError, TemplateMissing
 
 log = logging.getLogger("journeyman.engine.delivery.reconcile")
-
-RECONCILIATIONS = Counter(
-    "journeyman_reconciliations",
-    "Lookups of ambiguous sends at the provider, by channel and result (found, not_found, "
-    "unknown, unsupported).",
-    ["channel", "result"],
-)
 
 
 def _count(channel: str, result: str, did: str) -> None:
@@ -264,4 +257,4 @@ async def _settled_elsewhere(d: DeliveryParts, did: str) -> SendOutcome:
     )
 
 
-__all__ = ["RECONCILIATIONS", "reconcile", "uncertain_send"]
+__all__ = ["reconcile", "uncertain_send"]

@@ -1,7 +1,7 @@
 """The `deliver` activity: policies, templates, the never-double-send claim, the provider
 call, the outcome events and channel fallback.
 
-One call handles one `SendRequest` (see `journeyman.engine.activities.delivery_contract`):
+One call handles one `SendRequest` (see `journeyman.engine.contracts.delivery`):
 
 1. **Settled?** The delivery's stream (`claims.py`) may already hold its final outcome
    (returned as is) or a claim with no outcome: that one is reconciled with the provider
@@ -47,11 +47,11 @@ from journeyman.channels import (
     PermanentError,
     TransientError,
 )
-from journeyman.engine import metrics
-from journeyman.engine.activities.delivery_contract import SendOutcome, SendRequest, delivery_id
+from journeyman.engine.contracts.delivery import SendOutcome, SendRequest, delivery_id
+from journeyman.engine.core import metrics
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.identity import get_contact_points
 from journeyman.engine.profiles import get_profile
-from journeyman.engine.settings import Settings
 from journeyman.event_store import ConcurrencyError, PostgresEventStore, StaleTransactionError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError

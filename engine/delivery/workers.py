@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from journeyman.channels import Channel
-from journeyman.engine.activities.delivery_contract import DELIVER, SendOutcome, SendRequest
 from journeyman.engine.activities.heartbeat import with_heartbeats
-from journeyman.engine.settings import Settings
+from journeyman.engine.contracts.delivery import DELIVER, SendOutcome, SendRequest
+from journeyman.engine.core.settings import Settings
 from journeyman.event_store import PostgresEventStore
 from temporalio import activity
 from temporalio.client import Client

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import asyncpg
-from journeyman.engine.crypto import Keyring, load_data_keys, shred_member_key
+from journeyman.engine.identity.crypto import Keyring, load_data_keys, shred_member_key
 
 from .aliases import CONTACT_KINDS, USER_ID
 

@@ -47,8 +47,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
-from journeyman.engine.crypto import DataKey, Keyring
-from journeyman.engine.sealing import SEALED, has_sealed, reseal
+from journeyman.engine.core.readers import DISPATCHER
+from journeyman.engine.identity.crypto import DataKey, Keyring
+from journeyman.engine.identity.sealing import SEALED, has_sealed, reseal
 from journeyman.event_store import PostgresEventStore
 from journeyman.event_store.retry import retry_lost_races
 from journeyman.event_store.validation import to_json
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["rekeyed", "running", "unrouted", "opaque", "gone"]
 
-DISPATCHER = "journey-dispatcher"
-"""The journey dispatcher's subscription name (`journeyman.engine.dispatcher.SUBSCRIPTION`)."""
 _UNROUTED = """
 SELECT 1 FROM events e
 WHERE e.stream_id = $1 AND EXISTS (
@@ -260,8 +259,8 @@ async def _rekey(
     columns: list[tuple[str, str]],
     wait_for_routing: bool,
 ) -> tuple[Outcome, str]:
-    from journeyman.engine.analytics_projector import _LOCK as ANALYTICS_LOCK
-    from journeyman.engine.profiles.names import LOCK as PROJECTOR_LOCK
+    from journeyman.engine.core.readers import JOURNEY_STATS_LOCK as ANALYTICS_LOCK
+    from journeyman.engine.core.readers import PROFILES_LOCK as PROJECTOR_LOCK
 
     # Shared: re-keys of several members run side by side; the projector's batches (which
     # take it exclusively) wait for them, and they for a batch.

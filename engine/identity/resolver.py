@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
-from journeyman.engine.crypto import DataKey, Keyring, load_data_keys
+from journeyman.engine.identity.crypto import DataKey, Keyring, load_data_keys
 from journeyman.event_store import NewEvent
 
 from .aliases import USER_ID, Alias, Claim

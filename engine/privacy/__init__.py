@@ -3,8 +3,8 @@
 Public face: `erase_member`, `export_member`, `change_consent` with `ConsentUpdate`, the
 double opt-in confirmation (`ConfirmSigner`, `confirm`, `ConsentActivities`), and
 `seal_fields` / `open_fields` for personal values stored inside events (from
-`journeyman.engine.sealing`, which ingestion uses to seal every event's personal properties). See
-docs/privacy.md.
+`journeyman.engine.identity.sealing`, which ingestion uses to seal every event's personal
+properties). See docs/privacy.md.
 """
 
 from .consent import (

@@ -30,11 +30,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from journeyman.engine.crypto import Keyring, load_data_keys
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.delivery.recording import Block, record
 from journeyman.engine.identity import resolve_member_id
-from journeyman.engine.settings import Settings
-from journeyman.engine.storable import Timestamp, check_json
+from journeyman.engine.identity.crypto import Keyring, load_data_keys
+from journeyman.engine.ingest.storable import Timestamp, check_json
 from journeyman.event_store import NewEvent, PostgresEventStore
 from pydantic import AfterValidator, BaseModel, Field
 from temporalio import activity

@@ -32,11 +32,11 @@ from typing import Any
 
 import asyncpg
 from journeyman.engine.activities.instances import mark_gone
-from journeyman.engine.crypto import Keyring
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.identity import forget_identity, resolve_member_id
+from journeyman.engine.identity.crypto import Keyring
 from journeyman.engine.identity.member_ids import is_minted
 from journeyman.engine.identity.rekey import rekey_member
-from journeyman.engine.settings import Settings
 from journeyman.event_store import (
     ANY,
     NewEvent,

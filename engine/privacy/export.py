@@ -12,10 +12,10 @@ import datetime as dt
 import json
 from typing import Any
 
-from journeyman.engine.crypto import Keyring, load_data_keys
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.identity import get_aliases, get_contact_points
+from journeyman.engine.identity.crypto import Keyring, load_data_keys
 from journeyman.engine.profiles import get_profile
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore, UndecodableEvent
 
 from .erasure import member_ids_of

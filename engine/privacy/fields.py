@@ -1,8 +1,8 @@
-"""Personal fields sealed inside stored events: see `journeyman.engine.sealing`, which holds them so
-that every reader (ingestion, the profile projection, the API) can use them without
+"""Personal fields sealed inside stored events: see `journeyman.engine.identity.sealing`, which
+holds them so that every reader (ingestion, the profile projection, the API) can use them without
 importing the privacy package."""
 
-from journeyman.engine.sealing import (
+from journeyman.engine.identity.sealing import (
     ALWAYS_SEALED,
     SEALED,
     has_sealed,

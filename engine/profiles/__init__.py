@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 
 import asyncpg
-from journeyman.engine.profile_model import MemberProfile
-from journeyman.engine.settings import Settings, get_settings
+from journeyman.engine.contracts.profile import MemberProfile
+from journeyman.engine.core.settings import Settings, get_settings
 
 from .fold import ProfileRow, scores
 from .projector import NAME, ProfileProjector

@@ -17,7 +17,7 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
 from journeyman.event_store import RecordedEvent
 
 # Types the engine appends about a member; they do not make the member "seen".

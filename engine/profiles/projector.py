@@ -7,8 +7,8 @@ projector (every API process does by default) and a batch is still applied once.
 Replaying the store from the start (`rebuild`) yields the same rows, given the same clock.
 
 No event halts it: one that cannot be decoded, or whose folding keeps failing, is parked as
-a dead letter (`journeyman.engine.deadletters`) in the transaction that moves the checkpoint past
-it.
+a dead letter (`journeyman.engine.core.parking`) in the transaction that moves the
+checkpoint past it.
 
 Segments: in the same transaction, the members a batch changed are evaluated against the
 registered segments (`journeyman.engine.segments.membership`), so each entry or exit is recorded
@@ -25,13 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import asyncpg
-from journeyman.engine import inactivity_due
-from journeyman.engine.crypto import Keyring, load_data_keys
-from journeyman.engine.deadletters import Attempts, NarrowingReader, announce, park
-from journeyman.engine.sealing import has_sealed, open_fields
+from journeyman.engine.core.parking import Attempts, NarrowingReader, announce, park
+from journeyman.engine.core.readers import PROFILES as NAME
+from journeyman.engine.core.readers import PROFILES_LOCK as _LOCK
+from journeyman.engine.core.settings import Settings, get_settings
+from journeyman.engine.identity.crypto import Keyring, load_data_keys
+from journeyman.engine.identity.sealing import has_sealed, open_fields
+from journeyman.engine.profiles import inactivity_due
 from journeyman.engine.segments import due as segment_due
 from journeyman.engine.segments.membership import Segments, SegmentTracker
-from journeyman.engine.settings import Settings, get_settings
 from journeyman.event_store import (
     START,
     Cursor,
@@ -41,8 +43,6 @@ from journeyman.event_store import (
 )
 
 from .fold import COLUMNS, READS_DATA, ProfileRow, apply, combine, scores
-from .names import LOCK as _LOCK
-from .names import NAME
 
 log = logging.getLogger(__name__)
 
@@ -352,8 +352,8 @@ async def _track_inactivity(
     rows: dict[str, ProfileRow],
     before: dict[str, tuple[dt.datetime | None, bool]],
 ) -> None:
-    """Keep the inactivity scan's due moments (`journeyman.engine.inactivity_due`) in step with the
-    profiles this batch changed, in the batch's transaction."""
+    """Keep the inactivity scan's due moments (`journeyman.engine.profiles.inactivity_due`) in step
+    with the profiles this batch changed, in the batch's transaction."""
     active: list[tuple[str, dt.datetime]] = []
     gone: list[str] = []
     for member_id, r in rows.items():

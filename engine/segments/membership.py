@@ -17,9 +17,9 @@ Two callers evaluate segments:
 * the profile projector, through `SegmentTracker.after_batch`, for the members a batch of
   events changed, in the transaction that also moves the projection's checkpoint;
 * the hourly scan, because recency scores and lifecycle stages change with time alone:
-  `journeyman.engine.segments.due.refresh_due` evaluates only the members whose time-based fields
-  can have changed (by the index on `segment_due.due_at`); `refresh` pages through every profile
-  (after a change of the score settings or of the registered segments).
+  `journeyman.engine.profiles.segment_refresh.refresh_due` evaluates only the members whose
+  time-based fields can have changed (by the index on `segment_due.due_at`); `refresh` pages
+  through every profile (after a change of the score settings or of the registered segments).
 
 A profile rebuild replays every event into empty profiles. The tracker remembers how far the
 projection had evaluated segments (the checkpoint `member_profiles.segments`) and evaluates
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import asyncpg
-from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.contracts.profile import MemberProfile
 from journeyman.event_store import (
     ANY,
     START,

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.contracts.profile import MemberProfile
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 

@@ -1,6 +1,6 @@
 """Carts of clients that report them one product at a time (Segment's `Product Added` /
 `Product Removed`): one row per cart with its owner and its lines, folded in the ingest
-transaction (`journeyman.engine.carts`). A cart's row is deleted when an order closes it.
+transaction (`journeyman.engine.ingest.carts`). A cart's row is deleted when an order closes it.
 
 Revision ID: 0009
 """

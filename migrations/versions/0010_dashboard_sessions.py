@@ -1,5 +1,5 @@
 """Dashboard sessions: the sign-in cookie holds a random session id, stored here hashed with
-its admin key and expiry (`journeyman.engine.sessions`).
+its admin key and expiry (`journeyman.engine.access.sessions`).
 
 Revision ID: 0010
 """

@@ -1,6 +1,6 @@
 """Journey analytics projection: per-entry and per-delivery facts and the funnel counts kept
-from them (see `journeyman.engine.analytics_projector`; metadata in
-`journeyman.engine.analytics_schema`).
+from them (see `journeyman.engine.analytics.projector`; metadata in
+`journeyman.engine.analytics.schema`).
 
 The tables start empty with no checkpoint: the projection replays the store from its start
 the first time it runs, and until it has caught up the reports fold the events it has not

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
-from journeyman.engine.analytics import Funnel, JourneyStats
-from journeyman.engine.behaviour import DEFAULT_UPLIFT, PLANNED, BehaviourModel
+from journeyman.engine.analytics.report import Funnel, JourneyStats
+from journeyman.engine.demo.behaviour import DEFAULT_UPLIFT, PLANNED, BehaviourModel
 
 RUNS = 500
 MEMBERS = 600

@@ -7,10 +7,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from journeyman.engine.analytics import ProjectionBehind, journey_stats
-from journeyman.engine.analytics_projector import NAME, JourneyStatsProjector
-from journeyman.engine.deadletter_actions import retry
-from journeyman.engine.settings import Settings
+from journeyman.engine.analytics.projector import NAME, JourneyStatsProjector
+from journeyman.engine.analytics.report import ProjectionBehind, journey_stats
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.deadletters.actions import retry
 from journeyman.event_store import NewEvent, PostgresEventStore
 from journeyman.event_store.deadletters import list_dead_letters
 from test_journey_stats import T0, entry

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
-from journeyman.engine.analytics import journey_stats
-from journeyman.engine.analytics_projector import JourneyStatsProjector
-from journeyman.engine.settings import Settings
+from journeyman.engine.analytics.projector import JourneyStatsProjector
+from journeyman.engine.analytics.report import journey_stats
+from journeyman.engine.core.settings import Settings
 from journeyman.event_store import ANY, NewEvent, PostgresEventStore
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)

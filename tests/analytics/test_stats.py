@@ -6,7 +6,7 @@ import math
 import random
 
 import pytest
-from journeyman.engine.stats import mean_difference, rate_difference, wilson
+from journeyman.engine.analytics.stats import mean_difference, rate_difference, wilson
 
 
 def test_wilson_matches_known_values() -> None:

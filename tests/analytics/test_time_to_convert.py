@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from journeyman.engine.analytics import journey_stats
+from journeyman.engine.analytics.report import journey_stats
 from journeyman.event_store import NewEvent, PostgresEventStore
 
 T0 = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)

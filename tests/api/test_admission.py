@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from journeyman.engine.access.keys import create_key
 from journeyman.engine.api import create_app, serve_in_background
 from journeyman.engine.api.admission import AdmissionGate
-from journeyman.engine.ingest import Ingestor
-from journeyman.engine.keys import create_key
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.event_store import PostgresEventStore
 from prometheus_client import REGISTRY
 from pydantic import SecretStr

@@ -11,8 +11,8 @@ import uuid
 from typing import Any
 
 import pytest
-from journeyman.engine.ingest import Ingestor
-from journeyman.engine.ingest_file import import_lines, read_lines
+from journeyman.engine.ingest.file_import import import_lines, read_lines
+from journeyman.engine.ingest.ingestor import Ingestor
 
 from .conftest import Api
 

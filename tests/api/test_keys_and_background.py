@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from journeyman.engine.access.keys import KeyVerifier, create_key, list_keys, revoke_key
 from journeyman.engine.api import create_app, serve_in_background
-from journeyman.engine.keys import KeyVerifier, create_key, list_keys, revoke_key
 from journeyman.event_store import PostgresEventStore
 
 from .conftest import Api

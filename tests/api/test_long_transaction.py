@@ -7,7 +7,7 @@ import asyncio
 import re
 
 import asyncpg
-from journeyman.engine import metrics
+from journeyman.engine.core import metrics
 from journeyman.event_store import NewEvent
 
 from .conftest import Api

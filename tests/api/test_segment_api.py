@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 
-from journeyman.engine.crypto import Keyring, load_data_keys
 from journeyman.engine.identity import get_contact_points
-from journeyman.engine.sealing import SEALED, open_fields
+from journeyman.engine.identity.crypto import Keyring, load_data_keys
+from journeyman.engine.identity.sealing import SEALED, open_fields
 
 from .conftest import Api
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from journeyman.engine.access.keys import create_key
 from journeyman.engine.api import create_app, serve_in_background
-from journeyman.engine.keys import create_key
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.profiles import ProfileProjector
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 from rudderstack.analytics import Client as RudderClient

@@ -10,7 +10,7 @@ import gc
 
 import httpx
 from journeyman.engine.api import create_app, serve_in_background
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
 from pydantic import SecretStr
 
 

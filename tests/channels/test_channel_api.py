@@ -141,7 +141,7 @@ def test_route_falls_back_to_the_outbox_only_when_asked(tmp_path) -> None:
 
 
 def test_settings_from_the_environment_configure_channels(monkeypatch, tmp_path) -> None:
-    from journeyman.engine.settings import Settings
+    from journeyman.engine.core.settings import Settings
     from journeyman.plugins import PluginManager
 
     monkeypatch.setenv("JOURNEYMAN_CHANNELS__EMAIL__HOST", "smtp.shop.test")

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from journeyman.engine.access.keys import create_key
 from journeyman.engine.api import create_app, serve_in_background
-from journeyman.engine.keys import create_key
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
 from journeyman.event_store import NewEvent, PostgresEventStore
 from pydantic import SecretStr
 

@@ -15,11 +15,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
-from journeyman.engine.analytics_projector import JourneyStatsProjector
+from journeyman.engine.access.keys import create_key
+from journeyman.engine.analytics.projector import JourneyStatsProjector
 from journeyman.engine.api import create_app, dashboard, serve_in_background
-from journeyman.engine.keys import create_key
-from journeyman.engine.settings import Settings
-from journeyman.engine.stack import EmbeddedPostgres
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.runtime.stack import EmbeddedPostgres
 from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 
@@ -111,7 +111,7 @@ async def test_reports_and_dashboard_read_through_the_analytics_database(
 
 
 async def test_reports_answer_503_while_the_projection_is_far_behind(dash, monkeypatch) -> None:
-    from journeyman.engine import analytics
+    from journeyman.engine.analytics import report as analytics
 
     monkeypatch.setattr(analytics, "MAX_UNPROJECTED", 10)  # the seeded history is not projected
     async with dash.client("read") as c:

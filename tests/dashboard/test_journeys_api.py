@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from journeyman.engine.stats import rate_difference
+from journeyman.engine.analytics.stats import rate_difference
 
 from .conftest import (
     CLICKED,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from journeyman.engine.analytics_projector import JourneyStatsProjector
+from journeyman.engine.analytics.projector import JourneyStatsProjector
 from journeyman.event_store import PostgresEventStore
 
 from tests.ingestion.test_import import _cli

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from journeyman.engine.access.keys import create_key, revoke_key
 from journeyman.engine.api import create_app, serve_in_background
 from journeyman.engine.api.dashboard import COOKIE
-from journeyman.engine.keys import create_key, revoke_key
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
 from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 

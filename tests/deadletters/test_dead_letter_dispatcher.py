@@ -13,9 +13,9 @@ from deadletter_testkit import BC_TIMESTAMP, huge_integer_sql, insert_raw
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dispatcher"))
 
 from dispatch_testkit import FAST, append, eventually, journeys, running, worker_for
-from journeyman.engine import deadletter_actions as deadletters
-from journeyman.engine.dispatcher import SUBSCRIPTION, Dispatcher
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.deadletters import actions as deadletters
+from journeyman.engine.routing.dispatcher import SUBSCRIPTION, Dispatcher
 from journeyman.event_store.deadletters import list_dead_letters
 from pydantic import SecretStr
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from journeyman.engine.deadletters import Attempts, is_transient
+from journeyman.engine.core.parking import Attempts, is_transient
 from temporalio.service import RPCError, RPCStatusCode
 
 

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from deadletter_testkit import BC_TIMESTAMP, huge_integer_sql, insert_raw
-from journeyman.engine import deadletter_actions as deadletters
-from journeyman.engine.metrics import DEAD_LETTERS_PARKED
+from journeyman.engine.core.metrics import DEAD_LETTERS_PARKED
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.deadletters import actions as deadletters
 from journeyman.engine.profiles import NAME, ProfileProjector, get_profile
-from journeyman.engine.settings import Settings
 from journeyman.event_store import NewEvent
 from journeyman.event_store.deadletters import list_dead_letters
 from pydantic import SecretStr

@@ -15,10 +15,10 @@ from pathlib import Path
 from journeyman.channels import Channel
 from journeyman.channels.email import EmailChannel
 from journeyman.channels.sms import SmsChannel
-from journeyman.engine.delivery.config import DeliverySettings
+from journeyman.engine.core.delivery_settings import DeliverySettings
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.delivery.service import Deliverer
 from journeyman.engine.delivery.workers import deliver_activity
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 from temporalio.client import Client

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from journeyman.engine.activities import DELIVER, SendOutcome, SendRequest
+    from journeyman.engine.contracts import DELIVER, SendOutcome, SendRequest
 
 
 @workflow.defn(name="deliver_once")

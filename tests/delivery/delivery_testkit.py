@@ -10,12 +10,12 @@ from typing import Any
 from journeyman.channels.email import EmailChannel
 from journeyman.channels.outbox import OutboxChannel
 from journeyman.channels.sms import SmsChannel
-from journeyman.engine.activities.delivery_contract import SendRequest
-from journeyman.engine.delivery.config import DeliverySettings
+from journeyman.engine.contracts.delivery import SendRequest
+from journeyman.engine.core.delivery_settings import DeliverySettings
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.delivery.service import Deliverer
-from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.engine.profiles import ProfileProjector
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 

@@ -12,7 +12,7 @@ import pytest
 from journeyman.channels.base import DeliveryResult, Message
 from journeyman.channels.sms import SmsChannel
 from journeyman.channels.testing.peers import TwilioPeer
-from journeyman.engine.activities.delivery_contract import delivery_id
+from journeyman.engine.contracts.delivery import delivery_id
 from journeyman.engine.delivery import claims
 from temporalio.exceptions import ApplicationError
 

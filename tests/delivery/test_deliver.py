@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
-from journeyman.engine.activities.delivery_contract import delivery_id
+from journeyman.engine.contracts.delivery import delivery_id
 from journeyman.engine.delivery import claims
 from journeyman.event_store import NewEvent
 from temporalio.exceptions import ApplicationError

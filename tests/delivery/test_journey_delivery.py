@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
-from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
 from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.contracts import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
 from journeyman.engine.delivery.service import Deliverer
 from journeyman.engine.delivery.workers import channel_workers
 from journeyman.event_store import PostgresEventStore

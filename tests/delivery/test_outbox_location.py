@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from journeyman.channels.outbox import read_outbox
-from journeyman.engine.delivery.config import DeliverySettings
+from journeyman.engine.core.delivery_settings import DeliverySettings
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.delivery.workers import build_deliverer, load_channels
-from journeyman.engine.settings import Settings
 from pydantic import SecretStr
 
 from .delivery_testkit import SECRET, add_member, request

@@ -10,8 +10,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from journeyman.engine.dispatcher import Dispatcher
-from journeyman.engine.worker import build_worker
+from journeyman.engine.routing.dispatcher import Dispatcher
+from journeyman.engine.runtime.worker import build_worker
 from journeyman.event_store import NewEvent, PostgresEventStore
 
 FAST = {
@@ -23,7 +23,7 @@ FAST = {
 
 
 def journeys(*names: str) -> dict[str, type]:
-    from journeyman.engine.worker import registered_journeys
+    from journeyman.engine.runtime.worker import registered_journeys
 
     found = registered_journeys()
     return {n: found[n] for n in names} if names else found

@@ -17,7 +17,7 @@ from dispatch_testkit import (
     worker_for,
 )
 from journeyman.engine.activities import instances
-from journeyman.engine.dispatcher import Dispatcher
+from journeyman.engine.routing.dispatcher import Dispatcher
 from journeyman.event_store import START
 
 pytestmark = pytest.mark.devserver

@@ -9,10 +9,10 @@ import uuid
 import httpx
 import pytest
 from dispatch_testkit import FAST, eventually, journeys, running, stream, types_of, worker_for
+from journeyman.engine.access.keys import create_key
 from journeyman.engine.api import create_app, serve_in_background
-from journeyman.engine.dispatcher import Dispatcher
-from journeyman.engine.keys import create_key
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.routing.dispatcher import Dispatcher
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.devserver

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from journeyman.engine.dispatcher import Dispatcher
+from journeyman.engine.routing.dispatcher import Dispatcher
 
 JOURNEYMAN = shutil.which("journeyman") or str(Path(sys.executable).parent / "journeyman")
 # Nothing listens there: a command that got past the check fails to connect instead.

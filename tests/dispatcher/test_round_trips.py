@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from dispatch_testkit import append, journeys
-from journeyman.engine.dispatcher import Dispatcher
+from journeyman.engine.routing.dispatcher import Dispatcher
 from journeyman.event_store import PostgresEventStore, RecordedEvent
 from journeyman.event_store.postgres import _init_connection
 
@@ -144,7 +144,7 @@ def _private_uses(path: Path) -> list[str]:
 
 def test_dispatch_uses_no_private_attribute_of_the_temporal_sdk() -> None:
     paths = [
-        ROOT / "engine" / "dispatcher.py",
+        ROOT / "engine" / "routing" / "dispatcher.py",
         ROOT / "engine" / "activities" / "instances.py",
         ROOT / "engine" / "activities" / "journey_activities.py",
     ]

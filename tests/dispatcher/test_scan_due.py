@@ -8,10 +8,10 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from journeyman.engine import inactivity_due
-from journeyman.engine.activities import ScanRequest, ScanResult, instances
+from journeyman.engine.activities import instances
 from journeyman.engine.activities.journey_activities import JourneyActivities
-from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.contracts import ScanRequest, ScanResult
+from journeyman.engine.profiles import ProfileProjector, inactivity_due
 from journeyman.event_store import NewEvent, PostgresEventStore
 from journeyman.workflows.winback import Winback
 from once_only_journey import OnceOnlyWinback

@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 from dispatch_testkit import FAST, eventually, journeys, types_of, worker_for
-from journeyman.engine.activities import ScanRequest, ScanResult, instances
+from journeyman.engine.activities import instances
+from journeyman.engine.contracts import ScanRequest, ScanResult
 from journeyman.engine.profiles import ProfileProjector
-from journeyman.engine.scheduler import ensure_schedule
+from journeyman.engine.routing.scheduler import ensure_schedule
 from journeyman.event_store import NewEvent
 from journeyman.workflows.scan import SCAN_WORKFLOW
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from journeyman.engine.demo import JOURNEYS, run_demo
-from journeyman.engine.settings import Settings
-from journeyman.engine.stack import EmbeddedPostgres
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.demo.journeys import JOURNEYS
+from journeyman.engine.demo.run import run_demo
+from journeyman.engine.runtime.stack import EmbeddedPostgres
 from pydantic import SecretStr
 from rich.console import Console
 

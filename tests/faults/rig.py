@@ -39,9 +39,9 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import httpx
 from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+from journeyman.engine.access.keys import create_key
 from journeyman.engine.client import AsyncJourneymanClient, make_event
-from journeyman.engine.keys import create_key
-from journeyman.engine.stack import TemporalDevServer, free_port
+from journeyman.engine.runtime.stack import TemporalDevServer, free_port
 
 SECRET = "fault-suite-secret-" + "f" * 32
 JOURNEY = "cart_recovery"
@@ -352,7 +352,7 @@ class Member:
 
 
 def cart_spec() -> Any:
-    from journeyman.engine.worker import registered_journeys
+    from journeyman.engine.runtime.worker import registered_journeys
 
     return registered_journeys()[JOURNEY].__journey__
 

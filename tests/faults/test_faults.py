@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from journeyman.engine.stack import EmbeddedPostgres
+from journeyman.engine.runtime.stack import EmbeddedPostgres
 
 from .rig import (
     Figures,
@@ -161,7 +161,7 @@ async def test_worker_killed_mid_load(database_url, tmp_path, long_faults, fault
 @pytest.fixture
 async def private_postgres() -> AsyncIterator[EmbeddedPostgres]:
     """A PostgreSQL server of the scenario's own, which it may stop and start."""
-    from journeyman.engine.db import migrate
+    from journeyman.engine.runtime.db import migrate
 
     root = Path(tempfile.mkdtemp(prefix="journeyman-faults-pg-"))
     pg = EmbeddedPostgres(root / "data")

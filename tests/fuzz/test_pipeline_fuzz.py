@@ -35,12 +35,12 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from journeyman.engine.access.keys import create_key
 from journeyman.engine.api import create_app, serve_in_background
-from journeyman.engine.dispatcher import Dispatcher
-from journeyman.engine.keys import create_key
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.profiles import get_profile
-from journeyman.engine.settings import Settings
-from journeyman.engine.worker import build_worker, registered_journeys
+from journeyman.engine.routing.dispatcher import Dispatcher
+from journeyman.engine.runtime.worker import build_worker, registered_journeys
 from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from journeyman.engine.ingest import Ingestor
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 

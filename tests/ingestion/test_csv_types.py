@@ -6,12 +6,17 @@ from __future__ import annotations
 import io
 
 import pytest
-from journeyman.engine.crypto import Keyring
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.identity import resolve_member_id
-from journeyman.engine.ingest import Ingestor
-from journeyman.engine.ingest_file import derived_event_id, import_lines, parse_value, read_lines
+from journeyman.engine.identity.crypto import Keyring
+from journeyman.engine.ingest.file_import import (
+    derived_event_id,
+    import_lines,
+    parse_value,
+    read_lines,
+)
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.engine.profiles import ProfileProjector, get_profile
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 
 

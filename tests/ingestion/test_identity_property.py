@@ -10,10 +10,10 @@ import uuid
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from journeyman.engine.crypto import Keyring
-from journeyman.engine.ingest import Ingestor
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.identity.crypto import Keyring
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.engine.profiles import ProfileProjector
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 

@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.identity import resolve_member_id
 from journeyman.engine.identity import resolver as resolver_module
-from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.engine.privacy import erase_member
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 
 from tests.ingestion.helpers import event

@@ -10,10 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from journeyman.engine.crypto import load_data_keys
-from journeyman.engine.ingest import Ingestor
-from journeyman.engine.ingest_file import import_lines, read_lines
-from journeyman.engine.sealing import SEALED, open_fields
+from journeyman.engine.identity.crypto import load_data_keys
+from journeyman.engine.identity.sealing import SEALED, open_fields
+from journeyman.engine.ingest.file_import import import_lines, read_lines
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.event_store import PostgresEventStore
 
 from .helpers import event

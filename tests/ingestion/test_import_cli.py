@@ -161,7 +161,7 @@ async def test_a_line_that_is_not_utf8_stops_with_its_number(
 
 
 def test_text_lines_count_bytes() -> None:
-    from journeyman.engine.ingest_file import TextLines
+    from journeyman.engine.ingest.file_import import TextLines
 
     raw = "\ufeffa,b\né\r\nc\rd\re\r".encode()
     lines = TextLines(io.BytesIO(raw))
@@ -170,10 +170,10 @@ def test_text_lines_count_bytes() -> None:
 
 
 async def test_column_types_from_the_command_line(database_url: str, tmp_path: Path) -> None:
-    from journeyman.engine.crypto import load_data_keys
-    from journeyman.engine.ingest import Ingestor
-    from journeyman.engine.sealing import open_fields
-    from journeyman.engine.settings import Settings
+    from journeyman.engine.core.settings import Settings
+    from journeyman.engine.identity.crypto import load_data_keys
+    from journeyman.engine.identity.sealing import open_fields
+    from journeyman.engine.ingest.ingestor import Ingestor
     from journeyman.event_store import PostgresEventStore
     from pydantic import SecretStr
 

@@ -8,7 +8,7 @@ import datetime as dt
 import asyncpg
 import pytest
 from journeyman.engine.identity import get_contact_points
-from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.event_store import PostgresEventStore
 
 from tests.lock_waits import until_a_session_waits_on_a_lock
@@ -139,7 +139,7 @@ async def test_contact_points_are_encrypted_at_rest(
             " UNION ALL SELECT encode(value_enc, 'escape') FROM push_subscriptions) x"
         )
     assert "secret.person" not in dump and "4155550123" not in dump and "tok-123" not in dump
-    from journeyman.engine.crypto import Keyring
+    from journeyman.engine.identity.crypto import Keyring
 
     points = await get_contact_points(
         store.pool, member, keyring=Keyring(settings.resolved_secret())

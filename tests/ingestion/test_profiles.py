@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from journeyman.engine.ingest import Ingestor
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.engine.profiles import ProfileProjector, get_profile
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 
 from .helpers import T0, event

@@ -4,8 +4,8 @@ become known to the journey checks, and its templates to the template checks."""
 from __future__ import annotations
 
 import pytest
-from journeyman.engine.journey_checks import check_registered
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.runtime.journey_checks import check_registered
 from journeyman.plugins import PluginError, PluginManager, hookimpl
 from journeyman.workflows import Journey, hours, journey, on_event
 from pydantic import SecretStr

@@ -33,7 +33,7 @@ def test_builtins_load_through_their_entry_points() -> None:
     [plugin] = pm.loaded
     assert (plugin.name, plugin.module, plugin.distribution) == (
         "builtin_channels",
-        "journeyman.channels.builtin_plugin",
+        "journeyman.plugins.builtin_channels",
         "journeyman",
     )
     assert set(pm.channels()) == BUILTIN_CHANNELS

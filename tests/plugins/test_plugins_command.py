@@ -6,7 +6,7 @@ import json
 
 import pytest
 from journeyman.engine.cli import app
-from journeyman.engine.settings import get_settings
+from journeyman.engine.core.settings import get_settings
 from typer.testing import CliRunner
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from journeyman.engine.access.keys import create_key
 from journeyman.engine.api import create_app, serve_in_background
-from journeyman.engine.crypto import Keyring
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.identity import resolve_member_id
-from journeyman.engine.keys import create_key
+from journeyman.engine.identity.crypto import Keyring
 from journeyman.engine.profiles import ProfileProjector
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 from pydantic import SecretStr
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
+from journeyman.engine.contracts import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
 from journeyman.engine.privacy import ConsentUpdate, change_consent
 from journeyman.workflows.cart_recovery import CartRecovery
 

@@ -8,9 +8,9 @@ import uuid
 
 import httpx
 from journeyman.channels.testing.peers import SmtpPeer
-from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
 from journeyman.engine.activities.journey_activities import JourneyActivities
 from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.contracts import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
 from journeyman.engine.delivery.service import Deliverer
 from journeyman.engine.privacy import ConsentActivities, ConsentUpdate, change_consent
 from journeyman.engine.profiles import get_profile

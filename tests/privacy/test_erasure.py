@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 from journeyman.engine.activities.instances import mark_started
-from journeyman.engine.analytics import journey_stats
-from journeyman.engine.crypto import CryptoError, Keyring, load_data_keys
+from journeyman.engine.analytics.report import journey_stats
 from journeyman.engine.identity import get_contact_points
+from journeyman.engine.identity.crypto import CryptoError, Keyring, load_data_keys
 from journeyman.engine.privacy import SEALED, erase_member
 from journeyman.engine.privacy.fields import open_field
 from journeyman.engine.profiles import get_profile
@@ -209,7 +209,7 @@ async def test_erasure_terminates_running_journeys(api: Api, temporal_env) -> No
 
 async def test_erased_member_is_never_sent_to(api: Api) -> None:
     """The delivery policy refuses an erased member, even through a member-id channel."""
-    from journeyman.engine.activities.delivery_contract import SendRequest
+    from journeyman.engine.contracts.delivery import SendRequest
     from journeyman.engine.delivery.workers import build_deliverer
 
     mid = await seed_member(api, "m-nosend")

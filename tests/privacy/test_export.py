@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from journeyman.engine.crypto import Keyring
 from journeyman.engine.identity import get_contact_points
+from journeyman.engine.identity.crypto import Keyring
 from journeyman.engine.profiles import get_profile
 
 from .conftest import SECRET, Api

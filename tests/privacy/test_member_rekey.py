@@ -18,13 +18,13 @@ from typing import Any
 import asyncpg
 import pytest
 from journeyman.engine.activities.instances import mark_started
-from journeyman.engine.analytics_projector import JourneyStatsProjector
-from journeyman.engine.crypto import Keyring
+from journeyman.engine.analytics.projector import JourneyStatsProjector
 from journeyman.engine.delivery.links import LinkSigner
 from journeyman.engine.identity import resolver as resolver_module
+from journeyman.engine.identity.crypto import Keyring
 from journeyman.engine.identity.member_ids import is_minted
 from journeyman.engine.identity.rekey import DISPATCHER, _Ids, count, rekey_all, rekey_member
-from journeyman.engine.ingest import Ingestor
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.engine.privacy import erase_member
 from journeyman.event_store import ANY, START, NewEvent, PostgresEventStore
 from journeyman.event_store.deadletters import park
@@ -87,7 +87,7 @@ async def build_legacy_store(api: Api) -> None:
             json={"changes": [{"channel": "sms", "granted": False}], "evidence": {"ip": "1.2.3.4"}},
         )
         assert r.status_code == 200, r.text
-    # What journeys and delivery wrote for her (shapes of journeyman.engine.activities / delivery).
+    # What journeys and delivery wrote for her (shapes of journeyman.engine.contracts / delivery).
     meta = {"source": "journey", "correlation_id": WID}
     await store.append(
         f"member-{KATE}",
@@ -455,7 +455,7 @@ async def test_an_event_arriving_mid_rekey_lands_on_the_new_id(
 async def test_a_member_with_events_the_dispatcher_has_not_routed_waits(api: Api) -> None:
     """The dispatcher may be routing them under the old id right now: the member is left
     for a later run, once the dispatcher's checkpoint has passed its events."""
-    from journeyman.engine.dispatcher import SUBSCRIPTION
+    from journeyman.engine.routing.dispatcher import SUBSCRIPTION
 
     assert SUBSCRIPTION == DISPATCHER
     pool = api.store.pool

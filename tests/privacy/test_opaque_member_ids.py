@@ -8,8 +8,8 @@ import asyncio
 import uuid
 
 import asyncpg
-from journeyman.engine.crypto import Keyring
-from journeyman.engine.ingest import Ingestor
+from journeyman.engine.identity.crypto import Keyring
+from journeyman.engine.ingest.ingestor import Ingestor
 from journeyman.event_store import ANY, NewEvent, PostgresEventStore
 from journeyman.migrations import upgrade
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from journeyman.engine.temporal_client import ENCODING, EncryptionCodec, data_converter
-from journeyman.engine.worker import workflow_runner
+from journeyman.engine.runtime.temporal_client import ENCODING, EncryptionCodec, data_converter
+from journeyman.engine.runtime.worker import workflow_runner
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.worker import Worker

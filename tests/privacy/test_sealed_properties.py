@@ -7,12 +7,12 @@ import base64
 import json
 from typing import Any
 
-from journeyman.engine.crypto import Keyring, load_data_keys
-from journeyman.engine.dispatcher import journey_event, sealed_trigger_keys
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.identity.crypto import Keyring, load_data_keys
+from journeyman.engine.identity.sealing import SEALED, open_fields
 from journeyman.engine.profiles import ProfileProjector, get_profile
-from journeyman.engine.sealing import SEALED, open_fields
-from journeyman.engine.settings import Settings
-from journeyman.engine.worker import registered_journeys
+from journeyman.engine.routing.dispatcher import journey_event, sealed_trigger_keys
+from journeyman.engine.runtime.worker import registered_journeys
 from journeyman.event_store import PostgresEventStore
 
 from tests.ingestion.helpers import event
@@ -264,7 +264,7 @@ async def test_a_merged_members_sealed_properties_stay_readable_until_erasure(ap
 async def test_the_clear_list_is_a_setting(store: PostgresEventStore, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`JOURNEYMAN_INGEST_CLEAR_PROPERTIES` replaces the default list; `traits` stays sealed
     even when listed."""
-    from journeyman.engine.ingest import Ingestor
+    from journeyman.engine.ingest.ingestor import Ingestor
 
     from .conftest import make_settings
 

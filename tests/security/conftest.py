@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 from journeyman.channels.testing.peers import SmtpPeer, TwilioPeer
+from journeyman.engine.access.keys import create_key
 from journeyman.engine.api import create_app, serve_in_background
 from journeyman.engine.delivery.feedback import Feedback
 from journeyman.engine.delivery.service import Deliverer
-from journeyman.engine.keys import create_key
 from journeyman.event_store import PostgresEventStore
 
 from tests.delivery.delivery_testkit import email_channel, make_settings, sms_channel

@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from journeyman.engine.api.segment import event_type, to_event
-from journeyman.engine.ingest import EVENT_ADAPTER
-from journeyman.engine.ingest_models import EVENT_TYPE_PATTERN, FieldError, field_errors
+from journeyman.engine.ingest.ingestor import EVENT_ADAPTER
+from journeyman.engine.ingest.models import EVENT_TYPE_PATTERN, FieldError, field_errors
 from pydantic import ValidationError
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

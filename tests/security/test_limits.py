@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from journeyman.engine.access.keys import create_key, revoke_key, rotate_key
+from journeyman.engine.access.ratelimit import TokenBuckets
 from journeyman.engine.api import create_app, serve_in_background
 from journeyman.engine.api.limits import deeper_than, json_depth
-from journeyman.engine.keys import create_key, revoke_key, rotate_key
-from journeyman.engine.ratelimit import TokenBuckets
 
 from tests.delivery.delivery_testkit import make_settings
 from tests.ingestion.helpers import event

@@ -146,7 +146,7 @@ async def _deliver_through_bot(env: Env, step: str) -> None:
 @pytest.fixture
 def http_logging() -> Iterator[None]:
     """Restores the HTTP client loggers' levels and filters after a test."""
-    from journeyman.engine.logs import HTTP_CLIENT_LOGGERS
+    from journeyman.engine.runtime.logs import HTTP_CLIENT_LOGGERS
 
     saved = {
         n: (logging.getLogger(n).level, list(logging.getLogger(n).filters))
@@ -164,7 +164,7 @@ def http_logging() -> Iterator[None]:
 async def test_a_token_in_a_provider_url_stays_out_of_the_logs(env: Env, http_logging) -> None:  # type: ignore[no-untyped-def]
     """A Telegram-style channel (the bot token is in every request URL) with the logging the
     worker sets up, then with every logger at DEBUG: the token is never logged."""
-    from journeyman.engine.logs import HTTP_CLIENT_LOGGERS, configure_logging
+    from journeyman.engine.runtime.logs import HTTP_CLIENT_LOGGERS, configure_logging
 
     handler = _Capture()
     root = logging.getLogger()

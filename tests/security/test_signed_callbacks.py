@@ -13,8 +13,8 @@ import httpx
 import pytest
 from journeyman.channels.testing.peers import TwilioPeer
 from journeyman.engine.api import create_app, serve_in_background
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.delivery.feedback import Feedback
-from journeyman.engine.settings import Settings
 from journeyman.event_store import PostgresEventStore
 from twilio.request_validator import RequestValidator
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from journeyman.engine.settings import Settings
+from journeyman.engine.core.settings import Settings
 from pydantic import SecretStr
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)

@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.contracts.profile import MemberProfile
 from journeyman.plugins import PluginManager
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "journeys.md"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from journeyman.engine.profile_model import MemberProfile
+from journeyman.engine.contracts.profile import MemberProfile
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.profiles import ProfileProjector, get_profile
 from journeyman.engine.segments import Segment
 from journeyman.engine.segments.membership import MARK, apply_profiles
-from journeyman.engine.settings import Settings
 from journeyman.event_store import START, NewEvent, PostgresEventStore
 
 from .conftest import T0

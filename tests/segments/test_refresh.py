@@ -7,13 +7,13 @@ import dataclasses
 import datetime as dt
 import uuid
 
-from journeyman.engine.activities import ScanRequest, ScanResult, SegmentRefreshRequest
 from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.contracts import ScanRequest, ScanResult, SegmentRefreshRequest
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.profiles import ProfileProjector
+from journeyman.engine.profiles.segment_refresh import refresh, refresh_due
+from journeyman.engine.runtime.worker import build_worker
 from journeyman.engine.segments import Segment
-from journeyman.engine.segments.due import refresh, refresh_due
-from journeyman.engine.settings import Settings
-from journeyman.engine.worker import build_worker
 from journeyman.event_store import NewEvent, PostgresEventStore
 from journeyman.workflows.builtin_plugin import LAPSED_VIP, VIP
 from journeyman.workflows.scan import SCAN_WORKFLOW

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from journeyman.engine.activities import instances
-from journeyman.engine.dispatcher import Dispatcher
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.profiles import ProfileProjector
-from journeyman.engine.settings import Settings
-from journeyman.engine.worker import build_worker
+from journeyman.engine.routing.dispatcher import Dispatcher
+from journeyman.engine.runtime.worker import build_worker
 from journeyman.event_store import PostgresEventStore
 from journeyman.workflows.builtin_plugin import VIP
 

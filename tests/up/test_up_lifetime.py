@@ -23,8 +23,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from journeyman.engine.lifeline import postgres_running, stop_postgres
-from journeyman.engine.stack import EmbeddedPostgres, free_port
+from journeyman.engine.runtime.lifeline import postgres_running, stop_postgres
+from journeyman.engine.runtime.stack import EmbeddedPostgres, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.devserver]
 

@@ -8,10 +8,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from journeyman.engine.settings import Settings
-from journeyman.engine.stack import free_port
-from journeyman.engine.up import Up
-from journeyman.engine.worker import build_statuses, describe_deployment
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.runtime.stack import free_port
+from journeyman.engine.runtime.up import Up
+from journeyman.engine.runtime.worker import build_statuses, describe_deployment
 from pydantic import SecretStr
 from temporalio.client import Client
 

@@ -11,16 +11,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from journeyman.engine.activities import (
+from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.contracts import (
     JourneyInput,
     JourneyResult,
     SendOutcome,
     SendRequest,
     delivery_id,
 )
-from journeyman.engine.activities.journey_activities import JourneyActivities
-from journeyman.engine.settings import Settings
-from journeyman.engine.worker import build_worker, deployment_version, set_current_build
+from journeyman.engine.core.settings import Settings
+from journeyman.engine.runtime.worker import build_worker, deployment_version, set_current_build
 from journeyman.event_store import PostgresEventStore
 from temporalio.api.enums.v1 import EventType, VersioningBehavior
 from temporalio.client import Client, WorkflowHandle

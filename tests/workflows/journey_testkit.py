@@ -9,8 +9,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from journeyman.engine.activities import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
 from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.contracts import EVENT_SIGNAL, JourneyEvent, JourneyInput, JourneyResult
 from journeyman.event_store import PostgresEventStore
 from journeyman.workflows.cart_recovery import CartRecovery
 from journeyman.workflows.post_purchase import PostPurchaseSurvey

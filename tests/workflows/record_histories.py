@@ -23,9 +23,9 @@ DAY = dt.timedelta(days=1)
 
 async def main() -> None:
     from journey_testkit import event, journey_worker, member_with, start
-    from journeyman.engine.activities import EVENT_SIGNAL
-    from journeyman.engine.db import migrate
-    from journeyman.engine.stack import EmbeddedPostgres, temporal_test_server
+    from journeyman.engine.contracts import EVENT_SIGNAL
+    from journeyman.engine.runtime.db import migrate
+    from journeyman.engine.runtime.stack import EmbeddedPostgres, temporal_test_server
     from journeyman.event_store import PostgresEventStore
     from journeyman.workflows.cart_recovery import CartRecovery
     from journeyman.workflows.post_purchase import PostPurchaseSurvey

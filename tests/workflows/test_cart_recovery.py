@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 
 from journey_testkit import event, journey_worker, member_events, member_with, start, types_of
-from journeyman.engine.activities import EVENT_SIGNAL, JourneyResult
+from journeyman.engine.contracts import EVENT_SIGNAL, JourneyResult
 from journeyman.workflows.cart_recovery import CartRecovery
 
 CART = {"cart_id": "c1", "items": [{"sku": "A", "qty": 1}]}

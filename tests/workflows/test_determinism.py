@@ -11,7 +11,7 @@ import uuid
 import pytest
 from journey_testkit import event, start
 from journeyman.engine.activities.journey_activities import JourneyActivities
-from journeyman.engine.worker import workflow_runner
+from journeyman.engine.runtime.worker import workflow_runner
 from journeyman.workflows import Journey, hours, journey, on_event
 from temporalio import workflow
 from temporalio.client import WorkflowFailureError
@@ -69,8 +69,8 @@ class SandboxProbe:
 
     @workflow.run
     async def run(self, outside: list[int]) -> list[bool]:
-        import journeyman.engine.activities as kit_types
-        import journeyman.engine.storable as engine_internal
+        import journeyman.engine.contracts as kit_types
+        import journeyman.engine.ingest.storable as engine_internal
         import journeyman.workflows.spec as spec
 
         return [
@@ -79,8 +79,8 @@ class SandboxProbe:
 
 
 async def test_only_the_journey_modules_pass_through_the_sandbox(temporal_env) -> None:  # type: ignore[no-untyped-def]
-    import journeyman.engine.activities as kit_types
-    import journeyman.engine.storable as engine_internal
+    import journeyman.engine.contracts as kit_types
+    import journeyman.engine.ingest.storable as engine_internal
     import journeyman.workflows.spec as spec
 
     tq = f"tq-{uuid.uuid4().hex[:8]}"

@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 
 from journeyman.engine.delivery.templates import Templates
-from journeyman.engine.journey_checks import check_journey, check_templates, known_event_types
+from journeyman.engine.runtime.journey_checks import (
+    check_journey,
+    check_templates,
+    known_event_types,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "journeys.md"
 CHANNELS = {"email", "sms", "push"}

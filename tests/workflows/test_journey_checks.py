@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import pytest
 from journeyman.engine.cli import app
-from journeyman.engine.journey_checks import (
+from journeyman.engine.core.settings import Settings, get_settings
+from journeyman.engine.runtime.journey_checks import (
     JourneyCheckError,
     body_names,
     check_journey,
     known_event_types,
 )
-from journeyman.engine.settings import Settings, get_settings
-from journeyman.engine.worker import run_worker
+from journeyman.engine.runtime.worker import run_worker
 from journeyman.plugins import PluginManager, hookimpl
 from journeyman.workflows import Exit, Goal, Journey, days, hours, journey, on_event
 from journeyman.workflows.cart_recovery import CartRecovery
 from pydantic import SecretStr
 from typer.testing import CliRunner
+
+WORKER_PM = "journeyman.engine.runtime.worker.plugin_manager"
 
 CHANNELS = {"email", "sms", "push"}
 TYPES = known_event_types()
@@ -116,14 +118,14 @@ def _manager(*journeys: type) -> PluginManager:
 def test_journeys_command_exits_non_zero_naming_the_closest_name(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("JOURNEYMAN_SECRET_KEY", "checks-" + "k" * 40)
     get_settings.cache_clear()  # the command reads the environment set here
-    monkeypatch.setattr("journeyman.engine.worker.plugin_manager", lambda: _manager(Typos))
+    monkeypatch.setattr(WORKER_PM, lambda: _manager(Typos))
     result = CliRunner().invoke(app, ["journeys"])
     assert result.exit_code == 1, result.output
     flat = " ".join(result.output.split())
     assert "journey 'typos': trigger 'product.veiwed'" in flat
     assert "did you mean 'product.viewed'?" in flat
 
-    monkeypatch.setattr("journeyman.engine.worker.plugin_manager", lambda: _manager(Listened))
+    monkeypatch.setattr(WORKER_PM, lambda: _manager(Listened))
     monkeypatch.setenv("JOURNEYMAN_CUSTOM_EVENT_TYPES", '["quiz.completed"]')
     get_settings.cache_clear()
     result = CliRunner().invoke(app, ["journeys"])
@@ -132,7 +134,7 @@ def test_journeys_command_exits_non_zero_naming_the_closest_name(monkeypatch) ->
 
 
 async def test_the_worker_refuses_to_start_before_connecting(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("journeyman.engine.worker.plugin_manager", lambda: _manager(Unlistened))
+    monkeypatch.setattr(WORKER_PM, lambda: _manager(Unlistened))
     settings = Settings(secret_key=SecretStr("checks-" + "k" * 40), data_dir=tmp_path)
     # No database and no Temporal at this address: the check must fail first.
     with pytest.raises(JourneyCheckError) as caught:

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 from journey_testkit import JOURNEYS, event, journey_worker, member_events, member_with, start
-from journeyman.engine.activities import EVENT_SIGNAL, JourneyResult
+from journeyman.engine.contracts import EVENT_SIGNAL, JourneyResult
 from journeyman.workflows.cart_recovery import CartRecovery
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter

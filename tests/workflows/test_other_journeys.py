@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 from journey_testkit import event, journey_worker, member_events, member_with, start, types_of
-from journeyman.engine.activities import EVENT_SIGNAL, JourneyResult
+from journeyman.engine.contracts import EVENT_SIGNAL, JourneyResult
 from journeyman.workflows import Reentry
 from journeyman.workflows.post_purchase import PostPurchaseSurvey
 from journeyman.workflows.welcome import Welcome

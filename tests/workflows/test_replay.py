@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from changed_cart import CartRecoveryPatched, CartRecoveryUnpatched
 from journey_testkit import JOURNEYS, event, member_with, start
-from journeyman.engine.activities import JourneyResult
 from journeyman.engine.activities.journey_activities import JourneyActivities
+from journeyman.engine.contracts import JourneyResult
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker

@@ -6,10 +6,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from journeyman.engine.core.settings import Settings
 from journeyman.engine.delivery.templates import templates_for
-from journeyman.engine.journey_checks import JourneyCheckError, check_registered, check_templates
-from journeyman.engine.settings import Settings
-from journeyman.engine.worker import run_worker
+from journeyman.engine.runtime.journey_checks import (
+    JourneyCheckError,
+    check_registered,
+    check_templates,
+)
+from journeyman.engine.runtime.worker import run_worker
 from journeyman.plugins import PluginManager, hookimpl
 from journeyman.workflows import Journey, JourneySettings, hours, journey, on_event
 from journeyman.workflows.cart_recovery import CartRecovery
@@ -83,7 +87,7 @@ async def test_a_missing_template_stops_the_worker_with_its_name(monkeypatch, tm
         return pm
 
     settings = Settings(secret_key=SecretStr("tpl-" + "k" * 40), data_dir=tmp_path)
-    monkeypatch.setattr("journeyman.engine.worker.plugin_manager", lambda: manager(False))
+    monkeypatch.setattr("journeyman.engine.runtime.worker.plugin_manager", lambda: manager(False))
     with pytest.raises(JourneyCheckError) as caught:
         await run_worker(settings, "postgresql://nobody@127.0.0.1:1/none")
     assert "template 'quiz_unknown': has no email version" in str(caught.value)

@@ -1,0 +1,1 @@
+"""Access: API keys with scopes, dashboard sessions, and per-key rate limits."""
