@@ -56,6 +56,7 @@ class ContactKind(enum.StrEnum):
     WEB_PUSH = "web_push"  # a Web Push subscription as JSON: {"endpoint", "keys": {...}}
     FCM_TOKEN = "fcm_token"  # a Firebase Cloud Messaging registration token
     MEMBER = "member"  # only the member id: the channel knows where to send
+    EXTERNAL = "external"  # the member's id in a named system: see `Channel.contact_system`
     ANY = "any"  # any contact point (the development outbox)
 
 
@@ -181,6 +182,9 @@ class Channel:
 
     name: ClassVar[str]
     contact: ClassVar[ContactKind]
+    contact_system: ClassVar[str | None] = None
+    """With `contact = ContactKind.EXTERNAL`: the system whose id the channel sends to (a
+    chat app's `chat`), read from the member's `external_ids` as ingestion stored them."""
     rate_limit_per_second: ClassVar[float] = 10.0
     Config: ClassVar[type[ChannelConfig]] = ChannelConfig
     description: ClassVar[str] = ""
@@ -314,6 +318,7 @@ class Channel:
             "name": self.name,
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "contact": str(self.contact),
+            "contact_system": self.contact_system,
             "rate_limit_per_second": self.rate_limit_per_second,
             "task_queue": self.task_queue,
             "configured": self.configured,

@@ -25,14 +25,19 @@ What it checks: the declared name, contact kind, rate limit and config model; th
 constructed without arguments is not configured when it needs credentials and then refuses to
 send without contacting the provider; that secrets never show; that one `send` is exactly one
 attempt at the provider — also when the provider fails, which is how SDK-internal retries are
-caught; that each failure lands in the right branch of the error hierarchy; and that
-concurrent sends on one instance work. Checks whose switch the harness leaves as `None` are
-skipped.
+caught; that each failure lands in the right branch of the error hierarchy (a Retry-After
+kept, a connection dropped after the request ambiguous, refused content permanent); that
+`reconcile` finds a message that was sent and nothing for one that was not (or says it
+cannot look up at all); that a provider's signed callback verifies, parses to events about
+the sent message, and fails verification once tampered with; and that concurrent sends on
+one instance work. Checks whose switch the harness leaves as `None` are skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import json
 import pickle
 import uuid
@@ -45,16 +50,24 @@ from journeyman.channels.base import (
     ChannelConfig,
     ContactKind,
     DeliveryResult,
+    Message,
 )
 from journeyman.channels.errors import (
+    AmbiguousError,
     ChannelMisconfigured,
     PermanentError,
+    ReconcileUnsupported,
     TransientError,
 )
 
 from .harness import ChannelHarness
 
 __all__ = ["ChannelContract", "ChannelHarness"]
+
+
+def _unique(message: Message) -> Message:
+    """`message` with a text no other message of the run has (lookups match on it)."""
+    return dataclasses.replace(message, text=f"{message.text} {uuid.uuid4().hex[:8]}")
 
 
 def _key() -> str:
@@ -78,6 +91,11 @@ class ChannelContract:
         assert isinstance(channel, Channel)
         assert NAME_PATTERN.match(channel.name), f"bad channel name {channel.name!r}"
         assert isinstance(channel.contact, ContactKind)
+        if channel.contact == ContactKind.EXTERNAL:
+            system = channel.contact_system
+            assert system and NAME_PATTERN.match(system.replace("-", "_")), (
+                "a channel with an EXTERNAL contact names its system in `contact_system`"
+            )
         assert channel.rate_limit_per_second > 0
         assert issubclass(channel.Config, ChannelConfig)
         assert channel.task_queue.endswith(channel.name)
@@ -201,3 +219,71 @@ class ChannelContract:
         await harness.channel.send(harness.make_message(), _key())
         await harness.channel.aclose()
         await harness.channel.aclose()
+
+    # -- the finer points of failure ----------------------------------------------------
+
+    async def test_retry_after_is_kept(self, harness: ChannelHarness) -> None:
+        if harness.rate_limited is None:
+            pytest.skip("the harness cannot make the provider ask to slow down")
+        harness.rate_limited(1, 7)
+        accepted = harness.accepted()
+        with pytest.raises(TransientError) as info:
+            await harness.channel.send(harness.make_message(), _key())
+        assert info.value.retry_after == 7, "the provider's Retry-After was not passed on"
+        assert harness.accepted() == accepted
+
+    async def test_dropped_connection_is_ambiguous(self, harness: ChannelHarness) -> None:
+        if harness.drop_connection is None:
+            pytest.skip("the harness cannot make the provider drop the connection")
+        harness.drop_connection(1)
+        attempts = harness.attempts()
+        with pytest.raises(AmbiguousError) as info:
+            await harness.channel.send(harness.make_message(), _key())
+        assert info.value.may_have_been_sent
+        assert harness.attempts() == attempts + 1, "the channel retried inside send"
+
+    async def test_refused_content_is_permanent(self, harness: ChannelHarness) -> None:
+        if harness.reject_content is None:
+            pytest.skip("the harness cannot make the provider refuse a message's content")
+        harness.reject_content(1)
+        accepted = harness.accepted()
+        with pytest.raises(harness.rejected_content_error) as info:
+            await harness.channel.send(harness.make_message(), _key())
+        assert isinstance(info.value, PermanentError) and not info.value.retryable
+        await harness.channel.send(harness.make_message(), _key())
+        assert harness.accepted() == accepted + 1, "one refused message broke the channel"
+
+    # -- reconciliation -------------------------------------------------------------------
+
+    async def test_reconcile_finds_what_was_sent_and_nothing_else(
+        self, harness: ChannelHarness
+    ) -> None:
+        message, key = _unique(harness.make_message()), _key()
+        if not harness.channel.can_reconcile:
+            with pytest.raises(ReconcileUnsupported):
+                await harness.channel.reconcile(message, key)
+            return
+        sent = await harness.channel.send(message, key)
+        found = await harness.channel.reconcile(message, key)
+        assert found is not None, "reconcile did not find a message the provider accepted"
+        assert found.provider_message_id == sent.provider_message_id
+        never = await harness.channel.reconcile(_unique(harness.make_message()), _key())
+        assert never is None, "reconcile found a message that was never sent"
+
+    # -- provider callbacks ---------------------------------------------------------------
+
+    async def test_signed_callbacks_verify_and_parse(self, harness: ChannelHarness) -> None:
+        if harness.signed_webhook is None:
+            pytest.skip("the harness has no provider callbacks")
+        message = _unique(harness.make_message())
+        sent = await harness.channel.send(message, _key())
+        request = harness.signed_webhook(sent, message)
+        if inspect.isawaitable(request):
+            request = await request
+        assert await harness.channel.verify_webhook(request)
+        events = await harness.channel.parse_webhook(request)
+        assert events, "a verified callback parsed to no event"
+        assert all(e.channel == harness.channel.name for e in events)
+        assert any(e.provider_message_id == sent.provider_message_id for e in events)
+        forged = dataclasses.replace(request, body=request.body + b"&tampered=1")
+        assert not await harness.channel.verify_webhook(forged), "a tampered callback verified"

@@ -3,13 +3,14 @@ a plugin's own runtime code and tests can build one)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from journeyman.channels.base import Channel, Message
+from journeyman.channels.base import Channel, DeliveryResult, Message, WebhookRequest
 from journeyman.channels.errors import (
     AmbiguousError,
     ChannelError,
+    ContentRejected,
     PermanentError,
     RecipientInvalid,
 )
@@ -30,6 +31,13 @@ class ChannelHarness:
     recipient; `bad_credentials` a channel configured with wrong credentials; `unreachable`
     one configured to talk to a closed port; `secrets` are the secret values in the
     channel's config, which must never show.
+
+    `rate_limited(n, seconds)` makes the next `n` attempts answer "slow down" with a
+    Retry-After of `seconds`; `drop_connection(n)` makes the peer read the next `n` requests
+    and then break the connection unanswered; `reject_content(n)` makes it refuse the next
+    `n` messages for their content (`rejected_content_error` says with which error).
+    `signed_webhook(result, message)` returns the callback the provider would send about a
+    message it accepted (a delivery receipt), signed as the provider signs it.
     """
 
     channel: Channel
@@ -44,3 +52,10 @@ class ChannelHarness:
     bad_credentials: Channel | None = None
     unreachable: Channel | None = None
     secrets: Sequence[str] = field(default_factory=tuple)
+    rate_limited: Callable[[int, int], None] | None = None
+    drop_connection: Callable[[int], None] | None = None
+    reject_content: Callable[[int], None] | None = None
+    rejected_content_error: type[PermanentError] = ContentRejected
+    signed_webhook: (
+        Callable[[DeliveryResult, Message], WebhookRequest | Awaitable[WebhookRequest]] | None
+    ) = None

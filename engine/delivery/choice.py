@@ -103,7 +103,10 @@ def check(
         return cand
     cand.contact = contact_for(cand.channel, ctx.contacts, ctx.request.member_id)
     if cand.contact is None:
-        cand.skip = f"no {cand.channel.contact} contact point for {name}"
+        if cand.channel.contact == ContactKind.EXTERNAL:
+            cand.skip = f"no {cand.channel.contact_system} id for {name}"
+        else:
+            cand.skip = f"no {cand.channel.contact} contact point for {name}"
     return cand
 
 
@@ -124,6 +127,8 @@ def contact_for(channel: Channel, contacts: dict[str, Any], member_id: str) -> s
         return None
     if kind == ContactKind.MEMBER:
         return member_id
+    if kind == ContactKind.EXTERNAL:
+        return contacts.get("external", {}).get(channel.contact_system or "")
     return contacts.get("email") or contacts.get("phone") or member_id
 
 

@@ -63,6 +63,7 @@ def compose(
         track=track,
         open_pixel=pixel,
         keep=frozenset({unsubscribe} if unsubscribe else ()),
+        channel=chosen.channel.name,
     )
     return Message(
         to=chosen.contact,

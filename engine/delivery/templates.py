@@ -6,9 +6,13 @@ A template is a name (`cart_reminder`) with parts per kind of channel:
     sms:    text                      (phone channels, and channels that only need the member)
     push:   title, body               (Web Push and FCM)
 
-Sources are looked up as `<templates_dir>/<name>/<kind>.<part>.<locale>.j2`, then the
-language alone (`fr` for `fr-CA`), then `<kind>.<part>.j2` (the default locale), and after
-the directory, the built-in templates of the built-in journeys (`builtin_templates.py`).
+A channel may also have parts of its own, named after it (`pigeon.text`): they are used
+before its kind's (a channel that only needs the member id gets its own text rather than the
+SMS text with "Reply STOP to opt out"). Sources are looked up as
+`<templates_dir>/<name>/<channel or kind>.<part>.<locale>.j2`, then the language alone (`fr`
+for `fr-CA`), then `<channel or kind>.<part>.j2` (the default locale), and after the
+directory, the templates plugins ship (`register_templates`) and the built-in journeys'
+(`builtin_templates.py`).
 Templates render in Jinja2's `SandboxedEnvironment`: they cannot reach Python internals.
 HTML parts are autoescaped. Links in HTML are rewritten into signed click-tracking links
 (except the unsubscribe link), an open pixel is added, and `track(url)` makes a tracking link
@@ -41,6 +45,7 @@ _KIND_BY_CONTACT = {
     ContactKind.WEB_PUSH: "push",
     ContactKind.FCM_TOKEN: "push",
     ContactKind.MEMBER: "sms",
+    ContactKind.EXTERNAL: "sms",
     ContactKind.ANY: "email",
 }
 _HREF = re.compile(r"""href=(["'])(https?://[^"']+)\1""", re.IGNORECASE)
@@ -146,19 +151,23 @@ class Templates:
             auto_reload=True,
         )
 
-    def _find(self, name: str, kind: str, part: str, locale: str | None) -> tuple[Any, str | None]:
-        for loc in locale_chain(locale, self.default_locale):
-            key = f"{name}/{kind}.{part}" + (f".{loc}" if loc else "")
-            try:
-                return self.env.get_template(key), loc
-            except TemplateNotFound:
-                continue
-            except TemplateSyntaxError as exc:
-                raise TemplateError(f"template {key} does not compile: {exc}") from None
+    def _find(
+        self, name: str, kind: str, part: str, locale: str | None, channel: str | None = None
+    ) -> tuple[Any, str | None]:
+        for prefix in (channel, kind) if channel and channel != kind else (kind,):
+            for loc in locale_chain(locale, self.default_locale):
+                key = f"{name}/{prefix}.{part}" + (f".{loc}" if loc else "")
+                try:
+                    return self.env.get_template(key), loc
+                except TemplateNotFound:
+                    continue
+                except TemplateSyntaxError as exc:
+                    raise TemplateError(f"template {key} does not compile: {exc}") from None
         return None, None
 
-    def has(self, name: str, kind: str) -> bool:
-        return any(self._find(name, kind, p, None)[0] is not None for p in PARTS[kind])
+    def has(self, name: str, kind: str, channel: str | None = None) -> bool:
+        """Whether `name` has something for `kind` (or for `channel`'s own parts)."""
+        return any(self._find(name, kind, p, None, channel)[0] is not None for p in PARTS[kind])
 
     def render(
         self,
@@ -170,15 +179,17 @@ class Templates:
         track: Callable[[str], str] | None = None,
         open_pixel: str | None = None,
         keep: frozenset[str] = frozenset(),
+        channel: str | None = None,
     ) -> Rendered:
-        """Render every part of `name` for `kind`; `TemplateMissing` when the template has
-        nothing for that kind (or lacks a required part)."""
+        """Render every part of `name` for `kind` (`channel`'s own parts first, where the
+        template has them); `TemplateMissing` when the template has nothing for that kind
+        (or lacks a required part)."""
         ctx = dict(context)
         ctx.setdefault("track", track or (lambda url: url))
         out: dict[str, str] = {}
         used: str | None = None
         for part in PARTS[kind]:
-            template, loc = self._find(name, kind, part, locale)
+            template, loc = self._find(name, kind, part, locale, channel)
             if template is None:
                 continue
             used = used or loc

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from journeyman.engine.identity.crypto import Keyring, load_data_keys, shred_member_key
 
-from .aliases import CONTACT_KINDS, USER_ID
+from .aliases import CONTACT_KINDS, EXTERNAL_PREFIX, USER_ID
 
 
 async def resolve_member_id(
@@ -41,10 +41,11 @@ async def get_contact_points(
 ) -> dict[str, Any]:
     """Decrypted contact points of a member (following merges).
 
-    Returns `{"member_id", "email", "emails", "phone", "phones", "push"}`: `email`/`phone`
-    are the most recently linked ones (None when there is none), the plural keys list all
-    of them newest first, and `push` lists push subscriptions as they were sent
-    (`{"type": "webpush", "endpoint": …, "keys": {…}}` or `{"type": "fcm", "token": …}`).
+    Returns `{"member_id", "email", "emails", "phone", "phones", "push", "external"}`:
+    `email`/`phone` are the most recently linked ones (None when there is none), the plural
+    keys list all of them newest first, `push` lists push subscriptions as they were sent
+    (`{"type": "webpush", "endpoint": …, "keys": {…}}` or `{"type": "fcm", "token": …}`),
+    and `external` maps each external system to the member's newest id in it.
     An erased member, or one whose key was shredded, has none.
     """
     keyring = keyring or Keyring.from_settings()
@@ -56,20 +57,25 @@ async def get_contact_points(
         "phone": None,
         "phones": [],
         "push": [],
+        "external": {},
     }
     keys = await load_data_keys(pool, keyring, [member_id])
     key = keys.get(member_id)
     if key is None:
         return out
     rows = await pool.fetch(
-        "SELECT kind, value_enc FROM member_aliases WHERE member_id = $1 AND kind = ANY($2) "
-        "ORDER BY created_at DESC, kind",
+        "SELECT kind, value_enc FROM member_aliases WHERE member_id = $1 "
+        "AND (kind = ANY($2) OR kind LIKE 'external:%') ORDER BY created_at DESC, kind",
         member_id,
         sorted(CONTACT_KINDS),
     )
     for r in rows:
         value = key.decrypt(r["value_enc"], f"alias:{r['kind']}").decode()
-        out[f"{r['kind']}s"].append(value)
+        system = r["kind"].removeprefix(EXTERNAL_PREFIX)
+        if system != r["kind"]:
+            out["external"].setdefault(system, value)
+        else:
+            out[f"{r['kind']}s"].append(value)
     out["email"] = out["emails"][0] if out["emails"] else None
     out["phone"] = out["phones"][0] if out["phones"] else None
     for r in await pool.fetch(

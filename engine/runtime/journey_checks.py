@@ -306,14 +306,14 @@ def _resolve(site: SendSite, settings: Any) -> tuple[str | None, list[str]]:
 def check_templates(
     cls: type,
     *,
-    has: Callable[[str, str], bool],
+    has: Callable[[str, str, str], bool],
     kinds: Mapping[str, str],
     settings: Mapping[str, Any] | None = None,
     activity_types: Iterable[str] = DEFAULT_ACTIVITY_TYPES,
 ) -> list[Problem]:
     """Every template `cls` can send, checked to exist for every channel it may go to:
-    `has(template, kind)` answers for a kind of channel (`email`, `sms`, `push`), `kinds`
-    gives each channel's kind."""
+    `has(template, kind, channel)` answers for a kind of channel (`email`, `sms`, `push`) or
+    the channel's own parts, `kinds` gives each channel's kind."""
     spec = cls.__journey__  # type: ignore[attr-defined]
     resolved = spec.resolve_settings(settings, activity_types=list(activity_types))
     problems: list[Problem] = []
@@ -324,17 +324,18 @@ def check_templates(
             continue
         for channel in channels:
             kind = kinds.get(channel)
-            if kind is None or (template, kind) in seen:
+            if kind is None or (template, channel) in seen:
                 continue  # an unknown channel is reported by the name checks
-            seen.add((template, kind))
-            if not has(template, kind):
+            seen.add((template, channel))
+            if not has(template, kind, channel):
                 problems.append(
                     Problem(
                         spec.name,
                         "template",
                         template,
                         f"has no {kind} version, and the journey may send it on channel "
-                        f"{channel!r} (line {site.line}); add {template}/{kind}.<part>.j2 to "
+                        f"{channel!r} (line {site.line}); add {template}/{kind}.<part>.j2 (or "
+                        f"{channel}.<part>.j2) to "
                         "the templates directory or ship it with a register_templates hook",
                     )
                 )

@@ -21,6 +21,8 @@ from journeyman.channels.testing.peers import (
     closed_port,
     generate_vapid_keys,
 )
+from journeyman.channels.testing.peers.fcm import fcm_error
+from journeyman.channels.testing.peers.twilio import error_body
 from journeyman.channels.webhook import WebhookChannel
 from journeyman.channels.webpush import WebPushChannel
 
@@ -55,6 +57,8 @@ class TestEmailContract(ChannelContract):
                 bad_credentials=email(password="wrong"),
                 unreachable=email(port=closed_port()),
                 secrets=["smtp-s3cret"],
+                drop_connection=smtp.disconnect_after_data,
+                reject_content=lambda n: smtp.reply("DATA", "554 5.6.0 Content rejected", n),
             )
             await channel.aclose()
 
@@ -86,6 +90,14 @@ class TestSmsContract(ChannelContract):
                 bad_credentials=sms(token="wrong"),
                 unreachable=sms(url=f"http://127.0.0.1:{closed_port()}"),
                 secrets=["twilio-s3cret"],
+                rate_limited=twilio.rate_limit,
+                drop_connection=lambda n: twilio.fail_next(n, 200, drop=True),
+                reject_content=lambda n: twilio.fail_next(
+                    n, 400, error_body(400, 21617, "The message body exceeds 1600 characters")
+                ),
+                signed_webhook=lambda sent, _: twilio.signed_status(
+                    sent.provider_message_id, "https://shop.test/v1/feedback/sms?delivery_id=d1"
+                ),
             )
             await channel.aclose()
 
@@ -115,6 +127,9 @@ class TestWebPushContract(ChannelContract):
                 invalid_recipient_error=RecipientGone,
                 bad_credentials=webpush(other_pem),
                 secrets=[pem.splitlines()[1]],
+                rate_limited=lambda n, s: push.fail_next(n, 429, headers={"Retry-After": str(s)}),
+                drop_connection=lambda n: push.fail_next(n, 200, drop=True),
+                reject_content=lambda n: push.fail_next(n, 413),
             )
             await channel.aclose()
 
@@ -146,6 +161,11 @@ class TestFcmContract(ChannelContract):
                 bad_credentials=make(impostor),
                 unreachable=make(account, dead, token_uri=f"{dead}/token"),
                 secrets=[account["private_key"].splitlines()[1]],
+                rate_limited=fcm.quota_exceeded,
+                drop_connection=lambda n: fcm.fail_next(n, 200, drop=True),
+                reject_content=lambda n: fcm.fail_next(
+                    n, 400, fcm_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+                ),
             )
             await channel.aclose()
 
@@ -172,6 +192,9 @@ class TestWebhookContract(ChannelContract):
                 bad_credentials=webhook(secret="wrong"),
                 unreachable=webhook(url=f"http://127.0.0.1:{closed_port()}/hook"),
                 secrets=["hook-s3cret"],
+                rate_limited=lambda n, s: hook.fail_next(n, 429, headers={"Retry-After": str(s)}),
+                drop_connection=lambda n: hook.fail_next(n, 200, drop=True),
+                reject_content=lambda n: hook.fail_next(n, 422),
             )
             await channel.aclose()
 

@@ -71,6 +71,7 @@ async def add_member(
     consent: dict[str, bool] | None = None,
     push: list[dict[str, Any]] | None = None,
     member_id: str | None = None,
+    external_ids: dict[str, str] | None = None,
 ) -> str:
     """Register a member through ingestion and project the profile; returns the store's id.
 
@@ -87,6 +88,8 @@ async def add_member(
         member["phone"] = phone
     if push:
         member["push_subscriptions"] = push
+    if external_ids:
+        member["external_ids"] = external_ids
     props: dict[str, Any] = {}
     if timezone:
         props["timezone"] = timezone

@@ -42,7 +42,7 @@ class QuizThanks(Journey):
 
 
 def _has(shipped: dict) -> object:  # type: ignore[type-arg]
-    return lambda name, kind: any(k.startswith(f"{kind}.") for k in shipped.get(name, {}))
+    return lambda name, kind, channel: any(k.startswith(f"{kind}.") for k in shipped.get(name, {}))
 
 
 def test_missing_kinds_and_templates_are_reported_with_their_lines() -> None:
@@ -62,7 +62,7 @@ def test_the_built_in_journeys_have_every_template_they_send(tmp_path) -> None: 
     assert check_registered(pm, settings, pm.journeys()) == []
     # A templates directory that lacks nothing changes nothing; the built-ins stay behind it.
     assert templates_for(settings, {}).has("cart_coupon", "sms")
-    assert check_templates(CartRecovery, has=lambda n, k: k == "email", kinds=KINDS) != []
+    assert check_templates(CartRecovery, has=lambda n, k, c: k == "email", kinds=KINDS) != []
 
 
 class _Quiz:

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
+from journeyman.channels.base import WebhookRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -275,19 +276,42 @@ class TwilioPeer(HttpPeer):
         if message.status_callback is None:
             raise ValueError(f"message {sid} was sent without a StatusCallback URL")
         message.status = status
+        params = self._status_params(message, status, error_code)
+        return await self._post_signed(message.status_callback, params, transport)
+
+    def signed_status(
+        self, sid: str, url: str, status: str = "delivered", *, error_code: str | None = None
+    ) -> WebhookRequest:
+        """The status callback for message `sid` that Twilio would POST to `url`, signed, as
+        the channel's `verify_webhook` and `parse_webhook` receive it."""
+        message = next(m for m in self.messages if m.sid == sid)
+        params = self._status_params(message, status, error_code)
+        return WebhookRequest(
+            "POST",
+            url,
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": self.sign(url, params),
+            },
+            urlencode(params).encode(),
+        )
+
+    def _status_params(
+        self, message: SentSms, status: str, error_code: str | None
+    ) -> dict[str, str]:
         params = {
             "AccountSid": self.account_sid,
             "ApiVersion": "2010-04-01",
             "From": message.from_ or "",
-            "MessageSid": sid,
+            "MessageSid": message.sid,
             "MessageStatus": status,
-            "SmsSid": sid,
+            "SmsSid": message.sid,
             "SmsStatus": status,
             "To": message.to,
         }
         if error_code:
             params["ErrorCode"] = error_code
-        return await self._post_signed(message.status_callback, params, transport)
+        return params
 
     async def send_inbound(
         self,

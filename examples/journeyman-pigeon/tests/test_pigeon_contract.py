@@ -36,5 +36,8 @@ class TestPigeonContract(ChannelContract):
                     {"loft_url": f"http://127.0.0.1:{closed_port()}", "api_key": "loft-key"}
                 ),
                 secrets=["loft-key"],
+                rate_limited=lambda n, s: loft.fail_next(n, 429, headers={"Retry-After": str(s)}),
+                drop_connection=lambda n: loft.fail_next(n, 200, drop=True),
+                reject_content=lambda n: loft.fail_next(n, 422),
             )
             await channel.aclose()
