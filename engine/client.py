@@ -18,13 +18,20 @@ import asyncio
 import datetime as dt
 import json
 import random
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 from journeyman.engine.ingest.answers import EventOutcome, IngestResult
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+)
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -127,6 +134,23 @@ class _Policy:
         base = min(self.backoff * 2**attempt, self.max_backoff)
         return base / 2 + random.random() * base / 2
 
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        response = outcome.result() if outcome is not None and not outcome.failed else None
+        return self.delay(state.attempt_number - 1, response)
+
+    def retrying(self) -> dict[str, Any]:
+        """Tenacity's options: a request that could not be sent, or was answered 429 or
+        503, is sent again after `delay`, up to `max_retries` times; then the last answer
+        is returned (and read as an error) or the last transport error raised."""
+        return {
+            "retry": retry_if_exception_type((httpx.TransportError, httpx.TimeoutException))
+            | retry_if_result(lambda r: r.status_code in _RETRY_STATUSES),
+            "stop": stop_after_attempt(self.max_retries + 1),
+            "wait": self._wait,
+            "retry_error_callback": lambda state: state.outcome.result(),
+        }
+
     @staticmethod
     def result(response: httpx.Response) -> IngestResult:
         if response.status_code in (200, 422):
@@ -212,19 +236,9 @@ class JourneymanClient:
     def _post(self, chunk: list[dict[str, Any]]) -> IngestResult:
         body = json.dumps({"events": chunk}, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"}
-        for attempt in range(self._policy.max_retries + 1):
-            response = None
-            try:
-                response = self._http.post("/v1/events", content=body, headers=headers)
-            except (httpx.TransportError, httpx.TimeoutException):
-                if attempt == self._policy.max_retries:
-                    raise
-            if response is not None and (
-                response.status_code not in _RETRY_STATUSES or attempt == self._policy.max_retries
-            ):
-                return self._policy.result(response)
-            time.sleep(self._policy.delay(attempt, response))
-        raise AssertionError("unreachable")
+        send = Retrying(**self._policy.retrying())
+        response = send(self._http.post, "/v1/events", content=body, headers=headers)
+        return self._policy.result(response)
 
 
 class AsyncJourneymanClient:
@@ -303,16 +317,6 @@ class AsyncJourneymanClient:
     async def _post(self, chunk: list[dict[str, Any]]) -> IngestResult:
         body = json.dumps({"events": chunk}, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"}
-        for attempt in range(self._policy.max_retries + 1):
-            response = None
-            try:
-                response = await self._http.post("/v1/events", content=body, headers=headers)
-            except (httpx.TransportError, httpx.TimeoutException):
-                if attempt == self._policy.max_retries:
-                    raise
-            if response is not None and (
-                response.status_code not in _RETRY_STATUSES or attempt == self._policy.max_retries
-            ):
-                return self._policy.result(response)
-            await asyncio.sleep(self._policy.delay(attempt, response))
-        raise AssertionError("unreachable")
+        send = AsyncRetrying(**self._policy.retrying())
+        response = await send(self._http.post, "/v1/events", content=body, headers=headers)
+        return self._policy.result(response)
