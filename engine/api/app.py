@@ -21,6 +21,7 @@ from journeyman.engine.profiles import ProfileProjector
 from journeyman.engine.runtime.logs import quiet_http_clients
 from journeyman.event_store import PostgresEventStore, create_pool
 from pydantic.json_schema import models_json_schema
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from . import (
     dashboard,
@@ -42,17 +43,21 @@ log = logging.getLogger(__name__)
 
 
 async def _project_forever(projector: ProfileProjector | JourneyStatsProjector) -> None:
-    """Keep a projection current; a failure is logged and retried."""
-    delay = 0.5
-    while True:
-        try:
-            await projector.run_forever()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s failed; retrying in %.1f s", type(projector).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30)
+    """Keep a projection current; a failure is logged and retried, after 0.5 s doubling up to
+    30 s (cancellation ends it)."""
+
+    def failed(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        pause = state.next_action.sleep if state.next_action else 0.0
+        name = type(projector).__name__
+        log.error("%s failed; retrying in %.1f s", name, pause, exc_info=error)
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(Exception),
+        wait=wait_exponential(multiplier=0.5, min=0.5, max=30),
+        before_sleep=failed,
+    )
+    await retrying(projector.run_forever)
 
 
 def create_app(

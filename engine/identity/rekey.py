@@ -49,12 +49,12 @@ from typing import Any, Literal
 import asyncpg
 from journeyman.engine.core.readers import DISPATCHER
 from journeyman.engine.identity.crypto import DataKey, Keyring
+from journeyman.engine.identity.rekey_rows import move_encrypted, record_user_id
 from journeyman.engine.identity.sealing import SEALED, has_sealed, reseal
 from journeyman.event_store import PostgresEventStore
 from journeyman.event_store.retry import retry_lost_races
 from journeyman.event_store.validation import to_json
 
-from .aliases import USER_ID
 from .member_ids import MINTED_SQL, is_minted, new_member_id
 
 log = logging.getLogger(__name__)
@@ -309,9 +309,9 @@ async def _rekey(
             new,
             keyring.rewrap(old, wrapped, new),
         )
-    await _move_encrypted(conn, "member_aliases", "alias", old, new, old_key, new_key)
-    await _move_encrypted(conn, "push_subscriptions", "push", old, new, old_key, new_key)
-    await _record_user_id(conn, keyring, old, new, new_key)
+    await move_encrypted(conn, "member_aliases", "alias", old, new, old_key, new_key)
+    await move_encrypted(conn, "push_subscriptions", "push", old, new, old_key, new_key)
+    await record_user_id(conn, keyring, old, new, new_key)
     await conn.execute(
         "UPDATE member_profiles SET "
         "member_id = CASE WHEN member_id = $1 THEN $2 ELSE member_id END, "
@@ -424,76 +424,6 @@ async def _rewrite_events(
         *changed[:3],
     )
     return len(changed[0])
-
-
-async def _move_encrypted(
-    conn: asyncpg.Connection,
-    table: str,
-    prefix: str,
-    old: str,
-    new: str,
-    old_key: DataKey | None,
-    new_key: DataKey | None,
-) -> None:
-    """Move the member's rows of `table` to the new id, their values re-encrypted (the
-    associated data names the member). An emptied value (a tombstone) stays empty."""
-    key_col = "blind" if table == "push_subscriptions" else "(kind, blind)"
-    rows = await conn.fetch(
-        f"SELECT kind, blind, value_enc FROM {table} WHERE member_id = $1 FOR UPDATE", old
-    )
-    for r in rows:
-        value = bytes(r["value_enc"])
-        if value and old_key is not None and new_key is not None:
-            purpose = f"{prefix}:{r['kind']}"
-            value = new_key.encrypt(old_key.decrypt(value, purpose), purpose)
-        where = "blind = $3" if key_col == "blind" else "kind = $4 AND blind = $3"
-        args: list[Any] = [new, value, r["blind"]]
-        if key_col != "blind":
-            args.append(r["kind"])
-        await conn.execute(
-            f"UPDATE {table} SET member_id = $1, value_enc = $2 WHERE {where}", *args
-        )
-
-
-async def _record_user_id(
-    conn: asyncpg.Connection, keyring: Keyring, old: str, new: str, new_key: DataKey | None
-) -> None:
-    """Record the old id as the `user_id` alias of the member (or of the member it was
-    merged into), unless the alias exists already."""
-    blind = keyring.blind(USER_ID, old)
-    if await conn.fetchval(
-        "SELECT 1 FROM member_aliases WHERE kind = $1 AND blind = $2", USER_ID, blind
-    ):
-        return
-    owner = new
-    for _ in range(16):
-        nxt = await conn.fetchval("SELECT merged_into FROM members WHERE member_id = $1", owner)
-        if nxt is None:
-            break
-        owner = nxt
-    erased = await conn.fetchval(
-        "SELECT erased_at IS NOT NULL FROM members WHERE member_id = $1", owner
-    )
-    key = new_key if owner == new else None
-    if owner != new or key is None:
-        wrapped = await conn.fetchval(
-            "SELECT wrapped_key FROM member_keys WHERE member_id = $1", owner
-        )
-        if wrapped is not None:
-            key = keyring.unwrap(owner, wrapped)
-        elif not erased:
-            key, wrapped = keyring.new_data_key(owner)
-            await conn.execute(
-                "INSERT INTO member_keys (member_id, wrapped_key) VALUES ($1, $2)", owner, wrapped
-            )
-    value = b"" if erased or key is None else key.encrypt(old.encode(), f"alias:{USER_ID}")
-    await conn.execute(
-        "INSERT INTO member_aliases (kind, blind, member_id, value_enc) VALUES ($1, $2, $3, $4)",
-        USER_ID,
-        blind,
-        owner,
-        value,
-    )
 
 
 async def other_member_columns(

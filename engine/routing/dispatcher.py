@@ -32,15 +32,14 @@ import datetime as dt
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from journeyman.engine.activities import instances as inst
 from journeyman.engine.contracts import EVENT_SIGNAL, JourneyEvent, JourneyInput
 from journeyman.engine.core.parking import Attempts, announce, describe, is_transient, park
 from journeyman.engine.core.readers import DISPATCHER as SUBSCRIPTION
 from journeyman.engine.identity.sealing import SEALED
+from journeyman.engine.routing.batch import RoutingBatch, SerialConnection
 from journeyman.event_store import PostgresEventStore, RecordedEvent, Subscription, UndecodableEvent
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -201,7 +200,7 @@ class Dispatcher:
             return
         sem = asyncio.Semaphore(self.concurrency)
         async with self.store.pool.acquire() as conn:
-            batch = await self._batch(_Serial(conn), by_member)
+            batch = await self._batch(SerialConnection(conn), by_member)
 
             async def one_member(member_id: str, evs: list[RecordedEvent]) -> None:
                 async with sem:
@@ -210,12 +209,14 @@ class Dispatcher:
 
             await asyncio.gather(*(one_member(m, evs) for m, evs in by_member.items()))
 
-    async def _batch(self, db: _Serial, by_member: dict[str, list[RecordedEvent]]) -> _Batch:
-        batch = _Batch(db=db, by_member=by_member, now=self.clock())
+    async def _batch(
+        self, db: SerialConnection, by_member: dict[str, list[RecordedEvent]]
+    ) -> RoutingBatch:
+        batch = RoutingBatch(db=db, by_member=by_member, now=self.clock())
         await self._load(batch, list(by_member))
         return batch
 
-    async def _load(self, batch: _Batch, member_ids: list[str]) -> None:
+    async def _load(self, batch: RoutingBatch, member_ids: list[str]) -> None:
         """Load the view of `member_ids` in one statement. Freshness is judged from the event
         itself first: a stale trigger needs no row of its own (only the member's running
         ones), and a member whose events route nowhere is not asked about at all."""
@@ -246,7 +247,9 @@ class Dispatcher:
             settings, event, now
         )
 
-    async def _route_or_park(self, batch: _Batch, member_id: str, event: RecordedEvent) -> None:
+    async def _route_or_park(
+        self, batch: RoutingBatch, member_id: str, event: RecordedEvent
+    ) -> None:
         """Route one event, trying again on failure; after the attempt limit, park it. An
         outage is raised (the batch is retried from the checkpoint), never counted."""
         while True:
@@ -301,10 +304,10 @@ class Dispatcher:
             raise ValueError(f"event {event.event_id} is not on a member stream")
         member_id = event.stream_id[len(MEMBER_PREFIX) :]
         async with self.store.pool.acquire() as conn:
-            batch = await self._batch(_Serial(conn), {member_id: [event]})
+            batch = await self._batch(SerialConnection(conn), {member_id: [event]})
             await self.route(member_id, event, batch)
 
-    async def route(self, member_id: str, event: RecordedEvent, batch: _Batch) -> None:
+    async def route(self, member_id: str, event: RecordedEvent, batch: RoutingBatch) -> None:
         self.stats["events"] += 1
         view = batch.views.setdefault(member_id, inst.MemberView())
         if event.type == "journey.entered":
@@ -319,7 +322,7 @@ class Dispatcher:
 
     async def _trigger(
         self,
-        batch: _Batch,
+        batch: RoutingBatch,
         view: inst.MemberView,
         spec: Any,
         member_id: str,
@@ -407,7 +410,7 @@ class Dispatcher:
             self.on_routed(event, workflow_id, "start" if started else "signal")
 
     async def _signal_running(
-        self, batch: _Batch, view: inst.MemberView, spec: Any, event: RecordedEvent
+        self, batch: RoutingBatch, view: inst.MemberView, spec: Any, event: RecordedEvent
     ) -> None:
         rows = view.running(spec.name)
         if not rows:
@@ -420,7 +423,7 @@ class Dispatcher:
             await self._signal(batch, view, row.workflow_id, event)
 
     async def _signal(
-        self, batch: _Batch, view: inst.MemberView, workflow_id: str, event: RecordedEvent
+        self, batch: RoutingBatch, view: inst.MemberView, workflow_id: str, event: RecordedEvent
     ) -> bool:
         """Signal a running journey; False (and the row cleared) when none is running."""
         try:
@@ -444,7 +447,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ projection
     async def _fold_entered(
-        self, batch: _Batch, view: inst.MemberView, member_id: str, event: RecordedEvent
+        self, batch: RoutingBatch, view: inst.MemberView, member_id: str, event: RecordedEvent
     ) -> None:
         d = event.data
         if not d.get("workflow_id") or not d.get("entry_id"):
@@ -463,7 +466,7 @@ class Dispatcher:
         view.keep(row)
 
     async def _fold_exited(
-        self, batch: _Batch, view: inst.MemberView, event: RecordedEvent
+        self, batch: RoutingBatch, view: inst.MemberView, event: RecordedEvent
     ) -> None:
         d = event.data
         if not d.get("workflow_id") or not d.get("entry_id"):
@@ -477,41 +480,3 @@ class Dispatcher:
             at=event.occurred_at,
         )
         view.keep(row)
-
-
-class _Serial:
-    """One pooled connection shared by a batch's routing tasks, one statement at a time.
-
-    Every statement through the pool itself would cost two round trips (the statement, then
-    the reset when the connection goes back); a batch holds one connection instead."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-        self._lock = asyncio.Lock()
-
-    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        async with self._lock:
-            return await self._conn.fetch(query, *args)
-
-    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
-        async with self._lock:
-            return await self._conn.fetchrow(query, *args)
-
-    async def fetchval(self, query: str, *args: object) -> object:
-        async with self._lock:
-            return await self._conn.fetchval(query, *args)
-
-    async def execute(self, query: str, *args: object) -> str:
-        async with self._lock:
-            return await self._conn.execute(query, *args)
-
-
-@dataclass
-class _Batch:
-    """One batch being routed: its connection, its events by member, its clock reading, and
-    the view of those members' journey runs."""
-
-    db: _Serial
-    by_member: dict[str, list[RecordedEvent]]
-    now: dt.datetime
-    views: dict[str, inst.MemberView] = field(default_factory=dict)
