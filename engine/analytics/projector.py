@@ -58,6 +58,19 @@ _SELECT = (
 )
 
 
+ANALYZE_AFTER = 25_000
+"""Events a catch-up folds before it first refreshes the tables' statistics; then again
+each time it has folded four times as many."""
+TABLES = (
+    "journey_entries",
+    "journey_deliveries",
+    "journey_conversions",
+    "journey_funnel_counts",
+    "journey_channel_counts",
+    "journey_outcome_counts",
+)
+
+
 def _upsert(table: str, columns: list[str], key: str) -> str:
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} "
@@ -232,10 +245,12 @@ class JourneyStatsProjector(NarrowingReader):
         settings: Settings | None = None,
         *,
         batch_size: int = 2000,
+        analyze_after: int = ANALYZE_AFTER,
     ) -> None:
         self.store = store
         self.settings = settings or get_settings()
         self.batch_size = batch_size
+        self.analyze_after = analyze_after
         self.attempts = Attempts(self.settings.dead_letter_attempts)
         self._reading_upto: Cursor | None = None
         self._narrow_until: Cursor | None = None
@@ -302,11 +317,18 @@ class JourneyStatsProjector(NarrowingReader):
             await write(conn, fold.finish())
 
     async def run_until_caught_up(self, progress: Callable[[int], None] | None = None) -> int:
-        total = 0
+        """Fold every event not yet folded. A long catch-up (a rebuild, an upgrade) refreshes
+        the tables' planner statistics as they grow: plans chosen for the near-empty tables
+        of its start, before autovacuum gets to them, would read whole tables per batch."""
+        total, next_analyze = 0, self.analyze_after
         while n := await self.run_once():
             total += n
             if progress:
                 progress(n)
+            if total >= next_analyze:
+                async with self.store.pool.acquire() as conn:
+                    await conn.execute(f"ANALYZE {', '.join(TABLES)}")
+                next_analyze = 4 * total
         return total
 
     async def run_forever(self, idle_poll: float = 0.1) -> None:

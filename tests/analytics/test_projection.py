@@ -163,3 +163,21 @@ async def test_a_report_far_behind_the_store_says_so_instead_of_folding_it_all(
     await JourneyStatsProjector(store, Settings()).run_until_caught_up()
     (stats,) = await journey_stats(store.pool, max_unprojected=5)
     assert stats.total.entered == 5
+
+
+async def _analyzed(store: PostgresEventStore) -> int:
+    return await store.pool.fetchval(
+        "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'journey_entries'"
+    )
+
+
+async def test_a_long_catch_up_refreshes_the_planners_statistics(store: PostgresEventStore) -> None:
+    """Plans made for the near-empty tables of a catch-up's start read whole tables per batch
+    once they have grown (a 100,000-member catch-up ran at a third of its speed)."""
+    await seed(store)
+    before = await _analyzed(store)
+    await JourneyStatsProjector(store, Settings()).run_until_caught_up()
+    assert await _analyzed(store) == before  # a short one leaves statistics to autovacuum
+    await entry(store, "f", "e6", sent=[("d6", "email")], delivered=["d6"], converted=7.5)
+    await JourneyStatsProjector(store, Settings(), analyze_after=3).run_until_caught_up()
+    assert await _analyzed(store) == before + 1
