@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 from journeyman.engine.contracts.profile import MemberProfile
 from journeyman.engine.core.readers import PROFILES, PROFILES_LOCK
 from journeyman.engine.core.settings import Settings
@@ -32,6 +33,9 @@ from .fold import ProfileRow, scores
 log = logging.getLogger(__name__)
 
 
+Page = Callable[[asyncpg.Connection, RefreshResult], Awaitable[list[asyncpg.Record]]]
+
+
 async def refresh_due(
     store: PostgresEventStore,
     segments: Segments,
@@ -44,41 +48,17 @@ async def refresh_due(
     """Evaluate the segments of members due at `now` (soonest first, a page per
     transaction, under the profile projector's lock), and move their due moments on.
     `examined` counts the profile rows read."""
-    chosen = segment_list(segments)
-    result = RefreshResult()
-    if not chosen:
-        return result
-    if page_size < 1:
-        raise ValueError("page_size must be at least 1")
-    while True:
-        async with store.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", PROFILES_LOCK)
-            if await _mark(conn, PROFILES) < await _mark(conn):
-                result.behind = True
-                return result
-            records = await conn.fetch(
-                "SELECT p.* FROM segment_due d JOIN member_profiles p USING (member_id) "
-                "WHERE d.due_at IS NOT NULL AND d.due_at <= $1 "
-                "ORDER BY d.due_at, d.member_id LIMIT $2",
-                now,
-                page_size,
-            )
-            rows = [ProfileRow.from_record(r) for r in records]
-            profiles: dict[str, MemberProfile | None] = {}
-            for row in rows:
-                scores(row, now, settings)
-                profiles[row.member_id] = profile_of(row)
-            changes = await apply_profiles(conn, store, chosen, profiles, now=now)
-            await track(conn, rows, now, settings)
-        result.pages += 1
-        result.examined += len(records)
-        result.changes.add(changes)
-        if on_page is not None:
-            outcome = on_page(result)
-            if outcome is not None:
-                await outcome
-        if len(records) < page_size:
-            return result
+
+    async def due(conn: asyncpg.Connection, _: RefreshResult) -> list[asyncpg.Record]:
+        return await conn.fetch(
+            "SELECT p.* FROM segment_due d JOIN member_profiles p USING (member_id) "
+            "WHERE d.due_at IS NOT NULL AND d.due_at <= $1 "
+            "ORDER BY d.due_at, d.member_id LIMIT $2",
+            now,
+            page_size,
+        )
+
+    return await _pages(store, segments, settings, now, page_size, on_page, RefreshResult(), due)
 
 
 async def refresh(
@@ -95,8 +75,34 @@ async def refresh(
     member id order (after `after`, to resume). Each page runs under the profile projector's
     lock, so it never interleaves with a batch being folded. `on_page` is called after each
     committed page (the scan activity heartbeats there)."""
-    chosen = segment_list(segments)
+
+    async def every(conn: asyncpg.Connection, result: RefreshResult) -> list[asyncpg.Record]:
+        records = await conn.fetch(
+            "SELECT * FROM member_profiles WHERE member_id > $1 ORDER BY member_id LIMIT $2",
+            result.cursor or "",
+            page_size,
+        )
+        if records:  # a failed page is not resumed from here: the heartbeat holds the cursor
+            result.cursor = records[-1]["member_id"]
+        return records
+
     result = RefreshResult(cursor=after)
+    return await _pages(store, segments, settings, now, page_size, on_page, result, every)
+
+
+async def _pages(
+    store: PostgresEventStore,
+    segments: Segments,
+    settings: Settings,
+    now: dt.datetime,
+    page_size: int,
+    on_page: Callable[[RefreshResult], Awaitable[None] | None] | None,
+    result: RefreshResult,
+    read: Page,
+) -> RefreshResult:
+    """Page through the profiles `read` returns until a short page: score each as of `now`,
+    bring its memberships in line, move its due moment on; one transaction per page."""
+    chosen = segment_list(segments)
     if not chosen:
         return result
     if page_size < 1:
@@ -110,23 +116,17 @@ async def refresh(
                     "segment refresh skipped: the profile projection is replaying the store"
                 )
                 return result
-            records = await conn.fetch(
-                "SELECT * FROM member_profiles WHERE member_id > $1 ORDER BY member_id LIMIT $2",
-                result.cursor or "",
-                page_size,
-            )
+            records = await read(conn, result)
+            rows = [ProfileRow.from_record(r) for r in records]
             profiles: dict[str, MemberProfile | None] = {}
-            for record in records:
-                row = ProfileRow.from_record(record)
+            for row in rows:
                 scores(row, now, settings)
                 profiles[row.member_id] = profile_of(row)
             changes = await apply_profiles(conn, store, chosen, profiles, now=now)
-            await track(conn, [ProfileRow.from_record(r) for r in records], now, settings)
+            await track(conn, rows, now, settings)
         result.pages += 1
         result.examined += len(records)
         result.changes.add(changes)
-        if records:
-            result.cursor = records[-1]["member_id"]
         if on_page is not None:
             outcome = on_page(result)
             if outcome is not None:
