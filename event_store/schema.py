@@ -57,6 +57,13 @@ events = Table(
     Index("events_tx_position_idx", "tx_id", "global_position"),
     Index("events_category_tx_position_idx", "category", "tx_id", "global_position"),
     Index("events_type_idx", "type", "tx_id", "global_position"),
+    # The deliveries page's journey filter: one journey's latest events, read backwards.
+    Index(
+        "events_journey_position_idx",
+        text("(data->>'journey')"),
+        "global_position",
+        postgresql_where=text("data->>'journey' IS NOT NULL"),
+    ),
 )
 
 checkpoints = Table(

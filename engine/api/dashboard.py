@@ -226,6 +226,8 @@ WHERE type = ANY($1::text[]) {where}
 ORDER BY global_position DESC LIMIT $2
 """
 COUNT_WINDOW = 10_000  # message events the deliveries page counts by type
+# One journey's events, read backwards by `events_journey_position_idx`.
+JOURNEY_FILTER = "AND data->>'journey' = $3"
 _MESSAGE_TYPES = [
     "message.sent",
     "message.failed",
@@ -244,7 +246,7 @@ async def deliveries_page(
     request: Request, journey: str | None = None, who: str = Depends(admitted)
 ) -> HTMLResponse:
     pool = analytics_pool(request)
-    where, extra = ("AND data->>'journey' = $3", [journey]) if journey else ("", [])
+    where, extra = (JOURNEY_FILTER, [journey]) if journey else ("", [])
     rows = await pool.fetch(_RECENT.format(where=where), _MESSAGE_TYPES, 100, *extra)
     # Counts over a recent window, not all history: the page's cost stays flat as sends
     # accumulate (the journey pages carry the all-time figures, from the projection).

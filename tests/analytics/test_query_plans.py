@@ -119,3 +119,40 @@ async def test_report_queries_read_the_projection_and_an_indexed_tail(
         if "journey_funnel_counts" in sql or "journey_channel_counts" in sql:
             assert relations(plan) <= {"journey_funnel_counts", "journey_channel_counts"}
     assert reads_events == 2  # the unprojected tail, once per report
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+async def test_the_deliveries_page_reads_a_rare_journey_by_its_index(
+    store: PostgresEventStore,
+) -> None:
+    """Filtered to one journey, the page reads that journey's latest events backwards; it
+    does not walk the history back until it has found enough of a rare journey's events."""
+    from journeyman.engine.api.dashboard import (
+        _MESSAGE_TYPES,
+        _RECENT,
+        COUNT_WINDOW,
+        JOURNEY_FILTER,
+    )
+
+    rare = [
+        NewEvent("message.sent", {"journey": "birthday", "delivery_id": f"b{i}"}, event_id=f"b{i}")
+        for i in range(3)
+    ]
+    await store.append("member-rare", rare, ANY)
+    await fill(store, 0, 3000)  # the common journey's history, all after the rare one
+    async with store.pool.acquire() as conn:
+        await conn.execute("ANALYZE events")
+        query = f"SELECT type, count(*) FROM ({_RECENT.format(where=JOURNEY_FILTER)}) r GROUP BY 1"
+        raw = await conn.fetchval(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", _MESSAGE_TYPES, COUNT_WINDOW, "birthday"
+        )
+        counts = await conn.fetch(query, _MESSAGE_TYPES, COUNT_WINDOW, "birthday")
+    assert {r["type"]: r["count"] for r in counts} == {"message.sent": 3}
+    scans = [n for n in _nodes(json.loads(raw)[0]["Plan"]) if n.get("Relation Name") == "events"]
+    assert [n.get("Index Name") for n in scans] == ["events_journey_position_idx"]
+    assert scans[0]["Actual Rows"] == 3  # the rare journey's rows, not the history
