@@ -3,8 +3,8 @@ filtered to one journey reads that journey's latest events backwards, instead of
 the whole history back until it has found enough of them (a rare journey's cost grew with
 the store).
 
-Built in place (`CREATE INDEX`): it holds off appends while it builds, about a minute per
-20 million events on a small machine. Plan the upgrade for a quiet moment.
+Built in place (`CREATE INDEX`): it holds off appends while it builds, for a time that grows
+with the store. Plan the upgrade for a quiet moment.
 
 Revision ID: 0015
 """
