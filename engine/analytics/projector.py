@@ -30,6 +30,7 @@ from journeyman.engine.analytics.fold import (
     JourneyEvent,
 )
 from journeyman.engine.core.parking import (
+    ANALYZE_AFTER,
     Attempts,
     NarrowingReader,
     announce,
@@ -58,9 +59,6 @@ _SELECT = (
 )
 
 
-ANALYZE_AFTER = 25_000
-"""Events a catch-up folds before it first refreshes the tables' statistics; then again
-each time it has folded four times as many."""
 TABLES = (
     "journey_entries",
     "journey_deliveries",
@@ -238,6 +236,7 @@ class JourneyStatsProjector(NarrowingReader):
     projection)."""
 
     label = "journey stats projection"
+    tables = TABLES
 
     def __init__(
         self,
@@ -316,34 +315,11 @@ class JourneyStatsProjector(NarrowingReader):
             fold.apply(journey_event)
             await write(conn, fold.finish())
 
-    async def run_until_caught_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Fold every event not yet folded. A long catch-up (a rebuild, an upgrade) refreshes
-        the tables' planner statistics as they grow: plans chosen for the near-empty tables
-        of its start, before autovacuum gets to them, would read whole tables per batch."""
-        total, next_analyze = 0, self.analyze_after
-        while n := await self.run_once():
-            total += n
-            if progress:
-                progress(n)
-            if total >= next_analyze:
-                async with self.store.pool.acquire() as conn:
-                    await conn.execute(f"ANALYZE {', '.join(TABLES)}")
-                next_analyze = 4 * total
-        return total
-
-    async def run_forever(self, idle_poll: float = 0.1) -> None:
-        while True:
-            if not await self.run_once():
-                await self.store.wait_for_append(idle_poll)
-
     async def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Forget the tables and the checkpoint, then replay the whole store."""
         async with self.store.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-            await conn.execute(
-                "TRUNCATE journey_entries, journey_deliveries, journey_conversions, "
-                "journey_funnel_counts, journey_channel_counts, journey_outcome_counts"
-            )
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
             await conn.execute("DELETE FROM subscription_checkpoints WHERE name = $1", NAME)
         return await self.run_until_caught_up(progress)
 

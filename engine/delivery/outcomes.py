@@ -23,6 +23,7 @@ from journeyman.event_store import (
 )
 from journeyman.event_store.model import AppendResult
 from journeyman.event_store.retry import retry_unless
+from temporalio.exceptions import ApplicationError
 
 from . import claims
 from .recording import message_event, record
@@ -234,10 +235,18 @@ class Outcomes:
         except LOST_RACE as lost:
             return await self.recorded_elsewhere(did, lost)
 
-    async def recorded_elsewhere(self, did: str, lost: Exception) -> SendOutcome:
-        """The outcome another attempt recorded when it won the race; `lost` is raised when
-        there is none, as the race was lost to something else."""
+    async def recorded_elsewhere(self, did: str, otherwise: Exception) -> SendOutcome:
+        """The outcome another attempt recorded when it won a race to the delivery's stream;
+        `otherwise` is raised when there is none (the race was lost to something else, or
+        the other attempt is still at work: see `contended`)."""
         fresh = await claims.load(self.store, did)
         if fresh.outcome is not None:
             return fresh.outcome
-        raise lost
+        raise otherwise
+
+
+def contended(did: str, why: str) -> ApplicationError:
+    """A retryable error for Temporal: another attempt holds the delivery for now."""
+    return ApplicationError(
+        f"delivery {did}: {why}", type="ClaimContended", next_retry_delay=dt.timedelta(seconds=2)
+    )

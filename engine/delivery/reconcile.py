@@ -46,7 +46,7 @@ from temporalio.exceptions import ApplicationError
 
 from . import claims
 from .choice import Candidate, SendContext, contact_for, route_channel
-from .outcomes import LOST_RACE, about
+from .outcomes import LOST_RACE, about, contended
 from .parts import DeliveryParts
 from .recording import message_event
 from .templates import TemplateError, TemplateMissing
@@ -247,14 +247,8 @@ async def uncertain_send(
 
 
 async def _settled_elsewhere(d: DeliveryParts, did: str) -> SendOutcome:
-    fresh = await claims.load(d.store, did)
-    if fresh.outcome is not None:
-        return fresh.outcome
-    raise ApplicationError(
-        f"delivery {did}: another attempt is settling it",
-        type="ClaimContended",
-        next_retry_delay=dt.timedelta(seconds=2),
-    )
+    settling = contended(did, "another attempt is settling it")
+    return await d.outcomes.recorded_elsewhere(did, settling)
 
 
 __all__ = ["reconcile", "uncertain_send"]

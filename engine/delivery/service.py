@@ -52,7 +52,7 @@ from journeyman.engine.core import metrics
 from journeyman.engine.core.settings import Settings
 from journeyman.engine.identity import get_contact_points
 from journeyman.engine.profiles import get_profile
-from journeyman.event_store import ConcurrencyError, PostgresEventStore, StaleTransactionError
+from journeyman.event_store import PostgresEventStore
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -68,6 +68,7 @@ from .choice import (
     load_pauses,
     quiet_until,
 )
+from .outcomes import LOST_RACE, contended
 from .parts import DeliveryParts
 from .permanent import apply_permanent
 from .policies import FrequencyCap
@@ -167,15 +168,9 @@ class Deliverer(DeliveryParts):
             capped_until = await self._claim(
                 request, did, state, chosen, marketing, now, ctx.render_at or now
             )
-        except (ConcurrencyError, StaleTransactionError):
-            fresh = await claims.load(self.store, did)
-            if fresh.outcome is not None:
-                return fresh.outcome
-            raise ApplicationError(
-                f"delivery {did}: another attempt holds the claim",
-                type="ClaimContended",
-                next_retry_delay=dt.timedelta(seconds=2),
-            ) from None
+        except LOST_RACE:
+            why = contended(did, "another attempt holds the claim")
+            return await outcomes.recorded_elsewhere(did, why)
         if capped_until is not None:
             return await outcomes.defer(request, did, chosen.name, capped_until, "frequency cap")
         claim_version = state.version + 1

@@ -106,6 +106,7 @@ class ProfileProjector(NarrowingReader):
     plugin's; `()` for none)."""
 
     label = "profile projection"
+    tables = ("member_profiles", "segment_memberships", "segment_due", "inactivity_due")
 
     def __init__(
         self,
@@ -226,19 +227,6 @@ class ProfileProjector(NarrowingReader):
             NAME,
         )
         return START if row is None else Cursor(row["tx_id"], row["position"])
-
-    async def run_until_caught_up(self, progress: Callable[[int], None] | None = None) -> int:
-        total = 0
-        while n := await self.run_once():
-            total += n
-            if progress:
-                progress(n)
-        return total
-
-    async def run_forever(self, idle_poll: float = 0.1) -> None:
-        while True:
-            if not await self.run_once():
-                await self.store.wait_for_append(idle_poll)
 
     async def rebuild(
         self, progress: Callable[[int], None] | None = None, *, batch_size: int = REBUILD_BATCH
